@@ -1,0 +1,626 @@
+/**
+ * One-sided allocation and free (FineMem, OSDI '25, sections 4.2-4.3): the
+ * client runs this code and reaches pool metadata only through transport
+ * operations, so the memory node's CPU does no work per allocation.
+ *
+ * Three paths, by size class (4 KiB * 2^c):
+ *   c 0..4  a naturally aligned group of 2^c chunks inside one span: one CAS
+ *           on the span header sets the bits and writes the commit log.
+ *   c 5..8  2^(c-5) aligned whole spans of one CHUNK section: one CAS per
+ *           span, tails first, the head last; the head's CAS commits.
+ *   c 9, and blocks above 2 MiB: contiguous FREE sections taken to LARGE,
+ *           tails first, the head section's CAS commits.
+ *
+ * Then the owner-log entry of the block's first chunk is written HELD.
+ * `free` writes FREED first and then clears with CAS (the ordering argument
+ * is in assembly/ownerlog.ts; the sealing argument for sections is in
+ * assembly/section.ts).
+ *
+ * Invariant 3 (no chunk handed to two holders): a chunk becomes allocated only
+ * through a successful CAS whose expected word showed it free, in a span that
+ * was unsealed (chunk and span paths) or in a section that was FREE with all
+ * spans sealed (section path). Sealed spans never pass the first check, and
+ * FREE sections' spans are always sealed, so the two namespaces never meet.
+ *
+ * Contention (FineMem section 4.3): each client starts its scans at its own
+ * random section and keeps one hint span (with the last word it saw) per
+ * class; a failed CAS retries with the word the CAS returned, never a fresh
+ * read; a span whose CAS failed CONTENDED_RETRIES times in a row is marked
+ * CONTENDED in its section and left for others.
+ */
+import { cas64, load64, readInto, store64, transportOps } from './imports';
+import {
+  CHUNK_BYTES, CHUNK_SHIFT, E_CORRUPT, E_DOUBLE_FREE, E_EXHAUSTED, E_INVALID_ADDRESS, SECTION_BYTES,
+  SECTION_CHUNKS, SECTION_SPANS, SPAN_CHUNKS, dataOff, nSections, ownerLogOff, sectionHdrOff, spanHdrOff,
+} from './layout';
+import { CLASS_LARGE, LOG_FREED, LOG_HELD, logClass, logEntry, logSections, logState } from './ownerlog';
+import { nextBelow } from './prng';
+import {
+  MODE_CHUNK, MODE_FREE, MODE_LARGE, SOP_ALLOC, SOP_FREE, SOP_MODE, ST_CONTENDED, ST_EMPTY, ST_FULL, ST_NORMAL,
+  nextSectionWord, sectionMode, sectionStates, sectionTail, spanState, withSpanState,
+} from './section';
+import {
+  FULL_BITMAP, OP_ALLOC, OP_FREE, OP_NONE, OP_SEAL, bitmapOf, findFreeGroup, groupMask, isEmptySpan, isSealed,
+  isWholeSpanBlock, nextSpanWord, spanChunk, spanClass, spanWord,
+} from './span';
+
+const DEBUG = !ASC_NO_ASSERT;
+
+/** Failed CASes in a row on one span before the allocator moves away. */
+const CONTENDED_RETRIES: u32 = 4;
+/** Sections scanned by hints before claiming a FREE section. */
+const SCAN_WINDOW: u32 = 64;
+/** Section headers fetched per bulk read during scans. */
+const BATCH: u32 = 32;
+
+/** This client's id (1..4095), set by `setClient`. */
+export let clientId: u32 = 0;
+/** Section where this client's scans start (random at registration, then wherever it last found room). */
+let startSection: u32 = 0;
+/** Next-fit position of the section path. */
+let largeCursor: u32 = 0;
+
+// Per-class hint span (global span index, -1 = none) and the last word seen.
+const hintSpan = memory.data(4 * 5);
+const hintWord = memory.data(8 * 5);
+// Scratch word for probes, and a buffer for bulk reads of headers.
+const scratch = memory.data(8);
+const batch = memory.data(8 * 32);
+
+// Counters (read through assembly/stats.ts).
+export let allocCount: u64 = 0;
+export let freeCount: u64 = 0;
+export let allocRetries: u64 = 0;
+export let allocRetryMax: u32 = 0;
+export let allocOps: u64 = 0;
+export let freeOps: u64 = 0;
+const classAllocs = memory.data(8 * 11);
+const classFrees = memory.data(8 * 11);
+
+@inline function sectionHdr(sec: u32): u64 { return sectionHdrOff + (<u64>sec << 3); }
+@inline function spanHdr(span: u32): u64 { return spanHdrOff + (<u64>span << 3); }
+@inline function logOff(chunk: u32): u64 { return ownerLogOff + (<u64>chunk << 3); }
+@inline function getHintSpan(cls: u32): i32 { return load<i32>(hintSpan + (cls << 2)); }
+@inline function getHintWord(cls: u32): u64 { return load<u64>(hintWord + (cls << 3)); }
+@inline function setHint(cls: u32, span: i32, w: u64): void {
+  store<i32>(hintSpan + (cls << 2), span);
+  store<u64>(hintWord + (cls << 3), w);
+}
+
+/** Byte offset of global chunk `chunk`. */
+@inline export function chunkOffset(chunk: u32): u64 { return dataOff + (<u64>chunk << CHUNK_SHIFT); }
+
+/** Binds this core instance to client `id` and picks its random start section. */
+export function setClient(id: u32): void {
+  clientId = id;
+  startSection = nSections > 0 ? nextBelow(nSections) : 0;
+  largeCursor = startSection;
+  for (let c: u32 = 0; c < 5; c++) setHint(c, -1, 0);
+}
+
+@inline function classStat(base: usize, cls: u32): usize { return base + (<usize>min(cls, 10) << 3); }
+
+/**
+ * Allocates one block of size class `cls` (0..9). Returns its first chunk's
+ * global index, or E_EXHAUSTED.
+ */
+export function allocClass(cls: u32): i64 {
+  const ops0 = transportOps;
+  let r: i64;
+  if (cls <= 4) r = allocChunks(cls);
+  else if (cls <= 8) r = allocSpans(cls);
+  else r = allocSections(1, cls);
+  noteAlloc(r, cls, ops0);
+  return r;
+}
+
+/** Allocates `n` >= 2 contiguous sections (a block above 2 MiB). */
+export function allocLarge(n: u32): i64 {
+  const ops0 = transportOps;
+  const r = allocSections(n, CLASS_LARGE);
+  noteAlloc(r, 10, ops0);
+  return r;
+}
+
+@inline function noteAlloc(r: i64, statClass: u32, ops0: u64): void {
+  allocOps += transportOps - ops0;
+  if (r >= 0) {
+    allocCount++;
+    const p = classStat(classAllocs, statClass);
+    store<u64>(p, load<u64>(p) + 1);
+  }
+}
+
+@inline function noteRetries(retries: u32): void {
+  allocRetries += retries;
+  if (retries > allocRetryMax) allocRetryMax = retries;
+}
+
+// ---------------------------------------------------------------- chunk path
+
+function allocChunks(cls: u32): i64 {
+  let span = getHintSpan(cls);
+  let w = getHintWord(cls);
+  let retries: u32 = 0;
+  let streak: u32 = 0;
+  while (true) {
+    if (span < 0) {
+      span = findSpanForChunks(cls);
+      if (span < 0) { noteRetries(retries); return span; }
+      w = load<u64>(scratch);
+      streak = 0;
+    }
+    const bm = bitmapOf(w);
+    const pos = findFreeGroup(bm, cls);
+    if (pos < 0) {
+      if (bm == FULL_BITMAP && !isSealed(w)) markSpan(<u32>span, ST_FULL);
+      span = -1;
+      continue;
+    }
+    const nbm = bm | groupMask(<u32>pos, cls);
+    const desired = nextSpanWord(w, nbm, clientId, OP_ALLOC, <u32>pos, cls);
+    const old = cas64(spanHdr(<u32>span), w, desired);
+    if (old == w) {
+      refreshHints(<u32>span, desired);
+      setHint(cls, span, desired);
+      const chunk = (<u32>span << 5) + <u32>pos;
+      store64(logOff(chunk), logEntry(clientId, cls, LOG_HELD, 0));
+      if (nbm == FULL_BITMAP) markSpan(<u32>span, ST_FULL);
+      else if (bm == 0) markSpan(<u32>span, ST_NORMAL);
+      noteRetries(retries);
+      return chunk;
+    }
+    retries++;
+    w = old;
+    if (++streak >= CONTENDED_RETRIES) {
+      markSpan(<u32>span, ST_CONTENDED);
+      span = -1;
+    }
+  }
+}
+
+/**
+ * Finds a span with a free aligned group for `cls`; returns its global index
+ * and leaves its header word in scratch[0], or a negative status.
+ */
+function findSpanForChunks(cls: u32): i32 {
+  let freeSec: i32 = -1;
+  const window = min(SCAN_WINDOW, nSections);
+  for (let i: u32 = 0; i < window; i++) {
+    const sec = (startSection + i) % nSections;
+    const sw = load64(sectionHdr(sec));
+    const mode = sectionMode(sw);
+    if (mode == MODE_FREE) { if (freeSec < 0) freeSec = <i32>sec; continue; }
+    if (mode != MODE_CHUNK) continue;
+    // NORMAL spans first (pack partly used spans), then EMPTY ones.
+    for (let pass: u32 = 0; pass < 2; pass++) {
+      const want = pass == 0 ? ST_NORMAL : ST_EMPTY;
+      for (let j: u32 = 0; j < SECTION_SPANS; j++) {
+        if (spanState(sw, j) != want) continue;
+        const span = sec * SECTION_SPANS + j;
+        if (probeSpan(span, cls)) { startSection = sec; return <i32>span; }
+      }
+    }
+  }
+  if (freeSec < 0) freeSec = findSectionInMode(MODE_FREE);
+  while (freeSec >= 0) {
+    if (claimSection(<u32>freeSec)) {
+      startSection = <u32>freeSec;
+      const span = <u32>freeSec * SECTION_SPANS;
+      store<u64>(scratch, load64(spanHdr(span)));
+      return <i32>span;
+    }
+    freeSec = findSectionInMode(MODE_FREE);
+  }
+  // Last resort: every span of every CHUNK section, hints ignored.
+  for (let sec: u32 = 0; sec < nSections; sec++) {
+    if (sectionMode(load64(sectionHdr(sec))) != MODE_CHUNK) continue;
+    for (let j: u32 = 0; j < SECTION_SPANS; j++) {
+      const span = sec * SECTION_SPANS + j;
+      if (probeSpan(span, cls)) return <i32>span;
+    }
+  }
+  return E_EXHAUSTED;
+}
+
+/** Loads span `span`'s header into scratch[0]; true when it has room for `cls`. */
+@inline function probeSpan(span: u32, cls: u32): bool {
+  const w = load64(spanHdr(span));
+  store<u64>(scratch, w);
+  return findFreeGroup(bitmapOf(w), cls) >= 0;
+}
+
+/**
+ * First section whose mode is `mode`, scanning from this client's start
+ * section with one bulk read per BATCH headers; -1 when there is none. A bulk
+ * read may see a word mid-update: the caller's CAS settles it.
+ */
+function findSectionInMode(mode: u32): i32 {
+  let sec = startSection;
+  let left = nSections;
+  while (left > 0) {
+    const n = min(min(BATCH, left), nSections - sec);
+    readInto(sectionHdr(sec), batch, n << 3);
+    for (let k: u32 = 0; k < n; k++) {
+      if (sectionMode(load<u64>(batch + (k << 3))) == mode) return <i32>(sec + k);
+    }
+    left -= n;
+    sec = (sec + n) % nSections;
+  }
+  return -1;
+}
+
+/**
+ * Best-effort update of span `span`'s hint in its section header (a few CAS
+ * tries; hints are never needed for correctness).
+ */
+function markSpan(span: u32, state: u32): void {
+  const sec = span >> 4;
+  const j = span & 15;
+  const off = sectionHdr(sec);
+  let w = load64(off);
+  for (let i = 0; i < 4; i++) {
+    if (sectionMode(w) != MODE_CHUNK || spanState(w, j) == state) return;
+    const old = cas64(off, w, withSpanState(w, j, state));
+    if (old == w) return;
+    w = old;
+  }
+}
+
+/** Sets the hints of `n` spans from `first` (within one section) to `state`. */
+function markSpans(sec: u32, first: u32, n: u32, state: u32): void {
+  const off = sectionHdr(sec);
+  let w = load64(off);
+  for (let i = 0; i < 8; i++) {
+    if (sectionMode(w) != MODE_CHUNK) return;
+    let nw = w;
+    for (let j = first; j < first + n; j++) nw = withSpanState(nw, j, state);
+    if (nw == w) return;
+    const old = cas64(off, w, nw);
+    if (old == w) return;
+    w = old;
+  }
+}
+
+/**
+ * Moves section `sec` FREE -> CHUNK with one CAS, then unseals its spans
+ * with plain stores (the claimant owns them: assembly/section.ts).
+ */
+function claimSection(sec: u32): bool {
+  const off = sectionHdr(sec);
+  const w = load64(off);
+  if (sectionMode(w) != MODE_FREE) return false;
+  if (cas64(off, w, nextSectionWord(w, 0, clientId, SOP_MODE, MODE_CHUNK, false)) != w) return false;
+  for (let j: u32 = 0; j < SECTION_SPANS; j++) {
+    store64(spanHdr(sec * SECTION_SPANS + j), spanWord(0, clientId, OP_NONE, 0, 0, 0));
+  }
+  return true;
+}
+
+// ----------------------------------------------------------------- span path
+
+function allocSpans(cls: u32): i64 {
+  const n: u32 = 1 << (cls - 5);
+  let freeSec: i32 = -1;
+  const window = min(SCAN_WINDOW, nSections);
+  for (let i: u32 = 0; i < window; i++) {
+    const sec = (startSection + i) % nSections;
+    const sw = load64(sectionHdr(sec));
+    const mode = sectionMode(sw);
+    if (mode == MODE_FREE) { if (freeSec < 0) freeSec = <i32>sec; continue; }
+    if (mode != MODE_CHUNK) continue;
+    for (let g: u32 = 0; g < SECTION_SPANS; g += n) {
+      if (!hintsEmpty(sw, g, n)) continue;
+      const r = takeSpans(sec, g, n, cls);
+      if (r >= 0) return r;
+    }
+  }
+  if (freeSec < 0) freeSec = findSectionInMode(MODE_FREE);
+  while (freeSec >= 0) {
+    if (claimSection(<u32>freeSec)) {
+      const r = takeSpans(<u32>freeSec, 0, n, cls);
+      if (r >= 0) return r;
+    }
+    freeSec = findSectionInMode(MODE_FREE);
+  }
+  for (let sec: u32 = 0; sec < nSections; sec++) {
+    if (sectionMode(load64(sectionHdr(sec))) != MODE_CHUNK) continue;
+    for (let g: u32 = 0; g < SECTION_SPANS; g += n) {
+      const r = takeSpans(sec, g, n, cls);
+      if (r >= 0) return r;
+    }
+  }
+  return E_EXHAUSTED;
+}
+
+@inline function hintsEmpty(sw: u64, first: u32, n: u32): bool {
+  for (let j = first; j < first + n; j++) if (spanState(sw, j) != ST_EMPTY) return false;
+  return true;
+}
+
+/**
+ * Takes spans first..first+n-1 of section `sec` as one block of class `cls`:
+ * tails first, head last (the head's CAS commits). Returns the head chunk, or
+ * -1 after rolling back whatever it had taken.
+ */
+function takeSpans(sec: u32, first: u32, n: u32, cls: u32): i64 {
+  const base = sec * SECTION_SPANS + first;
+  let retries: u32 = 0;
+  for (let i: i32 = <i32>n - 1; i >= 0; i--) {
+    const span = base + <u32>i;
+    let w = load64(spanHdr(span));
+    while (true) {
+      if (!isEmptySpan(w)) { releaseSpans(base, <u32>i + 1, n, cls); noteRetries(retries); return -1; }
+      const old = cas64(spanHdr(span), w, nextSpanWord(w, FULL_BITMAP, clientId, OP_ALLOC, <u32>i, cls));
+      if (old == w) break;
+      retries++;
+      w = old;
+    }
+  }
+  const head = base << 5;
+  store64(logOff(head), logEntry(clientId, cls, LOG_HELD, 0));
+  markSpans(sec, first, n, ST_FULL);
+  noteRetries(retries);
+  return head;
+}
+
+/** Frees spans base+from..base+n-1 of a block of class `cls` (rollback and free). */
+function releaseSpans(base: u32, from: u32, n: u32, cls: u32): bool {
+  let ok = true;
+  for (let i = from; i < n; i++) {
+    const span = base + i;
+    let w = load64(spanHdr(span));
+    while (true) {
+      if (!isWholeSpanBlock(w) || spanClass(w) != cls || spanChunk(w) != i) { ok = false; break; }
+      const old = cas64(spanHdr(span), w, nextSpanWord(w, 0, clientId, OP_FREE, i, cls));
+      if (old == w) break;
+      w = old;
+    }
+  }
+  return ok;
+}
+
+// -------------------------------------------------------------- section path
+
+function allocSections(n: u32, cls: u32): i64 {
+  if (n == 0 || n > nSections) return E_EXHAUSTED;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    let run: u32 = 0;
+    // Next-fit over the whole pool; a run never wraps around the end.
+    for (let k: u32 = 0; k < nSections; k++) {
+      const sec = (largeCursor + k) % nSections;
+      if (sec == 0) run = 0;
+      if (sectionMode(load64(sectionHdr(sec))) != MODE_FREE) { run = 0; continue; }
+      run++;
+      if (run < n) continue;
+      const first = sec + 1 - n;
+      const r = takeSections(first, n, cls);
+      if (r >= 0) {
+        largeCursor = (sec + 1) % nSections;
+        return r;
+      }
+      run = 0;
+    }
+    if (retireEmptySections() == 0) break;
+  }
+  return E_EXHAUSTED;
+}
+
+/** Takes sections first..first+n-1 FREE -> LARGE, tails first, head last. */
+function takeSections(first: u32, n: u32, cls: u32): i64 {
+  for (let i: i32 = <i32>n - 1; i >= 0; i--) {
+    const sec = first + <u32>i;
+    const off = sectionHdr(sec);
+    const w = load64(off);
+    const ok = sectionMode(w) == MODE_FREE
+      && cas64(off, w, nextSectionWord(w, 0, clientId, SOP_ALLOC, MODE_LARGE, i > 0)) == w;
+    if (!ok) {
+      releaseSections(first, <u32>i + 1, n);
+      return -1;
+    }
+  }
+  const head = first * SECTION_CHUNKS;
+  store64(logOff(head), logEntry(clientId, cls, LOG_HELD, cls == CLASS_LARGE ? n : 0));
+  return head;
+}
+
+/** LARGE -> FREE for sections first+from..first+n-1. */
+function releaseSections(first: u32, from: u32, n: u32): bool {
+  let ok = true;
+  for (let i = from; i < n; i++) {
+    const off = sectionHdr(first + i);
+    let w = load64(off);
+    while (true) {
+      if (sectionMode(w) != MODE_LARGE || sectionTail(w) != (i > 0)) { ok = false; break; }
+      const old = cas64(off, w, nextSectionWord(w, 0, clientId, SOP_FREE, MODE_FREE, false));
+      if (old == w) break;
+      w = old;
+    }
+  }
+  return ok;
+}
+
+/**
+ * Retires every CHUNK section whose 16 spans are all empty back to FREE, so
+ * the section path can use it. Returns how many were retired.
+ */
+function retireEmptySections(): u32 {
+  let retired: u32 = 0;
+  for (let sec: u32 = 0; sec < nSections; sec++) {
+    if (sectionMode(load64(sectionHdr(sec))) != MODE_CHUNK) continue;
+    readInto(spanHdr(sec * SECTION_SPANS), batch, SECTION_SPANS * 8);
+    let allEmpty = true;
+    for (let j: u32 = 0; j < SECTION_SPANS; j++) {
+      if (!isEmptySpan(load<u64>(batch + (j << 3)))) { allEmpty = false; break; }
+    }
+    if (allEmpty && retireSection(sec)) retired++;
+  }
+  return retired;
+}
+
+/** Seals all spans of CHUNK section `sec` (each CAS expects it empty), then CHUNK -> FREE. */
+function retireSection(sec: u32): bool {
+  const base = sec * SECTION_SPANS;
+  for (let j: u32 = 0; j < SECTION_SPANS; j++) {
+    const off = spanHdr(base + j);
+    const w = load64(off);
+    const sealed = nextSpanWord(w, FULL_BITMAP, clientId, OP_SEAL, 0, 0);
+    if (!isEmptySpan(w) || cas64(off, w, sealed) != w) {
+      unsealSpans(base, j);
+      return false;
+    }
+  }
+  const off = sectionHdr(sec);
+  let w = load64(off);
+  while (sectionMode(w) == MODE_CHUNK) {
+    const old = cas64(off, w, nextSectionWord(w, 0, clientId, SOP_MODE, MODE_FREE, false));
+    if (old == w) return true;
+    w = old;
+  }
+  if (DEBUG) assert(false, 'a section with all spans sealed by us left CHUNK mode');
+  return false;
+}
+
+/** Undoes this client's seals on spans base..base+count-1 (retire rollback). */
+function unsealSpans(base: u32, count: u32): void {
+  for (let j: u32 = 0; j < count; j++) {
+    const off = spanHdr(base + j);
+    const w = load64(off);
+    if (DEBUG) assert(isSealed(w), 'a span we sealed was changed by someone else');
+    cas64(off, w, nextSpanWord(w, 0, clientId, OP_NONE, 0, 0));
+  }
+}
+
+// ---------------------------------------------------------------------- free
+
+/**
+ * Frees the block whose first chunk is global chunk `chunk`. Returns OK,
+ * E_DOUBLE_FREE (already freed) or E_INVALID_ADDRESS (not the start of an
+ * allocated block).
+ */
+export function freeChunk(chunk: u32): i32 {
+  const ops0 = transportOps;
+  const e = load64(logOff(chunk));
+  let r: i32;
+  if (logState(e) != LOG_HELD) {
+    r = logState(e) == LOG_FREED && !isChunkAllocated(chunk) ? E_DOUBLE_FREE : E_INVALID_ADDRESS;
+  } else {
+    const cls = logClass(e);
+    if (cls <= 4) r = freeChunks(chunk, cls);
+    else if (cls <= 8) r = freeSpans(chunk, cls);
+    else r = freeSections(chunk, cls == CLASS_LARGE ? logSections(e) : 1, cls);
+  }
+  freeOps += transportOps - ops0;
+  if (r == 0) {
+    freeCount++;
+    const cls = logClass(e);
+    const p = classStat(classFrees, cls == CLASS_LARGE ? 10 : cls);
+    store<u64>(p, load<u64>(p) + 1);
+  }
+  return r;
+}
+
+function freeChunks(chunk: u32, cls: u32): i32 {
+  const span = chunk >> 5;
+  const pos = chunk & 31;
+  if ((pos & ((1 << cls) - 1)) != 0) return E_CORRUPT;
+  const mask = groupMask(pos, cls);
+  store64(logOff(chunk), logEntry(clientId, cls, LOG_FREED, 0));
+  // Guess the word from a hint when the span is one of ours (saves a load);
+  // a wrong guess costs one failed CAS, which returns the true word.
+  let fresh = true;
+  let w: u64 = 0;
+  for (let c: u32 = 0; c < 5; c++) {
+    if (getHintSpan(c) == <i32>span) { w = getHintWord(c); fresh = false; break; }
+  }
+  if (fresh) w = load64(spanHdr(span));
+  while (true) {
+    const bm = bitmapOf(w);
+    if ((bm & mask) != mask || isSealed(w)) {
+      if (fresh) return E_DOUBLE_FREE;
+      w = load64(spanHdr(span));
+      fresh = true;
+      continue;
+    }
+    const nbm = bm & ~mask;
+    const desired = nextSpanWord(w, nbm, clientId, OP_FREE, pos, cls);
+    const old = cas64(spanHdr(span), w, desired);
+    if (old == w) {
+      refreshHints(span, desired);
+      if (nbm == 0) markSpan(span, ST_EMPTY);
+      else if (bm == FULL_BITMAP) markSpan(span, ST_NORMAL);
+      return 0;
+    }
+    w = old;
+    fresh = true;
+  }
+}
+
+/** Updates every class hint that points at `span` to its latest word. */
+@inline function refreshHints(span: u32, w: u64): void {
+  for (let c: u32 = 0; c < 5; c++) if (getHintSpan(c) == <i32>span) store<u64>(hintWord + (c << 3), w);
+}
+
+function freeSpans(chunk: u32, cls: u32): i32 {
+  if ((chunk & (SPAN_CHUNKS - 1)) != 0) return E_CORRUPT;
+  const n: u32 = 1 << (cls - 5);
+  const base = chunk >> 5;
+  const head = load64(spanHdr(base));
+  if (!isWholeSpanBlock(head) || spanClass(head) != cls || spanChunk(head) != 0) return E_DOUBLE_FREE;
+  store64(logOff(chunk), logEntry(clientId, cls, LOG_FREED, 0));
+  const ok = releaseSpans(base, 0, n, cls);
+  markSpans(base >> 4, base & 15, n, ST_EMPTY);
+  return ok ? 0 : E_CORRUPT;
+}
+
+function freeSections(chunk: u32, n: u32, cls: u32): i32 {
+  if (chunk % SECTION_CHUNKS != 0) return E_CORRUPT;
+  const first = chunk / SECTION_CHUNKS;
+  if (n == 0 || first + n > nSections) return E_CORRUPT;
+  const w = load64(sectionHdr(first));
+  if (sectionMode(w) != MODE_LARGE || sectionTail(w)) return E_DOUBLE_FREE;
+  store64(logOff(chunk), logEntry(clientId, cls, LOG_FREED, cls == CLASS_LARGE ? n : 0));
+  return releaseSections(first, 0, n) ? 0 : E_CORRUPT;
+}
+
+/** True when global chunk `chunk` belongs to an allocated block right now. */
+export function isChunkAllocated(chunk: u32): bool {
+  const sec = chunk / SECTION_CHUNKS;
+  const mode = sectionMode(load64(sectionHdr(sec)));
+  if (mode == MODE_LARGE) return true;
+  if (mode != MODE_CHUNK) return false;
+  const w = load64(spanHdr(chunk >> 5));
+  return !isSealed(w) && (bitmapOf(w) & (<u32>1 << (chunk & 31))) != 0;
+}
+
+/**
+ * True when every chunk of the byte range [off, off + len) lies in an
+ * allocated block (used to check read/write/cas targets). One load per span
+ * or LARGE section touched.
+ */
+export function isRangeAllocated(off: u64, len: u64): bool {
+  if (len == 0) len = 1;
+  const end = dataOff + <u64>nSections * SECTION_BYTES;
+  if (off < dataOff || off + len > end || off + len < off) return false;
+  let chunk = <u32>((off - dataOff) >> CHUNK_SHIFT);
+  const last = <u32>((off + len - 1 - dataOff) >> CHUNK_SHIFT);
+  while (chunk <= last) {
+    const sec = chunk / SECTION_CHUNKS;
+    const mode = sectionMode(load64(sectionHdr(sec)));
+    if (mode == MODE_LARGE) { chunk = (sec + 1) * SECTION_CHUNKS; continue; }
+    if (mode != MODE_CHUNK) return false;
+    const span = chunk >> 5;
+    const w = load64(spanHdr(span));
+    if (isSealed(w)) return false;
+    const spanEnd = (span + 1) << 5;
+    const upto = min(last + 1, spanEnd);
+    const bm = bitmapOf(w);
+    for (let c = chunk; c < upto; c++) if ((bm & (<u32>1 << (c & 31))) == 0) return false;
+    chunk = upto;
+  }
+  return true;
+}
+
+/** Blocks this client allocated / freed of class `cls` (10 = above 2 MiB). */
+export function classAllocCount(cls: u32): u64 { return load<u64>(classStat(classAllocs, cls)); }
+export function classFreeCount(cls: u32): u64 { return load<u64>(classStat(classFrees, cls)); }

@@ -1,0 +1,75 @@
+/**
+ * The core's only window on the world (docs/abi.md). Every access to pool
+ * memory is one of these calls, answered by the host's transport; the core
+ * has no other source of input but its arguments and the seed, which makes
+ * it deterministic (../shared/DESIGN.md, invariant 4).
+ *
+ * Offsets are byte offsets into the pool, passed as f64 holding an exact
+ * integer below 2^53 (so a JS host needs no BigInt for addressing); 64-bit
+ * words are i64. Each call is counted in `transportOps` so benchmarks can
+ * report remote operations per allocation (the MIND study's metric).
+ */
+
+/** Atomic 64-bit load of the 8-aligned word at `offset`. */
+@external("dmem", "load64")
+declare function host_load64(offset: f64): u64;
+/** Plain 64-bit store. */
+@external("dmem", "store64")
+declare function host_store64(offset: f64, value: u64): void;
+/** Atomic compare-and-swap; returns the word found (== expected on success). */
+@external("dmem", "cas64")
+declare function host_cas64(offset: f64, expected: u64, desired: u64): u64;
+/** Atomic fetch-and-add; returns the word before the add. */
+@external("dmem", "faa64")
+declare function host_faa64(offset: f64, delta: u64): u64;
+/** Copies `len` pool bytes at `offset` into core memory at `ptr`. */
+@external("dmem", "read")
+declare function host_read(offset: f64, ptr: usize, len: u32): void;
+/** Copies `len` bytes of core memory at `ptr` into the pool at `offset`. */
+@external("dmem", "write")
+declare function host_write(offset: f64, ptr: usize, len: u32): void;
+/** Wall-clock time in milliseconds since the Unix epoch (for leases). */
+@external("dmem", "now")
+declare function host_now(): f64;
+
+/** Transport operations issued since the last `resetOps()`. */
+export let transportOps: u64 = 0;
+/** CAS operations issued (successful or not) since start. */
+export let casCount: u64 = 0;
+
+@inline export function load64(offset: u64): u64 {
+  transportOps++;
+  return host_load64(<f64>offset);
+}
+
+@inline export function store64(offset: u64, value: u64): void {
+  transportOps++;
+  host_store64(<f64>offset, value);
+}
+
+@inline export function cas64(offset: u64, expected: u64, desired: u64): u64 {
+  transportOps++;
+  casCount++;
+  return host_cas64(<f64>offset, expected, desired);
+}
+
+@inline export function faa64(offset: u64, delta: u64): u64 {
+  transportOps++;
+  return host_faa64(<f64>offset, delta);
+}
+
+/** Bulk copy of pool bytes into core memory (metadata scans only). */
+@inline export function readInto(offset: u64, ptr: usize, len: u32): void {
+  transportOps++;
+  host_read(<f64>offset, ptr, len);
+}
+
+/** Bulk copy of core memory into the pool (formatting only). */
+@inline export function writeFrom(offset: u64, ptr: usize, len: u32): void {
+  transportOps++;
+  host_write(<f64>offset, ptr, len);
+}
+
+@inline export function nowMs(): f64 {
+  return host_now();
+}

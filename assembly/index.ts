@@ -1,0 +1,193 @@
+/**
+ * The core's exports (docs/abi.md is the contract for hosts). Offsets and
+ * byte counts cross the boundary as f64 holding exact integers; negative
+ * results are status codes (assembly/layout.ts: E_*).
+ *
+ * Lifecycle: init(seed) -> format(...) or attach(...) -> register(...) ->
+ * alloc/free/... -> unregister(). One instance serves one client.
+ */
+import {
+  allocClass, allocCount, allocLarge, allocOps, allocRetries, allocRetryMax, chunkOffset, classAllocCount,
+  classFreeCount, clientId, freeChunk, freeCount, freeOps, isRangeAllocated, setClient,
+} from './alloc';
+import { claimSlot, releaseSlot, renewSlot } from './client';
+import { casCount, load64, nowMs, store64, transportOps, writeFrom } from './imports';
+import {
+  CHUNK_BYTES, CHUNK_SHIFT, E_EXHAUSTED, E_INVALID_ADDRESS, E_INVALID_ARGUMENT, E_NOT_A_POOL, E_NOT_ATTACHED, HEADER_BYTES,
+  MAGIC, MAX_CLASS, MAX_CLIENTS, OK, SECTION_BYTES, SECTION_SPANS, attached, clientTableOff, dataOff,
+  layoutVersion, maxClients, nSections, ownerLogOff, planLayout, poolBytes, readSuperblock, sectionHdrOff,
+  spanHdrOff, writeMagic, writeSuperblockBody,
+} from './layout';
+import { nextU64, seedPrng } from './prng';
+import { scanPool } from './scan';
+import { OP_SEAL, spanWord } from './span';
+
+export { layoutVersion, scanPool };
+
+const zeros = memory.data(4096);
+const statsOut = memory.data(8 * 32);
+
+/** Seeds the PRNG; call before format/attach for reproducible runs. */
+export function init(seed: u64): void {
+  seedPrng(seed);
+}
+
+/**
+ * Formats the (zeroed or garbage) medium as an empty pool of `bytes` with
+ * `clients` client slots. Refuses (E_INVALID_ARGUMENT) a medium that already
+ * holds a pool, and a size too small for one section. The magic is written
+ * last.
+ */
+export function format(bytes: f64, clients: u32): i32 {
+  if (clients == 0 || clients > MAX_CLIENTS) return E_INVALID_ARGUMENT;
+  if (load64(0) == MAGIC) return E_INVALID_ARGUMENT;
+  if (planLayout(<u64>bytes, clients) == 0) return E_INVALID_ARGUMENT;
+  // Client table, headers and owner log start zeroed: slots FREE, sections
+  // FREE with no hints, owner log NONE.
+  zeroRange(clientTableOff, dataOff - clientTableOff);
+  // Spans of FREE sections are sealed (assembly/section.ts).
+  const sealed = spanWord(0xFFFFFFFF, 0, OP_SEAL, 0, 0, 0);
+  const spans = nSections * SECTION_SPANS;
+  for (let s: u32 = 0; s < spans; s++) store64(spanHdrOff + (<u64>s << 3), sealed);
+  writeSuperblockBody(<u64>nowMs(), nextU64());
+  writeMagic();
+  return readSuperblock(<u64>bytes);
+}
+
+function zeroRange(off: u64, len: u64): void {
+  while (len > 0) {
+    const n = <u32>min(len, 4096);
+    writeFrom(off, zeros, n);
+    off += n;
+    len -= n;
+  }
+}
+
+/** Reads and checks the superblock of a medium of `transportBytes`; writes nothing. */
+export function attach(transportBytes: f64): i32 {
+  return readSuperblock(<u64>transportBytes);
+}
+
+/**
+ * Claims a client slot for this instance (pid and host id are recorded for
+ * recovery). Returns the client id (1..4095) or a negative status.
+ */
+export function register(pid: u32, hostId: u64): i32 {
+  if (!attached) return E_NOT_ATTACHED;
+  const id = claimSlot(<u32>(nextU64() % maxClients), pid, hostId, <u64>nowMs());
+  if (id > 0) setClient(<u32>id);
+  return id;
+}
+
+/** Renews this client's lease heartbeat. */
+export function renew(): void {
+  if (clientId != 0) renewSlot(clientId, <u64>nowMs());
+}
+
+/** Releases this client's slot. Returns OK or E_NOT_ATTACHED. */
+export function unregister(): i32 {
+  if (clientId == 0) return E_NOT_ATTACHED;
+  releaseSlot(clientId);
+  setClient(0);
+  return OK;
+}
+
+/** Allocates one block of size class `cls` (0..9); returns its byte offset or a status. */
+export function alloc(cls: u32): f64 {
+  if (clientId == 0) return E_NOT_ATTACHED;
+  if (cls > MAX_CLASS) return E_INVALID_ARGUMENT;
+  const r = allocClass(cls);
+  return r < 0 ? <f64>r : <f64>chunkOffset(<u32>r);
+}
+
+/**
+ * Allocates at least `bytes` (>= 1): the smallest size class that fits up to
+ * 2 MiB, whole contiguous sections above. Returns the byte offset or a status.
+ */
+export function allocBytes(bytes: f64): f64 {
+  if (clientId == 0) return E_NOT_ATTACHED;
+  if (!(bytes >= 1) || bytes > <f64>(<u64>nSections * SECTION_BYTES)) return bytes >= 1 ? E_EXHAUSTED : E_INVALID_ARGUMENT;
+  const b = <u64>Math.ceil(bytes);
+  if (b > SECTION_BYTES) {
+    const r = allocLarge(<u32>((b + SECTION_BYTES - 1) / SECTION_BYTES));
+    return r < 0 ? <f64>r : <f64>chunkOffset(<u32>r);
+  }
+  return alloc(classOfBytes(b));
+}
+
+/** Smallest size class c with 4 KiB * 2^c >= bytes (bytes 1..2 MiB). */
+export function classOfBytes(bytes: u64): u32 {
+  const chunks = (bytes + CHUNK_BYTES - 1) >> CHUNK_SHIFT;
+  return chunks <= 1 ? 0 : 64 - <u32>clz(chunks - 1);
+}
+
+/**
+ * Frees the block starting at byte `offset`. Returns OK, E_INVALID_ADDRESS
+ * (not the start of an allocated block) or E_DOUBLE_FREE.
+ */
+export function free(offset: f64): i32 {
+  if (clientId == 0) return E_NOT_ATTACHED;
+  const chunk = chunkOf(offset);
+  if (chunk < 0) return E_INVALID_ADDRESS;
+  return freeChunk(<u32>chunk);
+}
+
+/** Global chunk index of a chunk-aligned data offset, or -1. */
+function chunkOf(offset: f64): i64 {
+  if (!(offset >= <f64>dataOff) || offset != Math.floor(offset)) return -1;
+  const off = <u64>offset;
+  if (off >= dataOff + <u64>nSections * SECTION_BYTES || ((off - dataOff) & (CHUNK_BYTES - 1)) != 0) return -1;
+  return <i64>((off - dataOff) >> CHUNK_SHIFT);
+}
+
+/** OK when every byte of [offset, offset + len) lies in an allocated block, else E_INVALID_ADDRESS. */
+export function check(offset: f64, len: f64): i32 {
+  if (!attached) return E_NOT_ATTACHED;
+  if (!(offset >= 0) || !(len >= 0) || offset != Math.floor(offset) || len != Math.floor(len)) return E_INVALID_ADDRESS;
+  return isRangeAllocated(<u64>offset, <u64>len) ? OK : E_INVALID_ADDRESS;
+}
+
+/**
+ * Geometry of the attached pool, by index: 0 pool bytes, 1 sections,
+ * 2 max clients, 3 data offset, 4 client table offset, 5 section headers,
+ * 6 span headers, 7 owner log, 8 this client's id, 9 superblock bytes.
+ */
+export function geometry(field: u32): f64 {
+  switch (field) {
+    case 0: return <f64>poolBytes;
+    case 1: return <f64>nSections;
+    case 2: return <f64>maxClients;
+    case 3: return <f64>dataOff;
+    case 4: return <f64>clientTableOff;
+    case 5: return <f64>sectionHdrOff;
+    case 6: return <f64>spanHdrOff;
+    case 7: return <f64>ownerLogOff;
+    case 8: return <f64>clientId;
+    case 9: return <f64>HEADER_BYTES;
+    default: return -1;
+  }
+}
+
+/**
+ * This client's counters, f64 each, at the returned pointer:
+ *   [0] allocs  [1] frees  [2] CAS issued  [3] alloc CAS retries
+ *   [4] max retries in one alloc  [5] transport ops in allocs
+ *   [6] transport ops in frees    [7] transport ops in all
+ *   [8..18] blocks allocated per class 0..9, 10 = above 2 MiB
+ *   [19..29] blocks freed per class
+ */
+export function stats(): usize {
+  store<f64>(statsOut, <f64>allocCount);
+  store<f64>(statsOut + 8, <f64>freeCount);
+  store<f64>(statsOut + 16, <f64>casCount);
+  store<f64>(statsOut + 24, <f64>allocRetries);
+  store<f64>(statsOut + 32, <f64>allocRetryMax);
+  store<f64>(statsOut + 40, <f64>allocOps);
+  store<f64>(statsOut + 48, <f64>freeOps);
+  store<f64>(statsOut + 56, <f64>transportOps);
+  for (let c: u32 = 0; c <= 10; c++) {
+    store<f64>(statsOut + ((8 + c) << 3), <f64>classAllocCount(c));
+    store<f64>(statsOut + ((19 + c) << 3), <f64>classFreeCount(c));
+  }
+  return statsOut;
+}

@@ -1,0 +1,165 @@
+/**
+ * Pool geometry and the superblock (../shared/DESIGN.md, "The pool").
+ *
+ * FineMem's units (OSDI '25, section 4.1): a chunk is 4 KiB, a span is 32
+ * chunks (128 KiB), a section is 16 spans (2 MiB). Size class c is a block of
+ * 4 KiB * 2^c, c = 0..9. Everything the allocator knows lives in the pool
+ * itself, in this order:
+ *
+ *   offset 0           superblock (4 KiB)
+ *   clientTableOff     client table: maxClients slots of 64 B (assembly/client.ts)
+ *   sectionHdrOff      one 64-bit section header per section (assembly/section.ts)
+ *   spanHdrOff         one 64-bit span header per span (assembly/span.ts)
+ *   ownerLogOff        one 64-bit owner-log entry per chunk (assembly/ownerlog.ts)
+ *   dataOff            the sections themselves, 4 KiB aligned
+ *
+ * Superblock, little-endian, byte offsets:
+ *
+ *     0  u64 magic        "DMEMPOOL"
+ *     8  u32 version      LAYOUT_VERSION; any other value is refused
+ *    12  u32 headerBytes  4096
+ *    16  u64 poolBytes    size of the whole pool
+ *    24  u32 nSections    number of data sections
+ *    28  u32 maxClients   client-table slots (client ids 1..maxClients)
+ *    32  u64 clientTableOff
+ *    40  u64 sectionHdrOff
+ *    48  u64 spanHdrOff
+ *    56  u64 ownerLogOff
+ *    64  u64 dataOff
+ *    72  u32 chunkShift   12
+ *    76  u32 spanChunks   32
+ *    80  u32 sectionSpans 16
+ *    84  u32 reserved
+ *    88  u64 createdMs    wall clock at format (ms since the Unix epoch)
+ *    96  u64 poolId       random id, chosen at format from the seed
+ *
+ * The magic is written last by `format`, so a half-formatted pool reads as
+ * "not a pool" rather than as a pool with garbage metadata.
+ */
+import { load64, store64 } from './imports';
+
+export const CHUNK_SHIFT: u32 = 12;
+export const CHUNK_BYTES: u64 = 1 << CHUNK_SHIFT;
+export const SPAN_CHUNKS: u32 = 32;
+export const SECTION_SPANS: u32 = 16;
+export const SECTION_CHUNKS: u32 = SPAN_CHUNKS * SECTION_SPANS;
+export const SECTION_BYTES: u64 = <u64>SECTION_CHUNKS << CHUNK_SHIFT;
+/** Largest size class: 4 KiB * 2^9 = 2 MiB, one section. */
+export const MAX_CLASS: u32 = 9;
+/** Client slot size in bytes. */
+export const CLIENT_SLOT_BYTES: u64 = 64;
+/** Client ids are 12 bits in every packed word; 0 means "nobody". */
+export const MAX_CLIENTS: u32 = 4095;
+export const HEADER_BYTES: u64 = 4096;
+
+/** "DMEMPOOL" read as a little-endian u64. */
+export const MAGIC: u64 = 0x4C4F4F504D454D44;
+/** Bumped on any change to the meaning of a byte of pool metadata. */
+export const LAYOUT_VERSION: u32 = 1;
+
+/** Status codes shared by every export (docs/abi.md). */
+export const OK: i32 = 0;
+export const E_NOT_A_POOL: i32 = -1;
+export const E_VERSION: i32 = -2;
+export const E_CORRUPT: i32 = -3;
+export const E_EXHAUSTED: i32 = -4;
+export const E_INVALID_ADDRESS: i32 = -5;
+export const E_DOUBLE_FREE: i32 = -6;
+export const E_INVALID_ARGUMENT: i32 = -7;
+export const E_CLIENT_TABLE_FULL: i32 = -8;
+export const E_NOT_ATTACHED: i32 = -9;
+
+// Geometry of the attached pool (set by format/attach, read everywhere).
+export let poolBytes: u64 = 0;
+export let nSections: u32 = 0;
+export let maxClients: u32 = 0;
+export let clientTableOff: u64 = 0;
+export let sectionHdrOff: u64 = 0;
+export let spanHdrOff: u64 = 0;
+export let ownerLogOff: u64 = 0;
+export let dataOff: u64 = 0;
+export let attached: bool = false;
+
+@inline function alignUp(x: u64, a: u64): u64 {
+  return (x + a - 1) & ~(a - 1);
+}
+
+/** Metadata bytes per section: its header, 16 span headers, 512 owner-log words. */
+const META_PER_SECTION: u64 = 8 + <u64>SECTION_SPANS * 8 + <u64>SECTION_CHUNKS * 8;
+
+/**
+ * Computes the layout for a pool of `bytes` with `clients` slots into the
+ * geometry globals. Returns the number of sections (0 if the pool is too
+ * small to hold one section).
+ */
+export function planLayout(bytes: u64, clients: u32): u32 {
+  const fixed = HEADER_BYTES + <u64>clients * CLIENT_SLOT_BYTES;
+  if (bytes < fixed + META_PER_SECTION + SECTION_BYTES + CHUNK_BYTES) return 0;
+  // Largest n with fixed + n * meta (aligned) + n * SECTION_BYTES <= bytes.
+  let n = <u32>((bytes - fixed - CHUNK_BYTES) / (META_PER_SECTION + SECTION_BYTES));
+  while (n > 0 && layoutEnd(fixed, n) > bytes) n--;
+  if (n == 0) return 0;
+  poolBytes = bytes;
+  nSections = n;
+  maxClients = clients;
+  clientTableOff = HEADER_BYTES;
+  sectionHdrOff = fixed;
+  spanHdrOff = sectionHdrOff + <u64>n * 8;
+  ownerLogOff = spanHdrOff + <u64>n * SECTION_SPANS * 8;
+  dataOff = alignUp(ownerLogOff + <u64>n * SECTION_CHUNKS * 8, CHUNK_BYTES);
+  return n;
+}
+
+function layoutEnd(fixed: u64, n: u32): u64 {
+  const meta = alignUp(fixed + <u64>n * META_PER_SECTION, CHUNK_BYTES);
+  return meta + <u64>n * SECTION_BYTES;
+}
+
+/** Writes every superblock field but the magic (written last by format). */
+export function writeSuperblockBody(createdMs: u64, poolId: u64): void {
+  store64(8, <u64>LAYOUT_VERSION | (HEADER_BYTES << 32));
+  store64(16, poolBytes);
+  store64(24, <u64>nSections | (<u64>maxClients << 32));
+  store64(32, clientTableOff);
+  store64(40, sectionHdrOff);
+  store64(48, spanHdrOff);
+  store64(56, ownerLogOff);
+  store64(64, dataOff);
+  store64(72, <u64>CHUNK_SHIFT | (<u64>SPAN_CHUNKS << 32));
+  store64(80, <u64>SECTION_SPANS);
+  store64(88, createdMs);
+  store64(96, poolId);
+}
+
+export function writeMagic(): void {
+  store64(0, MAGIC);
+}
+
+/**
+ * Reads and checks the superblock of a pool of `transportBytes`, filling the
+ * geometry globals. Returns OK, E_NOT_A_POOL (wrong magic), E_VERSION or
+ * E_CORRUPT (geometry that does not add up). Writes nothing.
+ */
+export function readSuperblock(transportBytes: u64): i32 {
+  if (transportBytes < HEADER_BYTES) return E_NOT_A_POOL;
+  if (load64(0) != MAGIC) return E_NOT_A_POOL;
+  const w8 = load64(8);
+  if (<u32>w8 != LAYOUT_VERSION) return E_VERSION;
+  const bytes = load64(16);
+  const w24 = load64(24);
+  const n = <u32>w24;
+  const clients = <u32>(w24 >> 32);
+  const geo = load64(72);
+  if (<u32>geo != CHUNK_SHIFT || <u32>(geo >> 32) != SPAN_CHUNKS || <u32>load64(80) != SECTION_SPANS) return E_CORRUPT;
+  if (bytes > transportBytes || clients == 0 || clients > MAX_CLIENTS) return E_CORRUPT;
+  if (planLayout(bytes, clients) != n) return E_CORRUPT;
+  if (load64(32) != clientTableOff || load64(40) != sectionHdrOff || load64(48) != spanHdrOff
+    || load64(56) != ownerLogOff || load64(64) != dataOff) return E_CORRUPT;
+  attached = true;
+  return OK;
+}
+
+/** Layout version this build reads and writes. */
+export function layoutVersion(): u32 {
+  return LAYOUT_VERSION;
+}

@@ -1,0 +1,35 @@
+/**
+ * Owner log: one 64-bit entry per chunk; the entry of a block's first chunk
+ * names its holder and size, for `free` (which needs the class) and for
+ * recovery (which needs the holder without the holder's help, invariant 2).
+ *
+ *    63                               32 31     18 17 16 15   12 11          0
+ *   +-----------------------------------+---------+-----+-------+-------------+
+ *   |  sections (LARGE blocks only)     | rsvd:14 |st:2 |class:4|  client:12  |
+ *   +-----------------------------------+---------+-----+-------+-------------+
+ *
+ *   st     NONE (never used), HELD, FREED
+ *   class  0..9, or CLASS_LARGE for a block of more than one section
+ *
+ * Ordering (the argument recovery relies on): `alloc` commits with its CAS
+ * first and writes HELD after; `free` writes FREED first and clears the
+ * bitmap with its CAS after. Hence an entry HELD(x) at the head of a block
+ * whose bits are set always means x holds that block; a set bit covered by
+ * no HELD head is an allocation or free in flight (or one a dead client left
+ * half done), and the span's commit log names the last client that touched
+ * it. Interior chunks of a block carry no entry of their own.
+ */
+
+export const LOG_NONE: u32 = 0;
+export const LOG_HELD: u32 = 1;
+export const LOG_FREED: u32 = 2;
+export const CLASS_LARGE: u32 = 15;
+
+@inline export function logClient(e: u64): u32 { return <u32>e & 0xFFF; }
+@inline export function logClass(e: u64): u32 { return (<u32>e >> 12) & 15; }
+@inline export function logState(e: u64): u32 { return (<u32>e >> 16) & 3; }
+@inline export function logSections(e: u64): u32 { return <u32>(e >> 32); }
+
+@inline export function logEntry(client: u32, cls: u32, state: u32, sections: u32): u64 {
+  return <u64>(client & 0xFFF) | (<u64>(cls & 15) << 12) | (<u64>(state & 3) << 16) | (<u64>sections << 32);
+}

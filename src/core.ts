@@ -1,0 +1,162 @@
+/**
+ * Loads the Wasm core (build/dmem.wasm, or build/dmem.debug.wasm with
+ * asserts on) and binds its imports to a transport (docs/abi.md). The module
+ * is compiled once per process; each `Core` is one instance, serving one
+ * client, so several clients can live in one process over one transport.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import {
+  ClientTableFullError, CorruptPoolError, DmemError, DoubleFreeError, InvalidAddressError, InvalidArgumentError,
+  NotAPoolError, PoolExhaustedError, VersionMismatchError,
+} from './errors.js';
+import type { Transport } from './transport.js';
+
+/** Status codes returned by the core (assembly/layout.ts). */
+export const Status = {
+  OK: 0,
+  NOT_A_POOL: -1,
+  VERSION: -2,
+  CORRUPT: -3,
+  EXHAUSTED: -4,
+  INVALID_ADDRESS: -5,
+  DOUBLE_FREE: -6,
+  INVALID_ARGUMENT: -7,
+  CLIENT_TABLE_FULL: -8,
+  NOT_ATTACHED: -9,
+} as const;
+
+/** The core's exports, as docs/abi.md describes them. */
+export interface CoreExports {
+  memory: WebAssembly.Memory;
+  init(seed: bigint): void;
+  format(bytes: number, clients: number): number;
+  attach(transportBytes: number): number;
+  register(pid: number, hostId: bigint): number;
+  renew(): void;
+  unregister(): number;
+  alloc(cls: number): number;
+  allocBytes(bytes: number): number;
+  classOfBytes(bytes: bigint): number;
+  free(offset: number): number;
+  check(offset: number, len: number): number;
+  geometry(field: number): number;
+  stats(): number;
+  scanPool(): number;
+  layoutVersion(): number;
+}
+
+/** Raised when the core traps on a failed assert (debug build only). */
+export class CoreAbortError extends DmemError {
+  constructor(message: string) { super('CORE_ABORT', message); }
+}
+
+const modules = new Map<string, WebAssembly.Module>();
+
+/** Path of the core build: release, or debug with asserts on. */
+export function corePath(debug = false): string {
+  return fileURLToPath(new URL(`../../build/dmem${debug ? '.debug' : ''}.wasm`, import.meta.url));
+}
+
+function compiled(debug: boolean): WebAssembly.Module {
+  const path = corePath(debug);
+  let mod = modules.get(path);
+  if (!mod) {
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = new Uint8Array(readFileSync(path));
+    } catch (cause) {
+      throw new DmemError('CORE_MISSING', `the Wasm core ${path} is missing: run \`npm run build\``, { cause });
+    }
+    mod = new WebAssembly.Module(bytes);
+    modules.set(path, mod);
+  }
+  return mod;
+}
+
+/** Reads the AssemblyScript string at `ptr` (UTF-16, length in bytes at ptr - 4). */
+function readString(memory: WebAssembly.Memory, ptr: number): string {
+  if (ptr === 0) return '';
+  const len = new Uint32Array(memory.buffer, ptr - 4, 1)[0];
+  return Buffer.from(memory.buffer, ptr, len).toString('utf16le');
+}
+
+/**
+ * The import object for one core instance over `transport`. Exported for
+ * hosts that instantiate the module themselves.
+ */
+export function coreImports(transport: Transport, memory: () => WebAssembly.Memory): WebAssembly.Imports {
+  const t = transport;
+  return {
+    dmem: {
+      load64: (offset: number): bigint => t.load64(offset),
+      store64: (offset: number, value: bigint): void => t.store64(offset, value),
+      cas64: (offset: number, expected: bigint, desired: bigint): bigint => t.cas64(offset, expected, desired),
+      faa64: (offset: number, delta: bigint): bigint => t.faa64(offset, delta),
+      read: (offset: number, ptr: number, len: number): void => t.read(offset, new Uint8Array(memory().buffer, ptr, len)),
+      write: (offset: number, ptr: number, len: number): void => t.write(offset, new Uint8Array(memory().buffer, ptr, len)),
+      now: (): number => Date.now(),
+    },
+    env: {
+      abort(msg: number, file: number, line: number, column: number): never {
+        const m = memory();
+        throw new CoreAbortError(`core assert failed: ${readString(m, msg)} at ${readString(m, file)}:${line}:${column}`);
+      },
+    },
+  };
+}
+
+/** Fields of `geometry(i)`. */
+export const Geometry = {
+  poolBytes: 0, sections: 1, maxClients: 2, dataOffset: 3, clientTableOffset: 4,
+  sectionHeaderOffset: 5, spanHeaderOffset: 6, ownerLogOffset: 7, clientId: 8, headerBytes: 9,
+} as const;
+
+/** One instance of the core bound to a transport. */
+export class Core {
+  readonly exports: CoreExports;
+  private readonly f64: () => Float64Array;
+
+  /**
+   * @param transport the pool medium
+   * @param seed PRNG seed (same seed + same transport answers = same run)
+   * @param debug load the debug build (asserts on)
+   */
+  constructor(transport: Transport, seed: bigint, debug = false) {
+    let mem: WebAssembly.Memory | undefined;
+    const instance = new WebAssembly.Instance(compiled(debug), coreImports(transport, () => mem!));
+    this.exports = instance.exports as unknown as CoreExports;
+    mem = this.exports.memory;
+    let view = new Float64Array(mem.buffer);
+    this.f64 = () => (view.buffer === mem!.buffer ? view : (view = new Float64Array(mem!.buffer)));
+    this.exports.init(BigInt.asIntN(64, seed));
+  }
+
+  /** `count` f64 values the core wrote at `ptr`. */
+  floats(ptr: number, count: number): Float64Array {
+    return this.f64().slice(ptr / 8, ptr / 8 + count);
+  }
+}
+
+/**
+ * Throws the DmemError for a negative core status; returns `r` otherwise.
+ * @param what names the operation and its argument, for the message
+ */
+export function check(r: number, what: string): number {
+  if (r >= 0) return r;
+  switch (r) {
+    case Status.NOT_A_POOL: throw new NotAPoolError(`${what}: not a dmem pool (no dmem superblock magic); nothing was changed`);
+    case Status.VERSION: throw new VersionMismatchError(`${what}: the pool was written with another layout version; this build reads only layout version ${LAYOUT_VERSION}`);
+    case Status.CORRUPT: throw new CorruptPoolError(`${what}: pool metadata is inconsistent`);
+    case Status.EXHAUSTED: throw new PoolExhaustedError(`${what}: pool exhausted, no free block of that size`);
+    case Status.INVALID_ADDRESS: throw new InvalidAddressError(`${what}: address is not inside an allocated block (or not the start of one)`);
+    case Status.DOUBLE_FREE: throw new DoubleFreeError(`${what}: block was already freed`);
+    case Status.INVALID_ARGUMENT: throw new InvalidArgumentError(`${what}: invalid argument`);
+    case Status.CLIENT_TABLE_FULL: throw new ClientTableFullError(`${what}: every client slot of the pool is taken`);
+    case Status.NOT_ATTACHED: throw new DmemError('NOT_ATTACHED', `${what}: core is not attached to a pool or has no client id`);
+    default: throw new DmemError('CORE_STATUS', `${what}: unexpected core status ${r}`);
+  }
+}
+
+/** Layout version of the pools this build reads and writes (assembly/layout.ts). */
+export const LAYOUT_VERSION = 1;

@@ -1,0 +1,67 @@
+/**
+ * Typed errors. Every failure a caller can cause or meet is a `DmemError`
+ * subclass with a stable `code` (../shared/DESIGN.md, "Errors"); codes never
+ * change meaning between versions, so callers may switch on them.
+ */
+
+/** Base class of every error dmem throws on purpose. */
+export class DmemError extends Error {
+  /** Stable, machine-readable code such as `'POOL_EXHAUSTED'`. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** No free memory of the requested size: nothing was allocated or leaked. */
+export class PoolExhaustedError extends DmemError {
+  constructor(message: string) { super('POOL_EXHAUSTED', message); }
+}
+
+/** A gaddr that is 0, out of the pool, unaligned, or inside no allocation. */
+export class InvalidAddressError extends DmemError {
+  constructor(message: string) { super('INVALID_ADDRESS', message); }
+}
+
+/** `free` of a gaddr whose allocation was already freed. */
+export class DoubleFreeError extends DmemError {
+  constructor(message: string) { super('DOUBLE_FREE', message); }
+}
+
+/** A bad argument: negative size, unknown size class, malformed size string. */
+export class InvalidArgumentError extends DmemError {
+  constructor(message: string) { super('INVALID_ARGUMENT', message); }
+}
+
+/** The mapped file is not a dmem pool (wrong magic); nothing was written. */
+export class NotAPoolError extends DmemError {
+  constructor(message: string) { super('NOT_A_POOL', message); }
+}
+
+/** The pool was written by a layout version this build cannot read. */
+export class VersionMismatchError extends DmemError {
+  constructor(message: string) { super('VERSION_MISMATCH', message); }
+}
+
+/** Every client slot of the pool's client table is taken. */
+export class ClientTableFullError extends DmemError {
+  constructor(message: string) { super('CLIENT_TABLE_FULL', message); }
+}
+
+/** A transport's library, device or peer is missing; the message says what to install or check. */
+export class TransportUnavailableError extends DmemError {
+  constructor(message: string, options?: { cause?: unknown }) { super('TRANSPORT_UNAVAILABLE', message, options); }
+}
+
+/** Pool metadata breaks an invariant of ../shared/DESIGN.md (found by a check, never silently repaired). */
+export class CorruptPoolError extends DmemError {
+  constructor(message: string) { super('CORRUPT_POOL', message); }
+}
+
+/** An operation on a pool that was already closed. */
+export class PoolClosedError extends DmemError {
+  constructor(message: string) { super('POOL_CLOSED', message); }
+}

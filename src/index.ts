@@ -1,0 +1,13 @@
+/**
+ * dmem: a disaggregated memory pool with a WebAssembly allocator core
+ * (../shared/DESIGN.md). Entry point of the `dmem` package.
+ */
+export { openPool, Pool } from './pool.js';
+export type { PoolOptions, PoolGeometry, ClientStats, PoolCensus } from './pool.js';
+export * from './errors.js';
+export type { Transport } from './transport.js';
+export { memoryTransport } from './transports/memory.js';
+export { WindowedTransport } from './transports/windows.js';
+export { Core, coreImports, corePath, LAYOUT_VERSION } from './core.js';
+export { toGaddr, nodeOf, offsetOf, NODE_SPAN } from './gaddr.js';
+export { parseBytes, formatBytes } from './units.js';
