@@ -11,6 +11,7 @@ import {
   NotAPoolError, PoolExhaustedError, VersionMismatchError,
 } from './errors.js';
 import type { Transport } from './transport.js';
+import { WindowedTransport } from './transports/windows.js';
 
 /** Status codes returned by the core (assembly/layout.ts). */
 export const Status = {
@@ -87,12 +88,22 @@ function readString(memory: WebAssembly.Memory, ptr: number): string {
  */
 export function coreImports(transport: Transport, memory: () => WebAssembly.Memory): WebAssembly.Imports {
   const t = transport;
+  const words = t instanceof WindowedTransport ? t.singleWindow() : null;
+  // Hot path: a single-window pool binds the word ops straight to Atomics.
+  const word = words ? {
+    load64: (offset: number): bigint => Atomics.load(words, offset / 8),
+    store64: (offset: number, value: bigint): void => { Atomics.store(words, offset / 8, value); },
+    cas64: (offset: number, expected: bigint, desired: bigint): bigint => Atomics.compareExchange(words, offset / 8, expected, desired),
+    faa64: (offset: number, delta: bigint): bigint => Atomics.add(words, offset / 8, delta),
+  } : {
+    load64: (offset: number): bigint => t.load64(offset),
+    store64: (offset: number, value: bigint): void => t.store64(offset, value),
+    cas64: (offset: number, expected: bigint, desired: bigint): bigint => t.cas64(offset, expected, desired),
+    faa64: (offset: number, delta: bigint): bigint => t.faa64(offset, delta),
+  };
   return {
     dmem: {
-      load64: (offset: number): bigint => t.load64(offset),
-      store64: (offset: number, value: bigint): void => t.store64(offset, value),
-      cas64: (offset: number, expected: bigint, desired: bigint): bigint => t.cas64(offset, expected, desired),
-      faa64: (offset: number, delta: bigint): bigint => t.faa64(offset, delta),
+      ...word,
       read: (offset: number, ptr: number, len: number): void => t.read(offset, new Uint8Array(memory().buffer, ptr, len)),
       write: (offset: number, ptr: number, len: number): void => t.write(offset, new Uint8Array(memory().buffer, ptr, len)),
       now: (): number => Date.now(),

@@ -94,6 +94,15 @@ export class WindowedTransport implements Transport {
   }
 
   /**
+   * The whole pool as one BigInt64Array when it is a single window, else
+   * null. Lets the core's host bind its imports straight to Atomics (one JS
+   * call less per transport op); invalid after `close()`.
+   */
+  singleWindow(): BigInt64Array | null {
+    return this.single && !this.closed ? this.words0 : null;
+  }
+
+  /**
    * The pool bytes at [offset, offset + length) as a Uint8Array over the
    * memory itself (no copy), or null when the range straddles two windows.
    */
