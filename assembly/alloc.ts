@@ -59,6 +59,9 @@ export let clientId: u32 = 0;
 let startSection: u32 = 0;
 /** Next-fit position of the section path. */
 let largeCursor: u32 = 0;
+/** The last section header this client read or wrote in the chunk path (a guess for markSpan). */
+let cachedSection: i32 = -1;
+let cachedSectionWord: u64 = 0;
 
 // Per-class hint span (global span index, -1 = none) and the last word seen.
 const hintSpan = memory.data(4 * 5);
@@ -95,6 +98,7 @@ export function setClient(id: u32): void {
   clientId = id;
   startSection = nSections > 0 ? nextBelow(nSections) : 0;
   largeCursor = startSection;
+  cachedSection = -1;
   for (let c: u32 = 0; c < 5; c++) setHint(c, -1, 0);
 }
 
@@ -189,6 +193,8 @@ function findSpanForChunks(cls: u32): i32 {
   for (let i: u32 = 0; i < window; i++) {
     const sec = (startSection + i) % nSections;
     const sw = load64(sectionHdr(sec));
+    cachedSection = <i32>sec;
+    cachedSectionWord = sw;
     const mode = sectionMode(sw);
     if (mode == MODE_FREE) { if (freeSec < 0) freeSec = <i32>sec; continue; }
     if (mode != MODE_CHUNK) continue;
@@ -258,13 +264,25 @@ function markSpan(span: u32, state: u32): void {
   const sec = span >> 4;
   const j = span & 15;
   const off = sectionHdr(sec);
-  let w = load64(off);
+  // Guess the header from the last one this client saw; a guess is only a
+  // CAS's expected value, never a reason to skip the update.
+  let guessed = cachedSection == <i32>sec;
+  let w = guessed ? cachedSectionWord : load64(off);
   for (let i = 0; i < 4; i++) {
-    if (sectionMode(w) != MODE_CHUNK || spanState(w, j) == state) return;
-    const old = cas64(off, w, withSpanState(w, j, state));
-    if (old == w) return;
+    if (sectionMode(w) != MODE_CHUNK || spanState(w, j) == state) {
+      if (!guessed) break;
+      w = load64(off);
+      guessed = false;
+      continue;
+    }
+    const nw = withSpanState(w, j, state);
+    const old = cas64(off, w, nw);
+    if (old == w) { w = nw; break; }
     w = old;
+    guessed = false;
   }
+  cachedSection = <i32>sec;
+  cachedSectionWord = w;
 }
 
 /** Sets the hints of `n` spans from `first` (within one section) to `state`. */
@@ -386,32 +404,48 @@ function allocSections(n: u32, cls: u32): i64 {
   if (n == 0 || n > nSections) return E_EXHAUSTED;
   for (let attempt = 0; attempt < 2; attempt++) {
     let run: u32 = 0;
-    // Next-fit over the whole pool; a run never wraps around the end.
-    for (let k: u32 = 0; k < nSections; k++) {
-      const sec = (largeCursor + k) % nSections;
-      if (sec == 0) run = 0;
-      if (sectionMode(load64(sectionHdr(sec))) != MODE_FREE) { run = 0; continue; }
-      run++;
-      if (run < n) continue;
-      const first = sec + 1 - n;
-      const r = takeSections(first, n, cls);
-      if (r >= 0) {
-        largeCursor = (sec + 1) % nSections;
-        return r;
+    // Next-fit over the whole pool, BATCH headers per bulk read; a run never
+    // wraps around the end of the pool.
+    let sec = largeCursor;
+    let left = nSections;
+    // Next-fit usually finds a FREE section within a few: read 4 headers
+    // first, then full batches.
+    let want: u32 = 4;
+    while (left > 0) {
+      const count = min(min(want, left), nSections - sec);
+      want = BATCH;
+      readInto(sectionHdr(sec), batch, count << 3);
+      for (let k: u32 = 0; k < count; k++, sec++) {
+        if (sec == 0) run = 0;
+        const w = load<u64>(batch + (k << 3));
+        if (sectionMode(w) != MODE_FREE) { run = 0; continue; }
+        run++;
+        if (run < n) continue;
+        const r = takeSections(sec + 1 - n, n, cls, w);
+        if (r >= 0) {
+          largeCursor = (sec + 1) % nSections;
+          return r;
+        }
+        run = 0;
       }
-      run = 0;
+      left -= count;
+      if (sec == nSections) sec = 0;
     }
     if (retireEmptySections() == 0) break;
   }
   return E_EXHAUSTED;
 }
 
-/** Takes sections first..first+n-1 FREE -> LARGE, tails first, head last. */
-function takeSections(first: u32, n: u32, cls: u32): i64 {
+/**
+ * Takes sections first..first+n-1 FREE -> LARGE, tails first, head last.
+ * `lastWord` is a (possibly stale) read of the last section's header, used
+ * as its CAS's expected value; a stale one only fails that CAS.
+ */
+function takeSections(first: u32, n: u32, cls: u32, lastWord: u64): i64 {
   for (let i: i32 = <i32>n - 1; i >= 0; i--) {
     const sec = first + <u32>i;
     const off = sectionHdr(sec);
-    const w = load64(off);
+    const w = i == <i32>n - 1 ? lastWord : load64(off);
     const ok = sectionMode(w) == MODE_FREE
       && cas64(off, w, nextSectionWord(w, 0, clientId, SOP_ALLOC, MODE_LARGE, i > 0)) == w;
     if (!ok) {
@@ -424,12 +458,15 @@ function takeSections(first: u32, n: u32, cls: u32): i64 {
   return head;
 }
 
-/** LARGE -> FREE for sections first+from..first+n-1. */
-function releaseSections(first: u32, from: u32, n: u32): bool {
+/**
+ * LARGE -> FREE for sections first+from..first+n-1; `firstWord`, when not 0,
+ * is the caller's fresh read of the first of them (saves a load).
+ */
+function releaseSections(first: u32, from: u32, n: u32, firstWord: u64 = 0): bool {
   let ok = true;
   for (let i = from; i < n; i++) {
     const off = sectionHdr(first + i);
-    let w = load64(off);
+    let w = i == from && firstWord != 0 ? firstWord : load64(off);
     while (true) {
       if (sectionMode(w) != MODE_LARGE || sectionTail(w) != (i > 0)) { ok = false; break; }
       const old = cas64(off, w, nextSectionWord(w, 0, clientId, SOP_FREE, MODE_FREE, false));
@@ -580,7 +617,7 @@ function freeSections(chunk: u32, n: u32, cls: u32): i32 {
   const w = load64(sectionHdr(first));
   if (sectionMode(w) != MODE_LARGE || sectionTail(w)) return E_DOUBLE_FREE;
   store64(logOff(chunk), logEntry(clientId, cls, LOG_FREED, cls == CLASS_LARGE ? n : 0));
-  return releaseSections(first, 0, n) ? 0 : E_CORRUPT;
+  return releaseSections(first, 0, n, w) ? 0 : E_CORRUPT;
 }
 
 /** True when global chunk `chunk` belongs to an allocated block right now. */

@@ -101,11 +101,24 @@ export function coreImports(transport: Transport, memory: () => WebAssembly.Memo
     cas64: (offset: number, expected: bigint, desired: bigint): bigint => t.cas64(offset, expected, desired),
     faa64: (offset: number, delta: bigint): bigint => t.faa64(offset, delta),
   };
+  const poolBytes = words ? new Uint8Array(words.buffer, words.byteOffset, words.byteLength) : null;
+  let mem8 = new Uint8Array(0);
+  const coreBytes = (): Uint8Array => {
+    const buffer = memory().buffer;
+    if (mem8.buffer !== buffer) mem8 = new Uint8Array(buffer);
+    return mem8;
+  };
+  const bulk = poolBytes ? {
+    read: (offset: number, ptr: number, len: number): void => { coreBytes().set(poolBytes.subarray(offset, offset + len), ptr); },
+    write: (offset: number, ptr: number, len: number): void => { poolBytes.set(coreBytes().subarray(ptr, ptr + len), offset); },
+  } : {
+    read: (offset: number, ptr: number, len: number): void => t.read(offset, coreBytes().subarray(ptr, ptr + len)),
+    write: (offset: number, ptr: number, len: number): void => t.write(offset, coreBytes().subarray(ptr, ptr + len)),
+  };
   return {
     dmem: {
       ...word,
-      read: (offset: number, ptr: number, len: number): void => t.read(offset, new Uint8Array(memory().buffer, ptr, len)),
-      write: (offset: number, ptr: number, len: number): void => t.write(offset, new Uint8Array(memory().buffer, ptr, len)),
+      ...bulk,
       now: (): number => Date.now(),
     },
     env: {
