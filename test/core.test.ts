@@ -200,6 +200,34 @@ test('a pool of another layout version is refused and left unchanged', async () 
   });
 });
 
+test('a 5 GiB pool spans several mapping windows: every section is usable end to end', async () => {
+  await withPoolName('big', async (name) => {
+    const pool = await openPool(`shm:${name}`, { size: '5GiB' });
+    const { sections } = pool.geometry;
+    assert.ok(sections * 2 * MiB > 4 * 1024 * MiB, 'data reaches past 4 GiB');
+    const blocks: number[] = [];
+    for (let i = 0; i < sections; i++) blocks.push(pool.allocClass(9));
+    assert.throws(() => pool.allocClass(0), is(PoolExhaustedError));
+    const tag = new Uint8Array(8);
+    const view = new DataView(tag.buffer);
+    for (const g of blocks) {
+      view.setFloat64(0, g, true);
+      pool.write(g, tag);
+      pool.write(g + 2 * MiB - 8, tag);
+    }
+    for (const g of blocks) {
+      assert.is(new DataView(pool.read(g, 8).buffer).getFloat64(0, true), g);
+      assert.is(new DataView(pool.read(g + 2 * MiB - 8, 8).buffer).getFloat64(0, true), g);
+    }
+    const last = blocks.reduce((a, b) => Math.max(a, b));
+    assert.is(pool.faa(last + 8, 5n), 0n);
+    assert.is(pool.cas(last + 8, 5n, 6n), 5n);
+    for (const g of blocks) pool.free(g);
+    assert.is(pool.census().chunks.held, 0);
+    pool.close();
+  });
+});
+
 test('two clients in one process never share a chunk', () => {
   const t = memoryTransport(32 * MiB);
   const a = Pool.attach(t, { create: true, seed: 1, debug: true, heartbeatMs: 0 });
