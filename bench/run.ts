@@ -1,0 +1,119 @@
+/**
+ * `npm run bench`: the standard benchmark set, written as JSON to
+ * bench/results/<timestamp>.json (gitignored) with a summary table.
+ *
+ *   micro (FineMem frag): classes 0, 4, 9 x 1 and 2 processes, 5 repetitions
+ *     each (each repetition a fresh temporary pool and fresh processes);
+ *     summary = median ops/s and median p50 latency over the repetitions
+ *   trace (FineMem stage): trace.je.larson.16 and trace.sys.xmalloc-test.16
+ *     from ../shared/traces, 2 processes, 1 epoch; skipped with a printed
+ *     reason when that folder is absent
+ *
+ * Benchmarks never fail the test pass; this script exits 1 only when a run
+ * itself fails (an error, a leak, a failed allocation in a replay).
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runMicro, type MicroResult } from '../src/bench/micro.js';
+import { runTrace, type TraceResult } from '../src/bench/trace.js';
+import { median } from '../src/bench/percentile.js';
+import { checkMicro, checkTrace, traceTable } from '../src/cli/bench.js';
+import { fixed, formatCount, formatNs, table } from '../src/cli/format.js';
+import { withInterrupt } from '../src/cli/interrupt.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const TRACES_DIR = join(ROOT, '..', 'shared', 'traces');
+const TRACES = ['trace.je.larson.16', 'trace.sys.xmalloc-test.16'];
+const CLASSES = [0, 4, 9];
+const PROCS = [1, 2];
+const REPS = 5;
+const EPOCHS = 100;
+
+/** Median summary of one (class, procs) cell over its repetitions. */
+interface MicroCell {
+  cls: number;
+  procs: number;
+  reps: number;
+  medianOpsPerSec: number;
+  medianP50Ns: number;
+  runs: MicroResult[];
+}
+
+async function micro(signal: AbortSignal): Promise<MicroCell[]> {
+  const byKey = new Map<string, MicroResult[]>();
+  for (const procs of PROCS) {
+    for (let rep = 0; rep < REPS; rep++) {
+      process.stderr.write(`micro: ${procs} process(es), repetition ${rep + 1}/${REPS}\n`);
+      const results = await runMicro({ classes: CLASSES, procs, epochs: EPOCHS, signal });
+      checkMicro(results);
+      for (const r of results) {
+        const key = `${r.cls}/${procs}`;
+        byKey.set(key, [...(byKey.get(key) ?? []), r]);
+      }
+    }
+  }
+  const cells: MicroCell[] = [];
+  for (const cls of CLASSES) {
+    for (const procs of PROCS) {
+      const runs = byKey.get(`${cls}/${procs}`) ?? [];
+      cells.push({
+        cls, procs, reps: runs.length,
+        medianOpsPerSec: median(runs.map((r) => r.opsPerSec)),
+        medianP50Ns: median(runs.map((r) => r.latency.p50Ns)),
+        runs,
+      });
+    }
+  }
+  return cells;
+}
+
+async function traces(signal: AbortSignal): Promise<{ results: TraceResult[]; skipped?: string }> {
+  const paths = TRACES.map((t) => join(TRACES_DIR, t));
+  const missing = paths.filter((p) => !existsSync(p));
+  if (missing.length > 0) return { results: [], skipped: `trace files not found: ${missing.join(', ')} (expected ../shared/traces next to the project)` };
+  process.stderr.write(`trace: ${TRACES.join(', ')} with 2 processes\n`);
+  const results = await runTrace({ paths, procs: 2, epochs: 1, signal });
+  checkTrace(results);
+  return { results };
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  const { microCells, trace } = await withInterrupt(async (signal) => ({ microCells: await micro(signal), trace: await traces(signal) }));
+  const report = {
+    date: started.toISOString(),
+    node: process.version,
+    platform: `${process.platform} ${process.arch}`,
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    micro: { classes: CLASSES, procs: PROCS, reps: REPS, epochs: EPOCHS, blocks: 1000, churn: 250, cells: microCells },
+    trace: { procs: 2, epochs: 1, results: trace.results, ...(trace.skipped ? { skipped: trace.skipped } : {}) },
+  };
+  const dir = join(ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+
+  const lines = [
+    `micro (frag): ${EPOCHS} epochs, 1000 blocks, 250 churn; median of ${REPS} repetitions`,
+    ...table(
+      [{ header: 'class' }, { header: 'procs' }, { header: 'ops/s' }, { header: 'p50 ns' }, { header: 'ops/s min..max' }],
+      microCells.map((c) => [
+        String(c.cls), String(c.procs), formatCount(c.medianOpsPerSec), formatNs(c.medianP50Ns),
+        `${formatCount(Math.min(...c.runs.map((r) => r.opsPerSec)))}..${formatCount(Math.max(...c.runs.map((r) => r.opsPerSec)))}`,
+      ]),
+    ),
+    '',
+    ...(trace.skipped ? [`trace: skipped: ${trace.skipped}`] : ['trace (stage): 2 processes, 1 epoch', ...traceTable(trace.results)]),
+    '',
+    `written ${file} (${fixed((Date.now() - started.getTime()) / 1000, 1)} s)`,
+  ];
+  for (const l of lines) process.stdout.write(`${l}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});

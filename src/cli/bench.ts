@@ -1,0 +1,192 @@
+/**
+ * `dmem bench micro` and `dmem bench trace`: the FineMem benchmarks
+ * (src/bench/micro.ts, src/bench/trace.ts) with human tables or JSON lines.
+ * A run that leaks chunks or has failed operations prints its results, then
+ * fails (exit 1).
+ */
+import type { Command } from 'commander';
+import { DmemError } from '../errors.js';
+import { runMicro, type MicroResult } from '../bench/micro.js';
+import { runTrace, type TraceResult } from '../bench/trace.js';
+import { formatBytes } from '../units.js';
+import { fixed, formatCount, formatNs, table } from './format.js';
+import { intIn, parseClass, parseClassList, parseExistingFile, parsePoolName, parsePositiveSize, parseSeed } from './options.js';
+import { Output } from './output.js';
+import { progress } from './progress.js';
+import { withInterrupt } from './interrupt.js';
+
+interface MicroFlags {
+  pool?: string;
+  size?: number;
+  class?: number;
+  classes?: number[];
+  procs: number;
+  epochs: number;
+  blocks: number;
+  churn: number;
+  seed?: number;
+  json: boolean;
+}
+
+interface TraceFlags {
+  procs: number;
+  epochs: number;
+  pool?: string;
+  size?: number;
+  seed?: number;
+  json: boolean;
+}
+
+/** Adds `bench micro` and `bench trace` to `program`. */
+export function addBenchCommands(program: Command): void {
+  const bench = program.command('bench').description('FineMem benchmarks: micro (frag) and trace (stage replay)');
+
+  bench
+    .command('micro')
+    .description(
+      "FineMem's frag microbenchmark: each of P processes allocates N blocks of a size class, then every epoch frees M random ones and allocates M again",
+    )
+    .option('--pool <name>', 'run on this shm pool (must exist, or give --size); default: a temporary pool shm:dmem-bench-<pid>, removed at the end', parsePoolName)
+    .option('--size <bytes>', 'with --pool: create the pool with this size (e.g. 8GiB) when it does not exist', parsePositiveSize)
+    .option('--class <c>', 'one size class, 0..9 (block = 4 KiB * 2^c)', parseClass)
+    .option('--classes <list>', 'size classes to run in order, e.g. 0-9 or 0,4,9 (default 0-9)', parseClassList)
+    .option('--procs <p>', 'client processes (P)', intIn(1, 1024), 2)
+    .option('--epochs <e>', 'epochs per class (E)', intIn(1, 1e9), 100)
+    .option('--blocks <n>', 'blocks each process holds (N)', intIn(1, 1e8), 1000)
+    .option('--churn <m>', 'blocks freed and allocated again per epoch (M, at most N)', intIn(1, 1e8), 250)
+    .option('--seed <s>', 'PRNG seed, 0..2^32-1 (default: random, printed in the result)', parseSeed)
+    .option('--json', 'print one JSON object per size class on stdout', false)
+    .addHelpText('after', [
+      '',
+      'Reported per class: ops/s = (allocs + frees of every epoch loop) / the slowest process\'s loop time;',
+      'allocation latency mean/p50/p99 in ns (performance.now() around each allocClass); CAS retries per',
+      'allocation (mean, max); transport operations per alloc and per free; chunks held after every',
+      'process freed its blocks (must not grow: otherwise exit 1). Temporary pool size:',
+      'P * N * (largest block) * 1.25 + 64 MiB, sparse in /dev/shm.',
+      '',
+      'Example:',
+      '  dmem bench micro --class 0 --procs 2 --epochs 200',
+    ].join('\n'))
+    .action(async (flags: MicroFlags, cmd: Command) => {
+      if (flags.class !== undefined && flags.classes !== undefined) cmd.error('error: give --class or --classes, not both', { exitCode: 2 });
+      if (flags.churn > flags.blocks) cmd.error(`error: --churn (${flags.churn}) must not exceed --blocks (${flags.blocks})`, { exitCode: 2 });
+      if (flags.size !== undefined && flags.pool === undefined) cmd.error('error: --size needs --pool (a temporary pool is sized automatically)', { exitCode: 2 });
+      const classes = flags.class !== undefined ? [flags.class] : flags.classes ?? [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+      await micro(flags, classes);
+    });
+
+  bench
+    .command('trace')
+    .description("FineMem's stage test: every process replays each allocation trace (lines '<arrival_us> <size_class>') at its arrival times, then frees all")
+    .argument('<files...>', 'trace files, e.g. ../shared/traces/trace.sys.xmalloc-test.16', parseExistingFile)
+    .option('--procs <p>', 'client processes, each replaying the whole trace', intIn(1, 1024), 2)
+    .option('--epochs <e>', 'replays of each trace per process, with a barrier between them', intIn(1, 1e6), 1)
+    .option('--pool <name>', 'run on this shm pool (must exist, or give --size); default: a temporary pool shm:dmem-bench-<pid>, removed at the end', parsePoolName)
+    .option('--size <bytes>', 'with --pool: create the pool with this size when it does not exist', parsePositiveSize)
+    .option('--seed <s>', "seed of the clients' core PRNGs, 0..2^32-1 (default: random)", parseSeed)
+    .option('--json', 'print one JSON object per trace on stdout', false)
+    .addHelpText('after', [
+      '',
+      'Reported per trace: mean allocation latency (ns), replay time against the trace\'s own duration',
+      '(its last arrival) as a ratio (1.00 = kept up), CAS retries per allocation (mean, max), allocations,',
+      'and errors (failed allocations or frees, e.g. POOL_EXHAUSTED: any makes the exit status 1).',
+      'Temporary pool size: P * (sum of 4 KiB * 2^c over the trace) * 1.1 + 64 MiB, sparse in /dev/shm.',
+    ].join('\n'))
+    .action(async (files: string[], flags: TraceFlags, cmd: Command) => {
+      if (flags.size !== undefined && flags.pool === undefined) cmd.error('error: --size needs --pool (a temporary pool is sized automatically)', { exitCode: 2 });
+      await trace(files, flags);
+    });
+}
+
+/** Human table rows of micro results (one per class). */
+export function microTable(results: readonly MicroResult[]): string[] {
+  return table(
+    [
+      { header: 'class' }, { header: 'block' }, { header: 'ops/s' }, { header: 'lat mean ns' }, { header: 'p50 ns' }, { header: 'p99 ns' },
+      { header: 'retries mean' }, { header: 'max' }, { header: 'ops/alloc' }, { header: 'ops/free' }, { header: 'held after' },
+    ],
+    results.map((r) => [
+      String(r.cls), formatBytes(r.blockBytes), formatCount(r.opsPerSec), formatNs(r.latency.meanNs), formatNs(r.latency.p50Ns), formatNs(r.latency.p99Ns),
+      fixed(r.casRetries.perAlloc, 3), String(r.casRetries.max), fixed(r.transportOps.perAlloc), fixed(r.transportOps.perFree), String(r.heldChunksAfter),
+    ]),
+  );
+}
+
+/** One line describing a micro run's parameters. */
+export function microHeader(r: MicroResult): string {
+  return `micro (frag): ${r.procs} process${r.procs === 1 ? '' : 'es'}, ${r.blocks} blocks each, ${r.churn} freed+allocated per epoch, ${r.epochs} epochs, seed ${r.seed}, pool ${r.pool}`;
+}
+
+/** Throws when a micro run leaked chunks or had failed frees (after its results were printed). */
+export function checkMicro(results: readonly MicroResult[]): void {
+  const bad = results.filter((r) => r.heldChunksAfter !== r.heldChunksBefore || r.freeErrors > 0);
+  if (bad.length === 0) return;
+  const what = bad.map((r) => `class ${r.cls}: ${r.heldChunksAfter - r.heldChunksBefore} chunks still held, ${r.freeErrors} failed frees`).join('; ');
+  throw new DmemError('BENCH_LEAK', `blocks were not all released after the run (${what})`);
+}
+
+/**
+ * Runs the micro benchmark with a progress bar and interrupt handling,
+ * prints one row (or JSON line) per class.
+ * @throws DmemError BENCH_LEAK after printing when chunks leaked; every error of runMicro
+ */
+export async function micro(flags: Omit<MicroFlags, 'class' | 'classes'>, classes: number[]): Promise<MicroResult[]> {
+  const out = new Output(flags.json);
+  const bar = progress('micro classes');
+  let results: MicroResult[];
+  try {
+    results = await withInterrupt((signal) => runMicro({
+      classes, procs: flags.procs, epochs: flags.epochs, blocks: flags.blocks, churn: flags.churn, seed: flags.seed,
+      pool: flags.pool, size: flags.size, signal, onProgress: (done, total) => bar.update(done, total),
+    }));
+  } finally {
+    bar.stop();
+  }
+  if (out.json) for (const r of results) out.result(r, () => []);
+  out.lines([microHeader(results[0]), ...microTable(results)]);
+  checkMicro(results);
+  return results;
+}
+
+/** Human table rows of trace results (one per trace). */
+export function traceTable(results: readonly TraceResult[]): string[] {
+  return table(
+    [
+      { header: 'trace', left: true }, { header: 'requests' }, { header: 'lat mean ns' }, { header: 'p99 ns' }, { header: 'trace ms' },
+      { header: 'replay ms' }, { header: 'ratio' }, { header: 'retries mean' }, { header: 'max' }, { header: 'allocs' }, { header: 'errors' },
+    ],
+    results.map((r) => [
+      r.trace, String(r.requests), formatNs(r.latency.meanNs), formatNs(r.latency.p99Ns), fixed(r.traceMs, 1), fixed(r.replayMs.mean, 1),
+      r.ratio === null ? '-' : fixed(r.ratio.mean, 3), fixed(r.casRetries.perAlloc, 3), String(r.casRetries.max), String(r.allocs), String(r.errors),
+    ]),
+  );
+}
+
+/** Throws when a replay had errors or leaked chunks (after its results were printed). */
+export function checkTrace(results: readonly TraceResult[]): void {
+  const bad = results.filter((r) => r.errors > 0 || r.heldChunksAfter !== r.heldChunksBefore);
+  if (bad.length === 0) return;
+  const what = bad.map((r) => `${r.trace}: ${r.errors} errors${r.firstError ? ` (first: ${r.firstError})` : ''}, ${r.heldChunksAfter - r.heldChunksBefore} chunks still held`).join('; ');
+  throw new DmemError('BENCH_ERRORS', `trace replay failed (${what})`);
+}
+
+async function trace(files: string[], flags: TraceFlags): Promise<void> {
+  const out = new Output(flags.json);
+  const bar = progress('trace epochs');
+  let results: TraceResult[];
+  try {
+    results = await withInterrupt((signal) => runTrace({
+      paths: files, procs: flags.procs, epochs: flags.epochs, pool: flags.pool, size: flags.size, seed: flags.seed,
+      signal, onProgress: (done, total) => bar.update(done, total),
+    }));
+  } finally {
+    bar.stop();
+  }
+  if (out.json) for (const r of results) out.result(r, () => []);
+  const r0 = results[0];
+  out.lines([
+    `trace (stage): ${r0.procs} process${r0.procs === 1 ? '' : 'es'}, ${r0.epochs} epoch${r0.epochs === 1 ? '' : 's'}, pool ${r0.pool}`,
+    ...traceTable(results),
+  ]);
+  checkTrace(results);
+}
