@@ -48,8 +48,6 @@ const DEBUG = !ASC_NO_ASSERT;
 
 /** Failed CASes in a row on one span before the allocator moves away. */
 const CONTENDED_RETRIES: u32 = 4;
-/** Sections scanned by hints before claiming a FREE section. */
-const SCAN_WINDOW: u32 = 64;
 /** Section headers fetched per bulk read during scans. */
 const BATCH: u32 = 32;
 
@@ -69,6 +67,8 @@ const hintWord = memory.data(8 * 5);
 // Scratch word for probes, and a buffer for bulk reads of headers.
 const scratch = memory.data(8);
 const batch = memory.data(8 * 32);
+const hintBatch = memory.data(8 * 32);
+const spanBatch = memory.data(8 * 16);
 
 // Counters (read through assembly/stats.ts).
 export let allocCount: u64 = 0;
@@ -186,27 +186,38 @@ function allocChunks(cls: u32): i64 {
 /**
  * Finds a span with a free aligned group for `cls`; returns its global index
  * and leaves its header word in scratch[0], or a negative status.
+ * Three phases: (1) every section's hints, from this client's start section,
+ * BATCH headers per bulk read; (2) claim a FREE section; (3) every span
+ * header of every CHUNK section, hints ignored (stale hints never make a
+ * pool look exhausted).
  */
 function findSpanForChunks(cls: u32): i32 {
   let freeSec: i32 = -1;
-  const window = min(SCAN_WINDOW, nSections);
-  for (let i: u32 = 0; i < window; i++) {
-    const sec = (startSection + i) % nSections;
-    const sw = load64(sectionHdr(sec));
-    cachedSection = <i32>sec;
-    cachedSectionWord = sw;
-    const mode = sectionMode(sw);
-    if (mode == MODE_FREE) { if (freeSec < 0) freeSec = <i32>sec; continue; }
-    if (mode != MODE_CHUNK) continue;
-    // NORMAL spans first (pack partly used spans), then EMPTY ones.
-    for (let pass: u32 = 0; pass < 2; pass++) {
-      const want = pass == 0 ? ST_NORMAL : ST_EMPTY;
-      for (let j: u32 = 0; j < SECTION_SPANS; j++) {
-        if (spanState(sw, j) != want) continue;
-        const span = sec * SECTION_SPANS + j;
-        if (probeSpan(span, cls)) { startSection = sec; return <i32>span; }
+  let sec = startSection;
+  let left = nSections;
+  while (left > 0) {
+    const count = min(min(BATCH, left), nSections - sec);
+    readInto(sectionHdr(sec), hintBatch, count << 3);
+    for (let k: u32 = 0; k < count; k++) {
+      const s = sec + k;
+      const sw = load<u64>(hintBatch + (k << 3));
+      const mode = sectionMode(sw);
+      if (mode == MODE_FREE) { if (freeSec < 0) freeSec = <i32>s; continue; }
+      if (mode != MODE_CHUNK) continue;
+      cachedSection = <i32>s;
+      cachedSectionWord = sw;
+      // NORMAL spans first (pack partly used spans), then EMPTY ones.
+      for (let pass: u32 = 0; pass < 2; pass++) {
+        const want = pass == 0 ? ST_NORMAL : ST_EMPTY;
+        for (let j: u32 = 0; j < SECTION_SPANS; j++) {
+          if (spanState(sw, j) != want) continue;
+          const span = s * SECTION_SPANS + j;
+          if (probeSpan(span, cls)) { startSection = s; return <i32>span; }
+        }
       }
     }
+    left -= count;
+    sec = (sec + count) % nSections;
   }
   if (freeSec < 0) freeSec = findSectionInMode(MODE_FREE);
   while (freeSec >= 0) {
@@ -218,12 +229,13 @@ function findSpanForChunks(cls: u32): i32 {
     }
     freeSec = findSectionInMode(MODE_FREE);
   }
-  // Last resort: every span of every CHUNK section, hints ignored.
-  for (let sec: u32 = 0; sec < nSections; sec++) {
-    if (sectionMode(load64(sectionHdr(sec))) != MODE_CHUNK) continue;
+  for (let s: u32 = 0; s < nSections; s++) {
+    if (sectionMode(load64(sectionHdr(s))) != MODE_CHUNK) continue;
+    readInto(spanHdr(s * SECTION_SPANS), spanBatch, SECTION_SPANS << 3);
     for (let j: u32 = 0; j < SECTION_SPANS; j++) {
-      const span = sec * SECTION_SPANS + j;
-      if (probeSpan(span, cls)) return <i32>span;
+      if (findFreeGroup(bitmapOf(load<u64>(spanBatch + (j << 3))), cls) < 0) continue;
+      const span = s * SECTION_SPANS + j;
+      if (probeSpan(span, cls)) { startSection = s; return <i32>span; }
     }
   }
   return E_EXHAUSTED;
@@ -319,33 +331,47 @@ function claimSection(sec: u32): bool {
 
 function allocSpans(cls: u32): i64 {
   const n: u32 = 1 << (cls - 5);
+  // Phase 1: hints of every section, from this client's start section.
   let freeSec: i32 = -1;
-  const window = min(SCAN_WINDOW, nSections);
-  for (let i: u32 = 0; i < window; i++) {
-    const sec = (startSection + i) % nSections;
-    const sw = load64(sectionHdr(sec));
-    const mode = sectionMode(sw);
-    if (mode == MODE_FREE) { if (freeSec < 0) freeSec = <i32>sec; continue; }
-    if (mode != MODE_CHUNK) continue;
-    for (let g: u32 = 0; g < SECTION_SPANS; g += n) {
-      if (!hintsEmpty(sw, g, n)) continue;
-      const r = takeSpans(sec, g, n, cls);
-      if (r >= 0) return r;
+  let sec = startSection;
+  let left = nSections;
+  while (left > 0) {
+    const count = min(min(BATCH, left), nSections - sec);
+    readInto(sectionHdr(sec), hintBatch, count << 3);
+    for (let k: u32 = 0; k < count; k++) {
+      const s = sec + k;
+      const sw = load<u64>(hintBatch + (k << 3));
+      const mode = sectionMode(sw);
+      if (mode == MODE_FREE) { if (freeSec < 0) freeSec = <i32>s; continue; }
+      if (mode != MODE_CHUNK) continue;
+      for (let g: u32 = 0; g < SECTION_SPANS; g += n) {
+        if (!hintsEmpty(sw, g, n)) continue;
+        const r = takeSpans(s, g, n, cls);
+        if (r >= 0) { startSection = s; return r; }
+      }
     }
+    left -= count;
+    sec = (sec + count) % nSections;
   }
+  // Phase 2: a FREE section of our own.
   if (freeSec < 0) freeSec = findSectionInMode(MODE_FREE);
   while (freeSec >= 0) {
     if (claimSection(<u32>freeSec)) {
       const r = takeSpans(<u32>freeSec, 0, n, cls);
-      if (r >= 0) return r;
+      if (r >= 0) { startSection = <u32>freeSec; return r; }
     }
     freeSec = findSectionInMode(MODE_FREE);
   }
-  for (let sec: u32 = 0; sec < nSections; sec++) {
-    if (sectionMode(load64(sectionHdr(sec))) != MODE_CHUNK) continue;
+  // Phase 3: span headers themselves, hints ignored.
+  for (let s: u32 = 0; s < nSections; s++) {
+    if (sectionMode(load64(sectionHdr(s))) != MODE_CHUNK) continue;
+    readInto(spanHdr(s * SECTION_SPANS), spanBatch, SECTION_SPANS << 3);
     for (let g: u32 = 0; g < SECTION_SPANS; g += n) {
-      const r = takeSpans(sec, g, n, cls);
-      if (r >= 0) return r;
+      let empty = true;
+      for (let j = g; j < g + n; j++) if (!isEmptySpan(load<u64>(spanBatch + (j << 3)))) { empty = false; break; }
+      if (!empty) continue;
+      const r = takeSpans(s, g, n, cls);
+      if (r >= 0) { startSection = s; return r; }
     }
   }
   return E_EXHAUSTED;

@@ -29,7 +29,7 @@ const TRACES = ['trace.je.larson.16', 'trace.sys.xmalloc-test.16'];
 const CLASSES = [0, 4, 9];
 const PROCS = [1, 2];
 const REPS = 5;
-const EPOCHS = 100;
+const EPOCHS = 1000;
 
 /** Median summary of one (class, procs) cell over its repetitions. */
 interface MicroCell {

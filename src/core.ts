@@ -89,18 +89,34 @@ function readString(memory: WebAssembly.Memory, ptr: number): string {
 export function coreImports(transport: Transport, memory: () => WebAssembly.Memory): WebAssembly.Imports {
   const t = transport;
   const words = t instanceof WindowedTransport ? t.singleWindow() : null;
-  // Hot path: a single-window pool binds the word ops straight to Atomics.
-  const word = words ? {
-    load64: (offset: number): bigint => Atomics.load(words, offset / 8),
-    store64: (offset: number, value: bigint): void => { Atomics.store(words, offset / 8, value); },
-    cas64: (offset: number, expected: bigint, desired: bigint): bigint => Atomics.compareExchange(words, offset / 8, expected, desired),
-    faa64: (offset: number, delta: bigint): bigint => Atomics.add(words, offset / 8, delta),
-  } : {
-    load64: (offset: number): bigint => t.load64(offset),
-    store64: (offset: number, value: bigint): void => t.store64(offset, value),
-    cas64: (offset: number, expected: bigint, desired: bigint): bigint => t.cas64(offset, expected, desired),
-    faa64: (offset: number, delta: bigint): bigint => t.faa64(offset, delta),
-  };
+  const windows = t instanceof WindowedTransport && !words ? t.windowArrays() : null;
+  // Hot path: pools in memory bind the word ops straight to Atomics (a
+  // window index and a subtraction for pools of several windows).
+  let word;
+  if (words) {
+    word = {
+      load64: (offset: number): bigint => Atomics.load(words, offset / 8),
+      store64: (offset: number, value: bigint): void => { Atomics.store(words, offset / 8, value); },
+      cas64: (offset: number, expected: bigint, desired: bigint): bigint => Atomics.compareExchange(words, offset / 8, expected, desired),
+      faa64: (offset: number, delta: bigint): bigint => Atomics.add(words, offset / 8, delta),
+    };
+  } else if (windows) {
+    const w = windows.words;
+    const size = windows.windowBytes;
+    word = {
+      load64: (o: number): bigint => { const i = Math.floor(o / size); return Atomics.load(w[i], (o - i * size) / 8); },
+      store64: (o: number, v: bigint): void => { const i = Math.floor(o / size); Atomics.store(w[i], (o - i * size) / 8, v); },
+      cas64: (o: number, e: bigint, d: bigint): bigint => { const i = Math.floor(o / size); return Atomics.compareExchange(w[i], (o - i * size) / 8, e, d); },
+      faa64: (o: number, d: bigint): bigint => { const i = Math.floor(o / size); return Atomics.add(w[i], (o - i * size) / 8, d); },
+    };
+  } else {
+    word = {
+      load64: (offset: number): bigint => t.load64(offset),
+      store64: (offset: number, value: bigint): void => t.store64(offset, value),
+      cas64: (offset: number, expected: bigint, desired: bigint): bigint => t.cas64(offset, expected, desired),
+      faa64: (offset: number, delta: bigint): bigint => t.faa64(offset, delta),
+    };
+  }
   const poolBytes = words ? new Uint8Array(words.buffer, words.byteOffset, words.byteLength) : null;
   let mem8 = new Uint8Array(0);
   const coreBytes = (): Uint8Array => {

@@ -27,7 +27,7 @@ export interface MicroOptions {
   classes: number[];
   /** Client processes (P >= 1, default 2). */
   procs?: number;
-  /** Epochs per class (E >= 1, default 100). */
+  /** Epochs per class (E >= 1, default 1000). */
   epochs?: number;
   /** Blocks each process holds (N >= 1, default 1000). */
   blocks?: number;
@@ -110,7 +110,7 @@ function checkInt(name: string, v: number, min: number, max: number): void {
  */
 export async function runMicro(opts: MicroOptions): Promise<MicroResult[]> {
   const procs = opts.procs ?? 2;
-  const epochs = opts.epochs ?? 100;
+  const epochs = opts.epochs ?? 1000;
   const blocks = opts.blocks ?? 1000;
   const churn = opts.churn ?? 250;
   const seed = (opts.seed ?? Math.floor(Math.random() * 2 ** 32)) >>> 0;

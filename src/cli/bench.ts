@@ -51,7 +51,7 @@ export function addBenchCommands(program: Command): void {
     .option('--class <c>', 'one size class, 0..9 (block = 4 KiB * 2^c)', parseClass)
     .option('--classes <list>', 'size classes to run in order, e.g. 0-9 or 0,4,9 (default 0-9)', parseClassList)
     .option('--procs <p>', 'client processes (P)', intIn(1, 1024), 2)
-    .option('--epochs <e>', 'epochs per class (E)', intIn(1, 1e9), 100)
+    .option('--epochs <e>', 'epochs per class (E); short runs measure the JIT warming up', intIn(1, 1e9), 1000)
     .option('--blocks <n>', 'blocks each process holds (N)', intIn(1, 1e8), 1000)
     .option('--churn <m>', 'blocks freed and allocated again per epoch (M, at most N)', intIn(1, 1e8), 250)
     .option('--seed <s>', 'PRNG seed, 0..2^32-1 (default: random, printed in the result)', parseSeed)

@@ -6,8 +6,8 @@
 import type { Command } from 'commander';
 import { micro } from './bench.js';
 
-/** The demo's settings: 2 processes x 1000 blocks, 250 freed and allocated per epoch, 100 epochs per class. */
-export const DEMO = { procs: 2, blocks: 1000, churn: 250, epochs: 100 } as const;
+/** The demo's settings: 2 processes x 1000 blocks, 250 freed and allocated per epoch, 1000 epochs per class. */
+export const DEMO = { procs: 2, blocks: 1000, churn: 250, epochs: 1000 } as const;
 
 /** Adds `demo` to `program`. */
 export function addDemoCommand(program: Command): void {

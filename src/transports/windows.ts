@@ -103,6 +103,14 @@ export class WindowedTransport implements Transport {
   }
 
   /**
+   * Every window as a BigInt64Array, with the window size in bytes, for
+   * hosts that bind imports straight to Atomics; invalid after `close()`.
+   */
+  windowArrays(): { words: BigInt64Array[]; windowBytes: number } {
+    return { words: this.words.slice(), windowBytes: this.windowBytes };
+  }
+
+  /**
    * The pool bytes at [offset, offset + length) as a Uint8Array over the
    * memory itself (no copy), or null when the range straddles two windows.
    */
