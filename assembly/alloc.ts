@@ -29,6 +29,7 @@
  * CONTENDED in its section and left for others.
  */
 import { cas64, load64, readInto, store64, transportOps } from './imports';
+import { cursorNext, cursorSection, cursorStart, cursorWord } from './cursor';
 import {
   CHUNK_BYTES, CHUNK_SHIFT, E_CORRUPT, E_DOUBLE_FREE, E_EXHAUSTED, E_INVALID_ADDRESS, SECTION_BYTES,
   SECTION_CHUNKS, SECTION_SPANS, SPAN_CHUNKS, dataOff, nSections, ownerLogOff, sectionHdrOff, spanHdrOff,
@@ -48,8 +49,6 @@ const DEBUG = !ASC_NO_ASSERT;
 
 /** Failed CASes in a row on one span before the allocator moves away. */
 const CONTENDED_RETRIES: u32 = 4;
-/** Section headers fetched per bulk read during scans. */
-const BATCH: u32 = 32;
 
 /** This client's id (1..4095), set by `setClient`. */
 export let clientId: u32 = 0;
@@ -64,10 +63,8 @@ let cachedSectionWord: u64 = 0;
 // Per-class hint span (global span index, -1 = none) and the last word seen.
 const hintSpan = memory.data(4 * 5);
 const hintWord = memory.data(8 * 5);
-// Scratch word for probes, and a buffer for bulk reads of headers.
+// Scratch word for probes, and a buffer for bulk reads of a section's span headers.
 const scratch = memory.data(8);
-const batch = memory.data(8 * 32);
-const hintBatch = memory.data(8 * 32);
 const spanBatch = memory.data(8 * 16);
 
 // Counters (read through assembly/stats.ts).
@@ -187,37 +184,30 @@ function allocChunks(cls: u32): i64 {
  * Finds a span with a free aligned group for `cls`; returns its global index
  * and leaves its header word in scratch[0], or a negative status.
  * Three phases: (1) every section's hints, from this client's start section,
- * BATCH headers per bulk read; (2) claim a FREE section; (3) every span
+ * one bulk read per 32 headers (assembly/cursor.ts); (2) claim a FREE section; (3) every span
  * header of every CHUNK section, hints ignored (stale hints never make a
  * pool look exhausted).
  */
 function findSpanForChunks(cls: u32): i32 {
   let freeSec: i32 = -1;
-  let sec = startSection;
-  let left = nSections;
-  while (left > 0) {
-    const count = min(min(BATCH, left), nSections - sec);
-    readInto(sectionHdr(sec), hintBatch, count << 3);
-    for (let k: u32 = 0; k < count; k++) {
-      const s = sec + k;
-      const sw = load<u64>(hintBatch + (k << 3));
-      const mode = sectionMode(sw);
-      if (mode == MODE_FREE) { if (freeSec < 0) freeSec = <i32>s; continue; }
-      if (mode != MODE_CHUNK) continue;
-      cachedSection = <i32>s;
-      cachedSectionWord = sw;
-      // NORMAL spans first (pack partly used spans), then EMPTY ones.
-      for (let pass: u32 = 0; pass < 2; pass++) {
-        const want = pass == 0 ? ST_NORMAL : ST_EMPTY;
-        for (let j: u32 = 0; j < SECTION_SPANS; j++) {
-          if (spanState(sw, j) != want) continue;
-          const span = s * SECTION_SPANS + j;
-          if (probeSpan(span, cls)) { startSection = s; return <i32>span; }
-        }
+  cursorStart(startSection);
+  while (cursorNext()) {
+    const s = cursorSection;
+    const sw = cursorWord;
+    const mode = sectionMode(sw);
+    if (mode == MODE_FREE) { if (freeSec < 0) freeSec = <i32>s; continue; }
+    if (mode != MODE_CHUNK) continue;
+    cachedSection = <i32>s;
+    cachedSectionWord = sw;
+    // NORMAL spans first (pack partly used spans), then EMPTY ones.
+    for (let pass: u32 = 0; pass < 2; pass++) {
+      const want = pass == 0 ? ST_NORMAL : ST_EMPTY;
+      for (let j: u32 = 0; j < SECTION_SPANS; j++) {
+        if (spanState(sw, j) != want) continue;
+        const span = s * SECTION_SPANS + j;
+        if (probeSpan(span, cls)) { startSection = s; return <i32>span; }
       }
     }
-    left -= count;
-    sec = (sec + count) % nSections;
   }
   if (freeSec < 0) freeSec = findSectionInMode(MODE_FREE);
   while (freeSec >= 0) {
@@ -250,21 +240,12 @@ function findSpanForChunks(cls: u32): i32 {
 
 /**
  * First section whose mode is `mode`, scanning from this client's start
- * section with one bulk read per BATCH headers; -1 when there is none. A bulk
+ * section (assembly/cursor.ts); -1 when there is none. A bulk
  * read may see a word mid-update: the caller's CAS settles it.
  */
 function findSectionInMode(mode: u32): i32 {
-  let sec = startSection;
-  let left = nSections;
-  while (left > 0) {
-    const n = min(min(BATCH, left), nSections - sec);
-    readInto(sectionHdr(sec), batch, n << 3);
-    for (let k: u32 = 0; k < n; k++) {
-      if (sectionMode(load<u64>(batch + (k << 3))) == mode) return <i32>(sec + k);
-    }
-    left -= n;
-    sec = (sec + n) % nSections;
-  }
+  cursorStart(startSection);
+  while (cursorNext()) if (sectionMode(cursorWord) == mode) return <i32>cursorSection;
   return -1;
 }
 
@@ -333,25 +314,18 @@ function allocSpans(cls: u32): i64 {
   const n: u32 = 1 << (cls - 5);
   // Phase 1: hints of every section, from this client's start section.
   let freeSec: i32 = -1;
-  let sec = startSection;
-  let left = nSections;
-  while (left > 0) {
-    const count = min(min(BATCH, left), nSections - sec);
-    readInto(sectionHdr(sec), hintBatch, count << 3);
-    for (let k: u32 = 0; k < count; k++) {
-      const s = sec + k;
-      const sw = load<u64>(hintBatch + (k << 3));
-      const mode = sectionMode(sw);
-      if (mode == MODE_FREE) { if (freeSec < 0) freeSec = <i32>s; continue; }
-      if (mode != MODE_CHUNK) continue;
-      for (let g: u32 = 0; g < SECTION_SPANS; g += n) {
-        if (!hintsEmpty(sw, g, n)) continue;
-        const r = takeSpans(s, g, n, cls);
-        if (r >= 0) { startSection = s; return r; }
-      }
+  cursorStart(startSection);
+  while (cursorNext()) {
+    const s = cursorSection;
+    const sw = cursorWord;
+    const mode = sectionMode(sw);
+    if (mode == MODE_FREE) { if (freeSec < 0) freeSec = <i32>s; continue; }
+    if (mode != MODE_CHUNK) continue;
+    for (let g: u32 = 0; g < SECTION_SPANS; g += n) {
+      if (!hintsEmpty(sw, g, n)) continue;
+      const r = takeSpans(s, g, n, cls);
+      if (r >= 0) { startSection = s; return r; }
     }
-    left -= count;
-    sec = (sec + count) % nSections;
   }
   // Phase 2: a FREE section of our own.
   if (freeSec < 0) freeSec = findSectionInMode(MODE_FREE);
@@ -429,33 +403,22 @@ function releaseSpans(base: u32, from: u32, n: u32, cls: u32): bool {
 function allocSections(n: u32, cls: u32): i64 {
   if (n == 0 || n > nSections) return E_EXHAUSTED;
   for (let attempt = 0; attempt < 2; attempt++) {
+    // Next-fit over the whole pool (usually a FREE section is among the
+    // first few: read 4 headers first); a run never wraps around the end.
     let run: u32 = 0;
-    // Next-fit over the whole pool, BATCH headers per bulk read; a run never
-    // wraps around the end of the pool.
-    let sec = largeCursor;
-    let left = nSections;
-    // Next-fit usually finds a FREE section within a few: read 4 headers
-    // first, then full batches.
-    let want: u32 = 4;
-    while (left > 0) {
-      const count = min(min(want, left), nSections - sec);
-      want = BATCH;
-      readInto(sectionHdr(sec), batch, count << 3);
-      for (let k: u32 = 0; k < count; k++, sec++) {
-        if (sec == 0) run = 0;
-        const w = load<u64>(batch + (k << 3));
-        if (sectionMode(w) != MODE_FREE) { run = 0; continue; }
-        run++;
-        if (run < n) continue;
-        const r = takeSections(sec + 1 - n, n, cls, w);
-        if (r >= 0) {
-          largeCursor = (sec + 1) % nSections;
-          return r;
-        }
-        run = 0;
+    cursorStart(largeCursor, 4);
+    while (cursorNext()) {
+      const sec = cursorSection;
+      if (sec == 0) run = 0;
+      if (sectionMode(cursorWord) != MODE_FREE) { run = 0; continue; }
+      run++;
+      if (run < n) continue;
+      const r = takeSections(sec + 1 - n, n, cls, cursorWord);
+      if (r >= 0) {
+        largeCursor = (sec + 1) % nSections;
+        return r;
       }
-      left -= count;
-      if (sec == nSections) sec = 0;
+      run = 0;
     }
     if (retireEmptySections() == 0) break;
   }
@@ -511,10 +474,10 @@ function retireEmptySections(): u32 {
   let retired: u32 = 0;
   for (let sec: u32 = 0; sec < nSections; sec++) {
     if (sectionMode(load64(sectionHdr(sec))) != MODE_CHUNK) continue;
-    readInto(spanHdr(sec * SECTION_SPANS), batch, SECTION_SPANS * 8);
+    readInto(spanHdr(sec * SECTION_SPANS), spanBatch, SECTION_SPANS * 8);
     let allEmpty = true;
     for (let j: u32 = 0; j < SECTION_SPANS; j++) {
-      if (!isEmptySpan(load<u64>(batch + (j << 3)))) { allEmpty = false; break; }
+      if (!isEmptySpan(load<u64>(spanBatch + (j << 3)))) { allEmpty = false; break; }
     }
     if (allEmpty && retireSection(sec)) retired++;
   }
