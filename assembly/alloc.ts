@@ -31,13 +31,19 @@
 import { cas64, load64, readInto, store64, transportOps } from './imports';
 import { cursorNext, cursorSection, cursorStart, cursorWord } from './cursor';
 import {
+  CP_ALLOC_CHUNK_COMMITTED, CP_ALLOC_CHUNK_LOGGED, CP_ALLOC_SECTIONS_COMMITTED, CP_ALLOC_SECTIONS_TAILS,
+  CP_ALLOC_SPANS_COMMITTED, CP_ALLOC_SPANS_TAILS, CP_CLAIM_CLAIMED, CP_CLAIM_UNSEALING, CP_FREE_CHUNK_LOGGED,
+  CP_FREE_SECTIONS_LOGGED, CP_FREE_SECTIONS_PARTIAL, CP_FREE_SPANS_LOGGED, CP_FREE_SPANS_PARTIAL, CP_RETIRE_MARKED,
+  CP_RETIRE_SEALED, CP_RETIRE_SEALING, crashPoint,
+} from './crash';
+import {
   CHUNK_BYTES, CHUNK_SHIFT, E_CORRUPT, E_DOUBLE_FREE, E_EXHAUSTED, E_INVALID_ADDRESS, SECTION_BYTES,
-  SECTION_CHUNKS, SECTION_SPANS, SPAN_CHUNKS, dataOff, nSections, ownerLogOff, sectionHdrOff, spanHdrOff,
+  SECTION_CHUNKS, SECTION_SPANS, SPAN_CHUNKS, dataOff, logOff, nSections, sectionHdr, spanHdr,
 } from './layout';
 import { CLASS_LARGE, LOG_FREED, LOG_HELD, logClass, logEntry, logSections, logState } from './ownerlog';
 import { nextBelow } from './prng';
 import {
-  MODE_CHUNK, MODE_FREE, MODE_LARGE, SOP_ALLOC, SOP_FREE, SOP_MODE, ST_CONTENDED, ST_EMPTY, ST_FULL, ST_NORMAL,
+  MODE_CHUNK, MODE_FREE, MODE_LARGE, MODE_RETIRING, SOP_ALLOC, SOP_FREE, SOP_MODE, ST_CONTENDED, ST_EMPTY, ST_FULL, ST_NORMAL,
   nextSectionWord, sectionMode, sectionStates, sectionTail, spanState, withSpanState,
 } from './section';
 import {
@@ -50,8 +56,9 @@ const DEBUG = !ASC_NO_ASSERT;
 /** Failed CASes in a row on one span before the allocator moves away. */
 const CONTENDED_RETRIES: u32 = 4;
 
-/** This client's id (1..4095), set by `setClient`. */
+/** This client's id (1..4095) and slot generation, set by `setClient`. */
 export let clientId: u32 = 0;
+export let clientGen: u32 = 0;
 /** Section where this client's scans start (random at registration, then wherever it last found room). */
 let startSection: u32 = 0;
 /** Next-fit position of the section path. */
@@ -77,9 +84,6 @@ export let freeOps: u64 = 0;
 const classAllocs = memory.data(8 * 11);
 const classFrees = memory.data(8 * 11);
 
-@inline function sectionHdr(sec: u32): u64 { return sectionHdrOff + (<u64>sec << 3); }
-@inline function spanHdr(span: u32): u64 { return spanHdrOff + (<u64>span << 3); }
-@inline function logOff(chunk: u32): u64 { return ownerLogOff + (<u64>chunk << 3); }
 @inline function getHintSpan(cls: u32): i32 { return load<i32>(hintSpan + (cls << 2)); }
 @inline function getHintWord(cls: u32): u64 { return load<u64>(hintWord + (cls << 3)); }
 @inline function setHint(cls: u32, span: i32, w: u64): void {
@@ -90,9 +94,10 @@ const classFrees = memory.data(8 * 11);
 /** Byte offset of global chunk `chunk`. */
 @inline export function chunkOffset(chunk: u32): u64 { return dataOff + (<u64>chunk << CHUNK_SHIFT); }
 
-/** Binds this core instance to client `id` and picks its random start section. */
-export function setClient(id: u32): void {
+/** Binds this core instance to client `id` (slot generation `gen`) and picks its random start section. */
+export function setClient(id: u32, gen: u32): void {
   clientId = id;
+  clientGen = gen;
   startSection = nSections > 0 ? nextBelow(nSections) : 0;
   largeCursor = startSection;
   cachedSection = -1;
@@ -165,7 +170,9 @@ function allocChunks(cls: u32): i64 {
       refreshHints(<u32>span, desired);
       setHint(cls, span, desired);
       const chunk = (<u32>span << 5) + <u32>pos;
-      store64(logOff(chunk), logEntry(clientId, cls, LOG_HELD, 0));
+      crashPoint(CP_ALLOC_CHUNK_COMMITTED);
+      store64(logOff(chunk), logEntry(clientId, clientGen, cls, LOG_HELD, 0));
+      crashPoint(CP_ALLOC_CHUNK_LOGGED);
       if (nbm == FULL_BITMAP) markSpan(<u32>span, ST_FULL);
       else if (bm == 0) markSpan(<u32>span, ST_NORMAL);
       noteRetries(retries);
@@ -253,7 +260,7 @@ function findSectionInMode(mode: u32): i32 {
  * Best-effort update of span `span`'s hint in its section header (a few CAS
  * tries; hints are never needed for correctness).
  */
-function markSpan(span: u32, state: u32): void {
+export function markSpan(span: u32, state: u32): void {
   const sec = span >> 4;
   const j = span & 15;
   const off = sectionHdr(sec);
@@ -279,7 +286,7 @@ function markSpan(span: u32, state: u32): void {
 }
 
 /** Sets the hints of `n` spans from `first` (within one section) to `state`. */
-function markSpans(sec: u32, first: u32, n: u32, state: u32): void {
+export function markSpans(sec: u32, first: u32, n: u32, state: u32): void {
   const off = sectionHdr(sec);
   let w = load64(off);
   for (let i = 0; i < 8; i++) {
@@ -302,7 +309,9 @@ function claimSection(sec: u32): bool {
   const w = load64(off);
   if (sectionMode(w) != MODE_FREE) return false;
   if (cas64(off, w, nextSectionWord(w, 0, clientId, SOP_MODE, MODE_CHUNK, false)) != w) return false;
+  crashPoint(CP_CLAIM_CLAIMED);
   for (let j: u32 = 0; j < SECTION_SPANS; j++) {
+    if (j == SECTION_SPANS / 2) crashPoint(CP_CLAIM_UNSEALING);
     store64(spanHdr(sec * SECTION_SPANS + j), spanWord(0, clientId, OP_NONE, 0, 0, 0));
   }
   return true;
@@ -374,18 +383,21 @@ function takeSpans(sec: u32, first: u32, n: u32, cls: u32): i64 {
       retries++;
       w = old;
     }
+    if (i == 1) crashPoint(CP_ALLOC_SPANS_TAILS);
   }
   const head = base << 5;
-  store64(logOff(head), logEntry(clientId, cls, LOG_HELD, 0));
+  crashPoint(CP_ALLOC_SPANS_COMMITTED);
+  store64(logOff(head), logEntry(clientId, clientGen, cls, LOG_HELD, 0));
   markSpans(sec, first, n, ST_FULL);
   noteRetries(retries);
   return head;
 }
 
 /** Frees spans base+from..base+n-1 of a block of class `cls` (rollback and free). */
-function releaseSpans(base: u32, from: u32, n: u32, cls: u32): bool {
+export function releaseSpans(base: u32, from: u32, n: u32, cls: u32): bool {
   let ok = true;
   for (let i = from; i < n; i++) {
+    if (i == 1 && from == 0) crashPoint(CP_FREE_SPANS_PARTIAL);
     const span = base + i;
     let w = load64(spanHdr(span));
     while (true) {
@@ -441,9 +453,11 @@ function takeSections(first: u32, n: u32, cls: u32, lastWord: u64): i64 {
       releaseSections(first, <u32>i + 1, n);
       return -1;
     }
+    if (i == 1) crashPoint(CP_ALLOC_SECTIONS_TAILS);
   }
   const head = first * SECTION_CHUNKS;
-  store64(logOff(head), logEntry(clientId, cls, LOG_HELD, cls == CLASS_LARGE ? n : 0));
+  crashPoint(CP_ALLOC_SECTIONS_COMMITTED);
+  store64(logOff(head), logEntry(clientId, clientGen, cls, LOG_HELD, cls == CLASS_LARGE ? n : 0));
   return head;
 }
 
@@ -451,9 +465,10 @@ function takeSections(first: u32, n: u32, cls: u32, lastWord: u64): i64 {
  * LARGE -> FREE for sections first+from..first+n-1; `firstWord`, when not 0,
  * is the caller's fresh read of the first of them (saves a load).
  */
-function releaseSections(first: u32, from: u32, n: u32, firstWord: u64 = 0): bool {
+export function releaseSections(first: u32, from: u32, n: u32, firstWord: u64 = 0): bool {
   let ok = true;
   for (let i = from; i < n; i++) {
+    if (i == 1 && from == 0) crashPoint(CP_FREE_SECTIONS_PARTIAL);
     const off = sectionHdr(first + i);
     let w = i == from && firstWord != 0 ? firstWord : load64(off);
     while (true) {
@@ -484,27 +499,39 @@ function retireEmptySections(): u32 {
   return retired;
 }
 
-/** Seals all spans of CHUNK section `sec` (each CAS expects it empty), then CHUNK -> FREE. */
+/**
+ * CHUNK -> RETIRING, seals all spans (each CAS expects it empty and
+ * unsealed), then RETIRING -> FREE. Any span in use rolls it all back.
+ */
 function retireSection(sec: u32): bool {
+  const off = sectionHdr(sec);
+  let w = load64(off);
+  while (true) {
+    if (sectionMode(w) != MODE_CHUNK) return false;
+    const marked = nextSectionWord(w, sectionStates(w), clientId, SOP_MODE, MODE_RETIRING, false);
+    const old = cas64(off, w, marked);
+    if (old == w) { w = marked; break; }
+    w = old;
+  }
+  crashPoint(CP_RETIRE_MARKED);
   const base = sec * SECTION_SPANS;
   for (let j: u32 = 0; j < SECTION_SPANS; j++) {
-    const off = spanHdr(base + j);
-    const w = load64(off);
-    const sealed = nextSpanWord(w, FULL_BITMAP, clientId, OP_SEAL, 0, 0);
-    if (!isEmptySpan(w) || cas64(off, w, sealed) != w) {
+    if (j == SECTION_SPANS / 2) crashPoint(CP_RETIRE_SEALING);
+    const soff = spanHdr(base + j);
+    const sw = load64(soff);
+    const sealed = nextSpanWord(sw, FULL_BITMAP, clientId, OP_SEAL, 0, 0);
+    if (!isEmptySpan(sw) || cas64(soff, sw, sealed) != sw) {
       unsealSpans(base, j);
+      // Only this client changes a RETIRING header it marked.
+      if (DEBUG) assert(load64(off) == w, 'a RETIRING section header changed under its retirer');
+      cas64(off, w, nextSectionWord(w, sectionStates(w), clientId, SOP_MODE, MODE_CHUNK, false));
       return false;
     }
   }
-  const off = sectionHdr(sec);
-  let w = load64(off);
-  while (sectionMode(w) == MODE_CHUNK) {
-    const old = cas64(off, w, nextSectionWord(w, 0, clientId, SOP_MODE, MODE_FREE, false));
-    if (old == w) return true;
-    w = old;
-  }
-  if (DEBUG) assert(false, 'a section with all spans sealed by us left CHUNK mode');
-  return false;
+  crashPoint(CP_RETIRE_SEALED);
+  const freed = cas64(off, w, nextSectionWord(w, 0, clientId, SOP_MODE, MODE_FREE, false)) == w;
+  if (DEBUG) assert(freed, 'a RETIRING section header changed under its retirer');
+  return freed;
 }
 
 /** Undoes this client's seals on spans base..base+count-1 (retire rollback). */
@@ -546,12 +573,26 @@ export function freeChunk(chunk: u32): i32 {
   return r;
 }
 
-function freeChunks(chunk: u32, cls: u32): i32 {
+/**
+ * Writes the FREED entry that starts every free. With `expectLog` != 0 (a
+ * recoverer freeing for a dead client) it is a CAS from that entry, so a
+ * block that someone else freed meanwhile is left alone; returns false then.
+ */
+@inline function writeFreed(chunk: u32, entry: u64, expectLog: u64): bool {
+  if (expectLog == 0) {
+    store64(logOff(chunk), entry);
+    return true;
+  }
+  return cas64(logOff(chunk), expectLog, entry) == expectLog;
+}
+
+export function freeChunks(chunk: u32, cls: u32, expectLog: u64 = 0): i32 {
   const span = chunk >> 5;
   const pos = chunk & 31;
   if ((pos & ((1 << cls) - 1)) != 0) return E_CORRUPT;
   const mask = groupMask(pos, cls);
-  store64(logOff(chunk), logEntry(clientId, cls, LOG_FREED, 0));
+  if (!writeFreed(chunk, logEntry(clientId, clientGen, cls, LOG_FREED, 0), expectLog)) return E_DOUBLE_FREE;
+  crashPoint(CP_FREE_CHUNK_LOGGED);
   // Guess the word from a hint when the span is one of ours (saves a load);
   // a wrong guess costs one failed CAS, which returns the true word.
   let fresh = true;
@@ -587,25 +628,27 @@ function freeChunks(chunk: u32, cls: u32): i32 {
   for (let c: u32 = 0; c < 5; c++) if (getHintSpan(c) == <i32>span) store<u64>(hintWord + (c << 3), w);
 }
 
-function freeSpans(chunk: u32, cls: u32): i32 {
+export function freeSpans(chunk: u32, cls: u32, expectLog: u64 = 0): i32 {
   if ((chunk & (SPAN_CHUNKS - 1)) != 0) return E_CORRUPT;
   const n: u32 = 1 << (cls - 5);
   const base = chunk >> 5;
   const head = load64(spanHdr(base));
   if (!isWholeSpanBlock(head) || spanClass(head) != cls || spanChunk(head) != 0) return E_DOUBLE_FREE;
-  store64(logOff(chunk), logEntry(clientId, cls, LOG_FREED, 0));
+  if (!writeFreed(chunk, logEntry(clientId, clientGen, cls, LOG_FREED, 0), expectLog)) return E_DOUBLE_FREE;
+  crashPoint(CP_FREE_SPANS_LOGGED);
   const ok = releaseSpans(base, 0, n, cls);
   markSpans(base >> 4, base & 15, n, ST_EMPTY);
   return ok ? 0 : E_CORRUPT;
 }
 
-function freeSections(chunk: u32, n: u32, cls: u32): i32 {
+export function freeSections(chunk: u32, n: u32, cls: u32, expectLog: u64 = 0): i32 {
   if (chunk % SECTION_CHUNKS != 0) return E_CORRUPT;
   const first = chunk / SECTION_CHUNKS;
   if (n == 0 || first + n > nSections) return E_CORRUPT;
   const w = load64(sectionHdr(first));
   if (sectionMode(w) != MODE_LARGE || sectionTail(w)) return E_DOUBLE_FREE;
-  store64(logOff(chunk), logEntry(clientId, cls, LOG_FREED, cls == CLASS_LARGE ? n : 0));
+  if (!writeFreed(chunk, logEntry(clientId, clientGen, cls, LOG_FREED, cls == CLASS_LARGE ? n : 0), expectLog)) return E_DOUBLE_FREE;
+  crashPoint(CP_FREE_SECTIONS_LOGGED);
   return releaseSections(first, 0, n, w) ? 0 : E_CORRUPT;
 }
 

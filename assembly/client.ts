@@ -2,36 +2,55 @@
  * Client table: one 64-byte slot per client; a client's id is its slot index
  * + 1 (ids are 12 bits in every commit log, 0 = nobody).
  *
- *   +0  owner word, claimed and released only by CAS:
+ *   +0  owner word, changed only by CAS:
  *
- *        63                              32 31      2 1     0
- *       +----------------------------------+---------+-------+
- *       |  pid:32                          |  gen:30 |state:2|
- *       +----------------------------------+---------+-------+
- *        state  FREE, LIVE, RECOVERING (a monitor is reclaiming it)
- *        gen    bumped on every claim, so a stale CAS on a reused slot fails
+ *        63                          32 31             14 13          2 1    0
+ *       +------------------------------+-----------------+-------------+------+
+ *       |  pid:32                      |  gen:18         | recoverer:12|st:2  |
+ *       +------------------------------+-----------------+-------------+------+
+ *        st         FREE, LIVE, REVOKED (lease expired: the owner must stop),
+ *                   RECOVERING (a recoverer is reclaiming the owner's memory)
+ *        recoverer  while RECOVERING: the client doing it (a takeover CASes it)
+ *        gen        bumped on every claim; owner-log entries carry its low 14
+ *                   bits, so an entry of a slot's previous owner never passes
+ *                   for the current one's
  *
  *   +8  lease heartbeat: wall clock of the last renewal (ms since the epoch)
- *   +16 host id (a hash of the host name; with pid, who to ask if in doubt)
+ *   +16 host id (a hash of the host name)
  *   +24 epoch (reserved for epoch-based delayed free)
- *   +32 .. +63 reserved, zero
+ *   +32 process start time (clock ticks since boot, /proc/PID/stat field 22;
+ *       with pid and host it tells a live owner from a recycled pid)
+ *   +40 fence acknowledgement: the gen the owner saw revoked; written once by
+ *       the owner, after which it never touches the pool again
+ *   +48 .. +63 reserved, zero
  *
- * Concurrency: two clients racing for one slot both CAS the owner word from
- * the FREE value they read; one wins, the other moves on to the next slot.
- * Only the owner stores its heartbeat and host id.
+ * Lease protocol (the fencing argument, after Gray & Cheriton's leases). A
+ * monitor that sees a heartbeat older than the lease CASes LIVE -> REVOKED.
+ * The owner checks its owner word before every operation; on REVOKED it
+ * writes the fence acknowledgement and fails with LeaseExpiredError from then
+ * on. Memory of a REVOKED client is reclaimed only once the client is known
+ * to be fenced: it acknowledged, or its process is gone. A client stopped
+ * (SIGSTOP) in the middle of an operation therefore finishes that operation
+ * on memory that is still its own, and no write of it can land in memory
+ * handed to someone else.
  */
+import { CP_REGISTER_CLAIMED, crashPoint } from './crash';
 import { cas64, load64, store64 } from './imports';
-import { CLIENT_SLOT_BYTES, E_CLIENT_TABLE_FULL, clientTableOff, maxClients } from './layout';
+import { CLIENT_SLOT_BYTES, E_CLIENT_TABLE_FULL, E_INVALID_ARGUMENT, clientTableOff, maxClients } from './layout';
 
 export const SLOT_FREE: u32 = 0;
 export const SLOT_LIVE: u32 = 1;
-export const SLOT_RECOVERING: u32 = 2;
+export const SLOT_REVOKED: u32 = 2;
+export const SLOT_RECOVERING: u32 = 3;
+
+const GEN_MASK: u32 = (1 << 18) - 1;
 
 @inline export function slotState(w: u64): u32 { return <u32>w & 3; }
-@inline export function slotGen(w: u64): u32 { return (<u32>w) >> 2; }
+@inline export function slotRecoverer(w: u64): u32 { return (<u32>w >> 2) & 0xFFF; }
+@inline export function slotGen(w: u64): u32 { return <u32>w >> 14; }
 @inline export function slotPid(w: u64): u32 { return <u32>(w >> 32); }
-@inline export function slotWord(state: u32, gen: u32, pid: u32): u64 {
-  return <u64>((state & 3) | (gen << 2)) | (<u64>pid << 32);
+@inline export function slotWord(state: u32, recoverer: u32, gen: u32, pid: u32): u64 {
+  return <u64>((state & 3) | ((recoverer & 0xFFF) << 2) | ((gen & GEN_MASK) << 14)) | (<u64>pid << 32);
 }
 
 /** Byte offset of client `id`'s slot (id 1..maxClients). */
@@ -39,21 +58,26 @@ export const SLOT_RECOVERING: u32 = 2;
   return clientTableOff + <u64>(id - 1) * CLIENT_SLOT_BYTES;
 }
 
+@inline export function validClient(id: u32): bool { return id >= 1 && id <= maxClients; }
+
 /**
  * Claims a free slot, scanning from `start`; returns the client id, or
- * E_CLIENT_TABLE_FULL.
+ * E_CLIENT_TABLE_FULL. The heartbeat is stored before anything else so a
+ * monitor never sees a LIVE slot with a stale lease.
  */
-export function claimSlot(start: u32, pid: u32, hostId: u64, nowMs: u64): i32 {
+export function claimSlot(start: u32, pid: u32, hostId: u64, startTime: u64, nowMs: u64): i32 {
   for (let i: u32 = 0; i < maxClients; i++) {
     const id = (start + i) % maxClients + 1;
     const off = slotOff(id);
-    let w = load64(off);
+    const w = load64(off);
     if (slotState(w) != SLOT_FREE) continue;
-    const old = cas64(off, w, slotWord(SLOT_LIVE, slotGen(w) + 1, pid));
-    if (old != w) continue;
     store64(off + 8, nowMs);
+    if (cas64(off, w, slotWord(SLOT_LIVE, 0, slotGen(w) + 1, pid)) != w) continue;
+    crashPoint(CP_REGISTER_CLAIMED);
     store64(off + 16, hostId);
     store64(off + 24, 0);
+    store64(off + 32, startTime);
+    store64(off + 40, 0);
     return <i32>id;
   }
   return E_CLIENT_TABLE_FULL;
@@ -64,10 +88,53 @@ export function renewSlot(id: u32, nowMs: u64): void {
   store64(slotOff(id) + 8, nowMs);
 }
 
-/** Releases client `id`'s slot (gen kept so a stale claim CAS fails). */
-export function releaseSlot(id: u32): bool {
+/**
+ * Releases client `id`'s slot from state `from` (LIVE on close, RECOVERING
+ * after a recovery). Returns false when the slot was not in that state.
+ */
+export function releaseSlot(id: u32, from: u32): bool {
   const off = slotOff(id);
   const w = load64(off);
-  if (slotState(w) != SLOT_LIVE) return false;
-  return cas64(off, w, slotWord(SLOT_FREE, slotGen(w), 0)) == w;
+  if (slotState(w) != from) return false;
+  return cas64(off, w, slotWord(SLOT_FREE, 0, slotGen(w), 0)) == w;
+}
+
+/**
+ * Revokes client `id`'s lease (LIVE -> REVOKED) when its owner word still
+ * holds generation `gen`. Returns OK, or E_INVALID_ARGUMENT when the slot
+ * changed meanwhile (renewed clients are never revoked by a stale decision:
+ * the caller re-reads the heartbeat after this CAS only when it succeeds).
+ */
+export function revokeSlot(id: u32, gen: u32): i32 {
+  if (!validClient(id)) return E_INVALID_ARGUMENT;
+  const off = slotOff(id);
+  const w = load64(off);
+  if (slotState(w) != SLOT_LIVE || slotGen(w) != (gen & GEN_MASK)) return E_INVALID_ARGUMENT;
+  return cas64(off, w, slotWord(SLOT_REVOKED, 0, slotGen(w), slotPid(w))) == w ? 0 : E_INVALID_ARGUMENT;
+}
+
+/** The owner's fence acknowledgement of a revocation of its generation `gen`. */
+export function acknowledgeRevocation(id: u32, gen: u32): void {
+  store64(slotOff(id) + 40, <u64>(gen & GEN_MASK) | (<u64>1 << 32));
+}
+
+/** True when the owner of generation `gen` acknowledged its revocation. */
+export function revocationAcknowledged(id: u32, gen: u32): bool {
+  return load64(slotOff(id) + 40) == (<u64>(gen & GEN_MASK) | (<u64>1 << 32));
+}
+
+/**
+ * Makes `recoverer` the one recovering client `id`: REVOKED -> RECOVERING,
+ * or a takeover of a RECOVERING slot whose recoverer is `deadRecoverer`.
+ * Returns the slot's gen (>= 0) or E_INVALID_ARGUMENT.
+ */
+export function beginRecovery(id: u32, recoverer: u32, deadRecoverer: u32): i32 {
+  if (!validClient(id)) return E_INVALID_ARGUMENT;
+  const off = slotOff(id);
+  const w = load64(off);
+  const st = slotState(w);
+  const ok = st == SLOT_REVOKED || (st == SLOT_RECOVERING && slotRecoverer(w) == deadRecoverer);
+  if (!ok) return E_INVALID_ARGUMENT;
+  if (cas64(off, w, slotWord(SLOT_RECOVERING, recoverer, slotGen(w), slotPid(w))) != w) return E_INVALID_ARGUMENT;
+  return <i32>slotGen(w);
 }

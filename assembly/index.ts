@@ -8,21 +8,25 @@
  */
 import {
   allocClass, allocCount, allocLarge, allocOps, allocRetries, allocRetryMax, chunkOffset, classAllocCount,
-  classFreeCount, clientId, freeChunk, freeCount, freeOps, isRangeAllocated, setClient,
+  classFreeCount, clientGen, clientId, freeChunk, freeCount, freeOps, isRangeAllocated, setClient,
 } from './alloc';
-import { claimSlot, releaseSlot, renewSlot } from './client';
+import {
+  SLOT_LIVE, acknowledgeRevocation, claimSlot, releaseSlot, renewSlot, revokeSlot, slotGen, slotOff,
+} from './client';
+import { armCrash } from './crash';
+import { reclaimClient, recoverClient, slotInfo } from './recover';
 import { casCount, load64, nowMs, store64, transportOps, writeFrom } from './imports';
 import {
   CHUNK_BYTES, CHUNK_SHIFT, E_EXHAUSTED, E_INVALID_ADDRESS, E_INVALID_ARGUMENT, E_NOT_A_POOL, E_NOT_ATTACHED, HEADER_BYTES,
   MAGIC, MAX_CLASS, MAX_CLIENTS, OK, SECTION_BYTES, SECTION_SPANS, attached, clientTableOff, dataOff,
-  layoutVersion, maxClients, nSections, ownerLogOff, planLayout, poolBytes, readSuperblock, sectionHdrOff,
+  layoutVersion, leaseMs, maxClients, setLeaseMs, nSections, ownerLogOff, planLayout, poolBytes, readSuperblock, sectionHdrOff,
   spanHdrOff, writeMagic, writeSuperblockBody,
 } from './layout';
 import { nextU64, seedPrng } from './prng';
 import { scanPool } from './scan';
 import { OP_SEAL, spanWord } from './span';
 
-export { layoutVersion, scanPool };
+export { layoutVersion, scanPool, slotInfo };
 
 const zeros = memory.data(4096);
 const statsOut = memory.data(8 * 32);
@@ -69,13 +73,14 @@ export function attach(transportBytes: f64): i32 {
 }
 
 /**
- * Claims a client slot for this instance (pid and host id are recorded for
- * recovery). Returns the client id (1..4095) or a negative status.
+ * Claims a client slot for this instance; pid, host id and the process start
+ * time (clock ticks since boot, 0 if unknown) are recorded so a monitor can
+ * tell a dead owner from a live one. Returns the client id or a status.
  */
-export function register(pid: u32, hostId: u64): i32 {
+export function register(pid: u32, hostId: u64, startTime: u64): i32 {
   if (!attached) return E_NOT_ATTACHED;
-  const id = claimSlot(<u32>(nextU64() % maxClients), pid, hostId, <u64>nowMs());
-  if (id > 0) setClient(<u32>id);
+  const id = claimSlot(<u32>(nextU64() % maxClients), pid, hostId, startTime, <u64>nowMs());
+  if (id > 0) setClient(<u32>id, slotGen(load64(slotOff(<u32>id))));
   return id;
 }
 
@@ -84,12 +89,60 @@ export function renew(): void {
   if (clientId != 0) renewSlot(clientId, <u64>nowMs());
 }
 
-/** Releases this client's slot. Returns OK or E_NOT_ATTACHED. */
+/**
+ * Frees every block this client still holds (the same scan as recovery).
+ * Returns a pointer to the reclaim counters (docs/abi.md).
+ */
+export function releaseHeld(): usize {
+  return reclaimClient(clientId, clientGen);
+}
+
+/** Releases this client's slot (LIVE -> FREE). Returns OK or E_NOT_ATTACHED. */
 export function unregister(): i32 {
   if (clientId == 0) return E_NOT_ATTACHED;
-  releaseSlot(clientId);
-  setClient(0);
+  releaseSlot(clientId, SLOT_LIVE);
+  setClient(0, 0);
   return OK;
+}
+
+/** Writes this client's fence acknowledgement (it saw its lease revoked and stops). */
+export function acknowledgeRevoked(): void {
+  if (clientId != 0) acknowledgeRevocation(clientId, clientGen);
+}
+
+/**
+ * Revokes client `id`'s lease if its slot is still LIVE in generation `gen`
+ * (LIVE -> REVOKED). Returns OK or E_INVALID_ARGUMENT.
+ */
+export function revoke(id: u32, gen: u32): i32 {
+  if (!attached) return E_NOT_ATTACHED;
+  return revokeSlot(id, gen);
+}
+
+/**
+ * Recovers client `id` (its slot REVOKED, or RECOVERING by dead recoverer
+ * `deadRecoverer`) as this client. Returns a pointer to the counters.
+ */
+export function recover(id: u32, deadRecoverer: u32): usize {
+  return recoverClient(id, deadRecoverer);
+}
+
+/** The pool's client lease in ms. */
+export function lease(): f64 {
+  return <f64>leaseMs();
+}
+
+/** Sets the pool's client lease (ms, >= 10). Returns OK or E_INVALID_ARGUMENT. */
+export function setLease(ms: f64): i32 {
+  if (!attached) return E_NOT_ATTACHED;
+  if (!(ms >= 10) || ms > 86400000) return E_INVALID_ARGUMENT;
+  setLeaseMs(<u64>ms);
+  return OK;
+}
+
+/** Arms crash point `point` (0 disarms) to fire after `skip` passes (assembly/crash.ts). */
+export function crashAt(point: u32, skip: u32): void {
+  armCrash(point, skip);
 }
 
 /** Allocates one block of size class `cls` (0..9); returns its byte offset or a status. */
@@ -150,7 +203,8 @@ export function check(offset: f64, len: f64): i32 {
 /**
  * Geometry of the attached pool, by index: 0 pool bytes, 1 sections,
  * 2 max clients, 3 data offset, 4 client table offset, 5 section headers,
- * 6 span headers, 7 owner log, 8 this client's id, 9 superblock bytes.
+ * 6 span headers, 7 owner log, 8 this client's id, 9 superblock bytes,
+ * 10 this client's slot offset (-1 before register), 11 its slot generation.
  */
 export function geometry(field: u32): f64 {
   switch (field) {
@@ -164,6 +218,8 @@ export function geometry(field: u32): f64 {
     case 7: return <f64>ownerLogOff;
     case 8: return <f64>clientId;
     case 9: return <f64>HEADER_BYTES;
+    case 10: return clientId == 0 ? -1 : <f64>slotOff(clientId);
+    case 11: return <f64>clientGen;
     default: return -1;
   }
 }

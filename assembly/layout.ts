@@ -32,6 +32,9 @@
  *    84  u32 reserved
  *    88  u64 createdMs    wall clock at format (ms since the Unix epoch)
  *    96  u64 poolId       random id, chosen at format from the seed
+ *   104  u64 leaseMs      client lease: a heartbeat older than this revokes
+ *                         the client (assembly/client.ts); set at format,
+ *                         changed by the server's --lease-ms
  *
  * The magic is written last by `format`, so a half-formatted pool reads as
  * "not a pool" rather than as a pool with garbage metadata.
@@ -51,6 +54,8 @@ export const CLIENT_SLOT_BYTES: u64 = 64;
 /** Client ids are 12 bits in every packed word; 0 means "nobody". */
 export const MAX_CLIENTS: u32 = 4095;
 export const HEADER_BYTES: u64 = 4096;
+/** Lease written by format (ms). */
+export const DEFAULT_LEASE_MS: u64 = 1000;
 
 /** "DMEMPOOL" read as a little-endian u64. */
 export const MAGIC: u64 = 0x4C4F4F504D454D44;
@@ -79,6 +84,13 @@ export let spanHdrOff: u64 = 0;
 export let ownerLogOff: u64 = 0;
 export let dataOff: u64 = 0;
 export let attached: bool = false;
+
+/** Byte offset of section `sec`'s header. */
+@inline export function sectionHdr(sec: u32): u64 { return sectionHdrOff + (<u64>sec << 3); }
+/** Byte offset of global span `span`'s header. */
+@inline export function spanHdr(span: u32): u64 { return spanHdrOff + (<u64>span << 3); }
+/** Byte offset of global chunk `chunk`'s owner-log entry. */
+@inline export function logOff(chunk: u32): u64 { return ownerLogOff + (<u64>chunk << 3); }
 
 @inline function alignUp(x: u64, a: u64): u64 {
   return (x + a - 1) & ~(a - 1);
@@ -129,6 +141,17 @@ export function writeSuperblockBody(createdMs: u64, poolId: u64): void {
   store64(80, <u64>SECTION_SPANS);
   store64(88, createdMs);
   store64(96, poolId);
+  store64(104, DEFAULT_LEASE_MS);
+}
+
+/** Lease duration in ms (superblock offset 104). */
+export function leaseMs(): u64 {
+  return load64(104);
+}
+
+/** Sets the lease duration (ms >= 1). */
+export function setLeaseMs(ms: u64): void {
+  store64(104, ms);
 }
 
 export function writeMagic(): void {

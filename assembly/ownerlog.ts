@@ -5,11 +5,14 @@
  *
  *    63                               32 31     18 17 16 15   12 11          0
  *   +-----------------------------------+---------+-----+-------+-------------+
- *   |  sections (LARGE blocks only)     | rsvd:14 |st:2 |class:4|  client:12  |
+ *   |  sections (LARGE blocks only)     |  gen:14 |st:2 |class:4|  client:12  |
  *   +-----------------------------------+---------+-----+-------+-------------+
  *
  *   st     NONE (never used), HELD, FREED
  *   class  0..9, or CLASS_LARGE for a block of more than one section
+ *   gen    low 14 bits of the client slot's generation (assembly/client.ts):
+ *          an entry names client (id, gen), so a slot's next owner never
+ *          inherits its previous owner's entries
  *
  * Ordering (the argument recovery relies on): `alloc` commits with its CAS
  * first and writes HELD after; `free` writes FREED first and clears the
@@ -29,7 +32,14 @@ export const CLASS_LARGE: u32 = 15;
 @inline export function logClass(e: u64): u32 { return (<u32>e >> 12) & 15; }
 @inline export function logState(e: u64): u32 { return (<u32>e >> 16) & 3; }
 @inline export function logSections(e: u64): u32 { return <u32>(e >> 32); }
+@inline export function logGen(e: u64): u32 { return (<u32>e >> 18) & 0x3FFF; }
 
-@inline export function logEntry(client: u32, cls: u32, state: u32, sections: u32): u64 {
-  return <u64>(client & 0xFFF) | (<u64>(cls & 15) << 12) | (<u64>(state & 3) << 16) | (<u64>sections << 32);
+@inline export function logEntry(client: u32, gen: u32, cls: u32, state: u32, sections: u32): u64 {
+  return <u64>(client & 0xFFF) | (<u64>(cls & 15) << 12) | (<u64>(state & 3) << 16)
+    | (<u64>(gen & 0x3FFF) << 18) | (<u64>sections << 32);
+}
+
+/** True when `e` is a HELD entry of client `client` in generation `gen`. */
+@inline export function heldBy(e: u64, client: u32, gen: u32): bool {
+  return logState(e) == LOG_HELD && logClient(e) == client && logGen(e) == (gen & 0x3FFF);
 }

@@ -7,11 +7,12 @@
  *   |           |        |    |      |     |              | 2 bits x 16 spans |
  *   +-----------+--------+----+------+-----+--------------+-------------------+
  *
- *   mode   FREE  : no block in it; all 16 span headers sealed
- *          CHUNK : its spans serve classes 0..8 through their span headers
- *          LARGE : part of one block of whole sections (class 9 or > 2 MiB);
- *                  tail = 1 on every section of the block but the first
- *   op     NONE, ALLOC (commit of a LARGE block), FREE, MODE (FREE <-> CHUNK)
+ *   mode   FREE     : no block in it; all 16 span headers sealed
+ *          CHUNK    : its spans serve classes 0..8 through their span headers
+ *          LARGE    : part of one block of whole sections (class 9 or > 2 MiB);
+ *                     tail = 1 on every section of the block but the first
+ *          RETIRING : `client` is sealing its spans on the way CHUNK -> FREE
+ *   op     NONE, ALLOC (commit of a LARGE block), FREE, MODE (a mode change)
  *   client who made the last mode change or LARGE commit
  *   states per span, EMPTY / NORMAL / CONTENDED / FULL: hints for the
  *          search (FineMem's two-level bitmap, section 4.2). Only span
@@ -22,19 +23,24 @@
  * Why FREE sections keep their spans sealed. A chunk allocator reads a
  * section header (CHUNK) and later CASes a span header: between the two, the
  * section may be retired to FREE and taken whole by a LARGE allocation. The
- * retirer therefore first seals every span with a CAS that expects it empty
- * and unsealed (any allocation in between makes that CAS fail and the retire
- * is rolled back), and only then CASes the section CHUNK -> FREE. A chunk
- * allocator's CAS on a sealed span cannot succeed (it expects the unsealed
- * word it read), so no chunk of a FREE or LARGE section is ever handed out by
- * the chunk path (invariant 3). A claimant that moves FREE -> CHUNK with its
- * CAS owns the sealed spans and unseals them with plain stores: nobody else
- * writes a sealed span of a CHUNK section.
+ * retirer therefore first marks the section RETIRING (so no new search
+ * picks it), then seals every span with a CAS that expects it empty and
+ * unsealed (an allocation in between makes that CAS fail and the retire is
+ * rolled back: own seals undone, RETIRING -> CHUNK), and only then CASes
+ * RETIRING -> FREE. A chunk allocator's CAS on a sealed span cannot succeed
+ * (it expects the unsealed word it read), so no chunk of a FREE or LARGE
+ * section is ever handed out by the chunk path (invariant 3). A claimant
+ * that moves FREE -> CHUNK with its CAS owns the sealed spans and unseals
+ * them with plain stores. So a sealed span in a CHUNK section always means a
+ * claim whose claimant (the header's client) has not finished unsealing, and
+ * sealed spans in a RETIRING section belong to its retirer: recovery can tell
+ * whose work a dead client left half done.
  */
 
 export const MODE_FREE: u32 = 0;
 export const MODE_CHUNK: u32 = 1;
 export const MODE_LARGE: u32 = 2;
+export const MODE_RETIRING: u32 = 3;
 
 export const SOP_NONE: u32 = 0;
 export const SOP_ALLOC: u32 = 1;

@@ -33,9 +33,17 @@ export interface CoreExports {
   init(seed: bigint): void;
   format(bytes: number, clients: number): number;
   attach(transportBytes: number): number;
-  register(pid: number, hostId: bigint): number;
+  register(pid: number, hostId: bigint, startTime: bigint): number;
   renew(): void;
   unregister(): number;
+  releaseHeld(): number;
+  acknowledgeRevoked(): void;
+  revoke(id: number, gen: number): number;
+  recover(id: number, deadRecoverer: number): number;
+  slotInfo(id: number): number;
+  lease(): number;
+  setLease(ms: number): number;
+  crashAt(point: number, skip: number): void;
   alloc(cls: number): number;
   allocBytes(bytes: number): number;
   classOfBytes(bytes: bigint): number;
@@ -86,7 +94,7 @@ function readString(memory: WebAssembly.Memory, ptr: number): string {
  * The import object for one core instance over `transport`. Exported for
  * hosts that instantiate the module themselves.
  */
-export function coreImports(transport: Transport, memory: () => WebAssembly.Memory): WebAssembly.Imports {
+export function coreImports(transport: Transport, memory: () => WebAssembly.Memory, onCrash: (point: number) => void = crashNow): WebAssembly.Imports {
   const t = transport;
   const words = t instanceof WindowedTransport ? t.singleWindow() : null;
   const windows = t instanceof WindowedTransport && !words ? t.windowArrays() : null;
@@ -136,6 +144,7 @@ export function coreImports(transport: Transport, memory: () => WebAssembly.Memo
       ...word,
       ...bulk,
       now: (): number => Date.now(),
+      crash: (point: number): void => onCrash(point),
     },
     env: {
       abort(msg: number, file: number, line: number, column: number): never {
@@ -146,10 +155,16 @@ export function coreImports(transport: Transport, memory: () => WebAssembly.Memo
   };
 }
 
+/** The default crash-point action: die at once, as a crash would (no cleanup, no exit handlers). */
+function crashNow(): void {
+  process.kill(process.pid, 'SIGKILL');
+}
+
 /** Fields of `geometry(i)`. */
 export const Geometry = {
   poolBytes: 0, sections: 1, maxClients: 2, dataOffset: 3, clientTableOffset: 4,
   sectionHeaderOffset: 5, spanHeaderOffset: 6, ownerLogOffset: 7, clientId: 8, headerBytes: 9,
+  slotOffset: 10, slotGen: 11,
 } as const;
 
 /** One instance of the core bound to a transport. */

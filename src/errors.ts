@@ -65,3 +65,12 @@ export class CorruptPoolError extends DmemError {
 export class PoolClosedError extends DmemError {
   constructor(message: string) { super('POOL_CLOSED', message); }
 }
+
+/**
+ * This client's lease expired and was revoked (it stopped renewing for longer
+ * than the pool's lease, e.g. it was paused): its memory is being reclaimed
+ * and it must not touch the pool again. Open a new Pool to continue.
+ */
+export class LeaseExpiredError extends DmemError {
+  constructor(message: string) { super('LEASE_EXPIRED', message); }
+}

@@ -7,10 +7,15 @@
 import { hostname } from 'node:os';
 import { randomBytes, createHash } from 'node:crypto';
 import { Core, Geometry, Status, check } from './core.js';
-import { DmemError, InvalidAddressError, InvalidArgumentError, NotAPoolError, PoolClosedError } from './errors.js';
+import { parseCrashPoint } from './crash.js';
+import {
+  DmemError, InvalidAddressError, InvalidArgumentError, LeaseExpiredError, NotAPoolError, PoolClosedError,
+} from './errors.js';
+import { processStartTime } from './proc.js';
 import { MAX_NODE, nodeOf, offsetOf, toGaddr } from './gaddr.js';
 import type { Transport } from './transport.js';
 import { memoryTransport } from './transports/memory.js';
+import { WindowedTransport } from './transports/windows.js';
 import { parseBytes } from './units.js';
 
 /** Options of `openPool` and `Pool.attach`. */
@@ -31,8 +36,40 @@ export interface PoolOptions {
   windowBytes?: number;
   /** How long to wait for a concurrent creator to finish formatting (ms, default 5000). */
   attachTimeoutMs?: number;
-  /** Lease heartbeat period (ms, default 250); 0 turns the timer off. */
+  /** Lease heartbeat period of the idle timer (ms; default a quarter of the pool's lease); 0 turns the timer off (operations still renew). */
   heartbeatMs?: number;
+  /** Arm a named crash point, "name" or "name:skip" (src/crash.ts; tests only). Default: DMEM_CRASH_POINT. */
+  crashPoint?: string;
+}
+
+/** One client-table slot, as a lease monitor sees it. */
+export interface ClientSlot {
+  id: number;
+  state: 'free' | 'live' | 'revoked' | 'recovering';
+  gen: number;
+  pid: number;
+  /** Last lease renewal, ms since the Unix epoch. */
+  heartbeatMs: number;
+  /** Hash of the owner's host name (compare with `Pool.hostId`). */
+  hostId: bigint;
+  /** Owner process start time (clock ticks since boot), 0 if unknown. */
+  startTime: bigint;
+  /** The owner acknowledged the revocation of this generation (it is fenced). */
+  acknowledged: boolean;
+  /** While recovering: the recoverer's client id. */
+  recoverer: number;
+}
+
+/** What one reclaim or recovery gave back. */
+export interface ReclaimReport {
+  blocks: number;
+  chunks: number;
+  spansUnsealed: number;
+  sectionsFixed: number;
+  /** Owner-log entries read. */
+  entriesScanned: number;
+  /** Operations the client left half done, completed or undone. */
+  inFlight: number;
 }
 
 /** The attached pool's geometry. Offsets are bytes from the pool start. */
@@ -132,6 +169,14 @@ export class Pool {
   private readonly base: number;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Set once the lease was found revoked: every later call throws it. */
+  private fenced: LeaseExpiredError | null = null;
+  /** The low half of this client's slot owner word, watched on every call (null: transport without a view). */
+  private slotLow: Int32Array | null = null;
+  private liveLow = 0;
+  private ops = 0;
+  private renewAt = 0;
+  private renewEvery = 250;
 
   private constructor(transport: Transport, core: Core, node: number) {
     this.transport = transport;
@@ -172,14 +217,25 @@ export class Pool {
     } else {
       attachWhenFormatted(core, transport, opts.attachTimeoutMs ?? 5000);
     }
-    check(x.register(process.pid, hostId()), 'register');
+    const crash = opts.crashPoint ?? process.env.DMEM_CRASH_POINT;
+    if (crash) {
+      const { id, skip } = parseCrashPoint(crash);
+      x.crashAt(id, skip);
+    }
+    check(x.register(process.pid, hostId(), processStartTime(process.pid) ?? 0n), 'register');
     const pool = new Pool(transport, core, node);
-    const hb = opts.heartbeatMs ?? 250;
+    pool.watchSlot();
+    const hb = opts.heartbeatMs ?? pool.renewEvery;
     if (hb > 0) {
-      pool.timer = setInterval(() => x.renew(), hb);
+      pool.timer = setInterval(() => pool.heartbeat(), hb);
       pool.timer.unref();
     }
     return pool;
+  }
+
+  /** Hash of this host's name, as recorded in client slots. */
+  static get hostId(): bigint {
+    return hostId();
   }
 
   /** This client's id in the pool's client table (1..4095). */
@@ -194,7 +250,7 @@ export class Pool {
    * @throws InvalidArgumentError (bytes < 1 or not a number), PoolExhaustedError
    */
   alloc(bytes: number): number {
-    this.live();
+    this.guard();
     const r = this.x.allocBytes(bytes);
     if (r < 0) check(r, `alloc(${bytes})`);
     return this.base + r;
@@ -205,7 +261,7 @@ export class Pool {
    * @throws InvalidArgumentError, PoolExhaustedError
    */
   allocClass(cls: number): number {
-    this.live();
+    this.guard();
     const r = this.x.alloc(cls);
     if (r < 0) check(r, `allocClass(${cls})`);
     return this.base + r;
@@ -216,7 +272,7 @@ export class Pool {
    * @throws InvalidAddressError (not the start of an allocated block), DoubleFreeError
    */
   free(gaddr: number): void {
-    this.live();
+    this.guard();
     const r = this.x.free(this.offset(gaddr));
     if (r < 0) check(r, `free(${gaddr})`);
   }
@@ -266,7 +322,7 @@ export class Pool {
 
   /** This client's counters (allocs, frees, CAS retries, transport ops per op). */
   stats(): ClientStats {
-    this.live();
+    this.guard();
     const s = this.core.floats(this.x.stats(), 30);
     const allocs = s[0];
     const frees = s[1];
@@ -301,17 +357,143 @@ export class Pool {
     };
   }
 
-  /** Releases this client's slot, and the transport if `openPool` opened it. Idempotent. */
-  close(): void {
-    if (this.closed) return;
+  /**
+   * Frees every block this client still holds (so a closed client leaks
+   * nothing), releases its slot, and closes the transport if `openPool`
+   * opened it. Blocks this client allocated and handed to others are freed
+   * too: a block belongs to the client that allocated it. Idempotent; after a
+   * revoked lease it only lets go of the transport (recovery reclaims).
+   * @returns how many blocks were still held and are now freed
+   */
+  close(): number {
+    if (this.closed) return 0;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    this.x.unregister();
-    if (owners.has(this)) this.transport.close();
+    let freed = 0;
+    try {
+      if (this.fenced === null && this.slotIsOurs()) {
+        freed = this.core.floats(this.x.releaseHeld(), 1)[0];
+        this.x.unregister();
+      }
+    } finally {
+      if (owners.has(this)) this.transport.close();
+    }
+    return freed;
+  }
+
+  /** The pool's client lease (ms): a client that renews later than this is revoked. */
+  get leaseMs(): number {
+    return this.x.lease();
+  }
+
+  /**
+   * Sets the pool's client lease (ms, 10 .. 86,400,000), for every client;
+   * clients adapt at their next renewal.
+   * @throws InvalidArgumentError
+   */
+  setLeaseMs(ms: number): void {
+    this.live();
+    if (this.x.setLease(ms) !== 0) throw new InvalidArgumentError(`lease must be 10 .. 86400000 ms, got ${ms}`);
+  }
+
+  /** Every slot of the client table (a monitor's view; reads 6 words per slot). */
+  clientSlots(): ClientSlot[] {
+    this.live();
+    const slots: ClientSlot[] = [];
+    for (let id = 1; id <= this.geometry.maxClients; id++) slots.push(this.clientSlot(id));
+    return slots;
+  }
+
+  /** Slot `id` of the client table. */
+  clientSlot(id: number): ClientSlot {
+    const f = this.core.floats(this.x.slotInfo(id), 9);
+    const states = ['free', 'live', 'revoked', 'recovering'] as const;
+    return {
+      id, state: states[f[0]], gen: f[1], pid: f[2], heartbeatMs: f[3],
+      hostId: BigInt.asIntN(64, (BigInt(f[5]) << 32n) | BigInt(f[4])),
+      startTime: BigInt(f[6]), acknowledged: f[7] === 1, recoverer: f[8],
+    };
+  }
+
+  /**
+   * Revokes client `id`'s lease if its slot is still LIVE in generation
+   * `gen`. Returns false when the slot changed (renewed decisions are never
+   * applied to a new owner).
+   */
+  revokeClient(id: number, gen: number): boolean {
+    this.guard();
+    return this.x.revoke(id, gen) === 0;
+  }
+
+  /**
+   * Reclaims everything client `id` holds or left half done, as this client
+   * (online: others keep allocating), then frees its slot. The slot must be
+   * REVOKED, or RECOVERING by `deadRecoverer` (a takeover). Only call it for
+   * a fenced client (acknowledged, or its process gone): see assembly/client.ts.
+   * @returns the report, or null when the slot was not in a recoverable state
+   */
+  recoverClient(id: number, deadRecoverer = 0): ReclaimReport | null {
+    this.guard();
+    const f = this.core.floats(this.x.recover(id, deadRecoverer), 7);
+    if (f[6] < 0) return null;
+    return { blocks: f[0], chunks: f[1], spansUnsealed: f[2], sectionsFixed: f[3], entriesScanned: f[4], inFlight: f[5] };
   }
 
   private live(): void {
     if (this.closed) throw new PoolClosedError('pool is closed');
+  }
+
+  /**
+   * Every call's entry check: closed, fenced, lease revoked (one Atomics.load
+   * of this client's slot word, ~7 ns), and every 64 calls a clock read to
+   * renew the lease while a caller loops without yielding to the event loop.
+   */
+  private guard(): void {
+    if (this.closed) throw new PoolClosedError('pool is closed');
+    if (this.fenced !== null) throw this.fenced;
+    if (this.slotLow !== null && Atomics.load(this.slotLow, 0) !== this.liveLow) this.fence();
+    if ((++this.ops & 63) === 0 && Date.now() >= this.renewAt) this.heartbeat();
+  }
+
+  private watchSlot(): void {
+    const off = this.x.geometry(Geometry.slotOffset);
+    const bytes = this.transport instanceof WindowedTransport ? this.transport.view(off, 8) : null;
+    if (bytes) {
+      this.slotLow = new Int32Array(bytes.buffer, bytes.byteOffset, 2);
+      this.liveLow = Atomics.load(this.slotLow, 0);
+    }
+    this.renewEvery = Math.max(5, Math.floor(this.x.lease() / 4));
+    this.renewAt = Date.now() + this.renewEvery;
+  }
+
+  /** True while this client's slot is LIVE in the generation it registered. */
+  private slotIsOurs(): boolean {
+    const id = this.clientId;
+    if (id <= 0) return false;
+    const slot = this.clientSlot(id);
+    return slot.state === 'live' && slot.gen === this.x.geometry(Geometry.slotGen);
+  }
+
+  /** Renews the lease, or fences this client if it was revoked. */
+  private heartbeat(): void {
+    if (this.closed || this.fenced !== null) return;
+    if (!this.slotIsOurs()) {
+      try { this.fence(); } catch { /* recorded in this.fenced */ }
+      return;
+    }
+    this.x.renew();
+    this.renewEvery = Math.max(5, Math.floor(this.x.lease() / 4));
+    this.renewAt = Date.now() + this.renewEvery;
+  }
+
+  /** The slot is no longer ours: acknowledge (so recovery may proceed) and refuse every later call. */
+  private fence(): never {
+    const id = this.clientId;
+    const slot = this.clientSlot(id);
+    if (slot.state === 'revoked' && slot.gen === this.x.geometry(Geometry.slotGen)) this.x.acknowledgeRevoked();
+    if (this.timer) clearInterval(this.timer);
+    this.fenced = new LeaseExpiredError(`client ${id}'s lease expired (no renewal within ${this.x.lease()} ms) and was revoked; its memory is reclaimed: open the pool again to continue`);
+    throw this.fenced;
   }
 
   private offset(gaddr: number): number {
@@ -323,7 +505,7 @@ export class Pool {
   }
 
   private range(gaddr: number, length: number, what: string): number {
-    this.live();
+    this.guard();
     const off = this.offset(gaddr);
     if (!Number.isSafeInteger(length) || length < 0) throw new InvalidArgumentError(`${what}: length must be a non-negative integer, got ${length}`);
     if (off < this.dataOffset || off + length > this.dataEnd || this.x.check(off, length) !== 0) {

@@ -1,0 +1,254 @@
+/**
+ * Recovery: giving back everything a client (id x, slot generation g) holds
+ * or left half done, from pool metadata alone (../shared/DESIGN.md,
+ * invariant 2), while other clients keep allocating (online recovery, after
+ * HPE gull). Used for a dead client (its slot REVOKED and fenced, see
+ * assembly/client.ts) and by a closing client for itself.
+ *
+ * What is x's, section by section:
+ *   LARGE header naming x     a block x allocated (its head, HELD or not yet
+ *                             logged) or tails x took before its head
+ *   RETIRING header naming x  x died retiring it: undo x's seals, back to CHUNK
+ *   CHUNK header, op MODE, x  x died unsealing a section it claimed: unseal
+ *   whole-span header naming x   a block of classes 5..8 (or its tails)
+ *   HELD(x, g) owner-log head    a block of classes 0..4
+ *   span commit log (x, ALLOC, c, cls) on set bits that no HELD head covers:
+ *                             x died between its CAS and its owner-log write
+ *
+ * Nothing else is touched. Set bits that no HELD entry covers and whose
+ * commit log names someone else (x's free cut short after its FREED write, or
+ * an allocation whose commit log a later CAS overwrote) are "orphans": only
+ * the grace-period sweep (`scanOrphans` / `reclaimOrphan`) gives them back,
+ * once every live client has renewed its lease since they were seen and the
+ * header word has not changed, which proves no operation is still in flight
+ * on them. Every step is idempotent, so a recovery cut short (its recoverer
+ * died) is simply run again by the next recoverer.
+ */
+import {
+  clientId, freeChunks, freeSections, freeSpans, markSpan, releaseSections,
+} from './alloc';
+import { SLOT_LIVE, SLOT_RECOVERING, beginRecovery, releaseSlot, slotGen, slotOff, slotState } from './client';
+import { CP_RECOVER_CLAIMED, CP_RECOVER_PARTIAL, CP_RECOVER_RECLAIMED, crashPoint } from './crash';
+import { cas64, load64, readInto, store64 } from './imports';
+import {
+  E_INVALID_ARGUMENT, SECTION_CHUNKS, SECTION_SPANS, logOff, maxClients, nSections, sectionHdr, spanHdr,
+} from './layout';
+import { CLASS_LARGE, LOG_HELD, heldBy, logClass, logClient, logGen, logSections, logState } from './ownerlog';
+import {
+  MODE_CHUNK, MODE_LARGE, MODE_RETIRING, SOP_MODE, ST_EMPTY, nextSectionWord, sectionClient, sectionMode,
+  sectionOp, sectionStates, sectionTail,
+} from './section';
+import {
+  FULL_BITMAP, OP_ALLOC, OP_NONE, OP_SEAL, bitmapOf, groupMask, isSealed, isWholeSpanBlock, nextSpanWord,
+  spanChunk, spanClass, spanClient, spanOp, spanWord,
+} from './span';
+
+/**
+ * Counters of the last reclaim / recovery, f64 each:
+ *   [0] blocks freed  [1] chunks freed  [2] spans unsealed  [3] sections fixed
+ *   [4] owner-log entries scanned  [5] in-flight operations completed
+ *   [6] status (0 or a negative E_*)
+ */
+const out = memory.data(8 * 8);
+const spans = memory.data(8 * 16);
+const logs = memory.data(8 * 512);
+
+@inline function add(i: u32, v: f64): void { store<f64>(out + (i << 3), load<f64>(out + (i << 3)) + v); }
+
+let partialFired = false;
+
+@inline function freedBlock(chunks: f64): void {
+  add(0, 1);
+  add(1, chunks);
+  if (!partialFired) { partialFired = true; crashPoint(CP_RECOVER_PARTIAL); }
+}
+
+/**
+ * Gives back everything client (x, gen) holds or left half done (see the
+ * file comment). Each free passes the owner-log entry it read as the
+ * expected value of its FREED write (assembly/alloc.ts, writeFreed), so a
+ * block someone else freed in the meantime is left alone; a never-used
+ * entry (0) is guarded by the header CAS alone. Returns a pointer to the
+ * counters.
+ */
+export function reclaimClient(x: u32, gen: u32): usize {
+  memory.fill(out, 0, 8 * 8);
+  partialFired = false;
+  for (let sec: u32 = 0; sec < nSections; sec++) {
+    const sw = load64(sectionHdr(sec));
+    const mode = sectionMode(sw);
+    if (mode == MODE_LARGE) {
+      if (sectionClient(sw) == x) sec = reclaimLarge(sec, sw, x, gen);
+    } else if (mode == MODE_RETIRING) {
+      if (sectionClient(sw) == x) undoRetire(sec, sw, x);
+    } else if (mode == MODE_CHUNK) {
+      reclaimChunkSection(sec, sw, x, gen);
+    }
+  }
+  return out;
+}
+
+/** A LARGE block whose header names x, starting at `sec`; returns the last section it covered. */
+function reclaimLarge(sec: u32, sw: u64, x: u32, gen: u32): u32 {
+  const head = sec * SECTION_CHUNKS;
+  if (!sectionTail(sw)) {
+    add(4, 1);
+    const e = load64(logOff(head));
+    let n: u32 = 1;
+    if (heldBy(e, x, gen)) {
+      n = logClass(e) == CLASS_LARGE ? logSections(e) : 1;
+    } else {
+      // Not logged yet: its tails are the x-tails that follow.
+      while (sec + n < nSections) {
+        const t = load64(sectionHdr(sec + n));
+        if (sectionMode(t) != MODE_LARGE || !sectionTail(t) || sectionClient(t) != x) break;
+        n++;
+      }
+      add(5, 1);
+    }
+    const cls = n == 1 ? 9 : CLASS_LARGE;
+    if (freeSections(head, n, cls, e) == 0) freedBlock(<f64>(n * SECTION_CHUNKS));
+    return sec + n - 1;
+  }
+  // A tail taken before its head: x died in the middle of the allocation.
+  if (releaseSections(sec, 0, 1, 0)) add(5, 1);
+  return sec;
+}
+
+/**
+ * Releases the tail span `span` (header `w` as read) of a whole-span block
+ * that x took before dying, only while its header still names x.
+ */
+function releaseTail(span: u32, w: u64, x: u32): bool {
+  const off = spanHdr(span);
+  const now = load64(off);
+  if (now != w || spanClient(now) != x) return false;
+  return cas64(off, now, nextSpanWord(now, 0, clientId, OP_NONE, spanChunk(now), spanClass(now))) == now;
+}
+
+/** x died retiring section `sec`: undo x's seals, RETIRING -> CHUNK. */
+function undoRetire(sec: u32, sw: u64, x: u32): void {
+  const base = sec * SECTION_SPANS;
+  for (let j: u32 = 0; j < SECTION_SPANS; j++) {
+    const off = spanHdr(base + j);
+    const w = load64(off);
+    if (isSealed(w) && spanClient(w) == x && cas64(off, w, nextSpanWord(w, 0, clientId, OP_NONE, 0, 0)) == w) add(2, 1);
+  }
+  if (cas64(sectionHdr(sec), sw, nextSectionWord(sw, sectionStates(sw), clientId, SOP_MODE, MODE_CHUNK, false)) == sw) add(3, 1);
+}
+
+function reclaimChunkSection(sec: u32, sw: u64, x: u32, gen: u32): void {
+  const base = sec * SECTION_SPANS;
+  readInto(spanHdr(base), spans, SECTION_SPANS << 3);
+  readInto(logOff(sec * SECTION_CHUNKS), logs, SECTION_CHUNKS << 3);
+  add(4, <f64>SECTION_CHUNKS);
+  const claimedByX = sectionOp(sw) == SOP_MODE && sectionClient(sw) == x;
+  for (let j: u32 = 0; j < SECTION_SPANS; j++) {
+    const span = base + j;
+    const w = load<u64>(spans + (j << 3));
+    if (isSealed(w)) {
+      // x died before unsealing a section it had claimed; the claimant owns
+      // these seals (assembly/section.ts), so a plain store is enough.
+      if (claimedByX) {
+        store64(spanHdr(span), spanWord(0, clientId, OP_NONE, 0, 0, 0));
+        markSpan(span, ST_EMPTY);
+        add(2, 1);
+      }
+      continue;
+    }
+    if (isWholeSpanBlock(w)) {
+      if (spanClient(w) != x) continue;
+      const cls = spanClass(w);
+      const first = (sec * SECTION_CHUNKS) + (j << 5);
+      if (spanChunk(w) == 0) {
+        const e = load<u64>(logs + ((j << 5) << 3));
+        if (!heldBy(e, x, gen)) add(5, 1);
+        if (freeSpans(first, cls, e) == 0) freedBlock(<f64>(32 << (cls - 5)));
+      } else if (releaseTail(span, w, x)) {
+        add(5, 1);
+        markSpan(span, ST_EMPTY);
+      }
+      continue;
+    }
+    const bm = bitmapOf(w);
+    if (bm == 0) continue;
+    let covered: u32 = 0;
+    for (let k: u32 = 0; k < 32; k++) {
+      const e = load<u64>(logs + (((j << 5) + k) << 3));
+      if (logState(e) != LOG_HELD) continue;
+      const cls = logClass(e);
+      if (cls > 4 || (k & ((1 << cls) - 1)) != 0) continue;
+      const mask = groupMask(k, cls);
+      if ((bm & mask) != mask) continue;
+      covered |= mask;
+      if (logClient(e) == x && logGen(e) == (gen & 0x3FFF)) {
+        if (freeChunks((span << 5) + k, cls, e) == 0) freedBlock(<f64>(1 << cls));
+      }
+    }
+    // x's own allocation, committed but not yet logged.
+    if (spanClient(w) == x && spanOp(w) == OP_ALLOC) {
+      const k = spanChunk(w);
+      const cls = spanClass(w);
+      if (cls <= 4) {
+        const mask = groupMask(k, cls);
+        if ((bm & mask) == mask && (covered & mask) == 0) {
+          add(5, 1);
+          const e = load<u64>(logs + (((j << 5) + k) << 3));
+          if (freeChunks((span << 5) + k, cls, e) == 0) freedBlock(<f64>(1 << cls));
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Recovers client `id` as this client: claims the recovery (REVOKED ->
+ * RECOVERING, or a takeover from dead recoverer `deadRecoverer`), reclaims,
+ * releases the slot. Returns a pointer to the counters ([6] = status).
+ */
+export function recoverClient(id: u32, deadRecoverer: u32): usize {
+  const gen = beginRecovery(id, clientId, deadRecoverer);
+  if (gen < 0) {
+    memory.fill(out, 0, 8 * 8);
+    store<f64>(out + 48, <f64>E_INVALID_ARGUMENT);
+    return out;
+  }
+  crashPoint(CP_RECOVER_CLAIMED);
+  reclaimClient(id, <u32>gen);
+  crashPoint(CP_RECOVER_RECLAIMED);
+  releaseSlot(id, SLOT_RECOVERING);
+  return out;
+}
+
+/**
+ * Slot facts for monitors, f64 each: [0] state, [1] gen, [2] pid,
+ * [3] heartbeat ms, [4] host id low 32 bits, [5] host id high 32 bits,
+ * [6] process start time, [7] fence acknowledged (1/0), [8] recoverer.
+ */
+const slotOut = memory.data(8 * 9);
+export function slotInfo(id: u32): usize {
+  memory.fill(slotOut, 0, 8 * 9);
+  if (id < 1 || id > maxClients) return slotOut;
+  const off = slotOff(id);
+  const w = load64(off);
+  const host = load64(off + 16);
+  const ack = load64(off + 40);
+  store<f64>(slotOut, <f64>slotState(w));
+  store<f64>(slotOut + 8, <f64>slotGen(w));
+  store<f64>(slotOut + 16, <f64>(<u32>(w >> 32)));
+  store<f64>(slotOut + 24, <f64>load64(off + 8));
+  store<f64>(slotOut + 32, <f64>(<u32>host));
+  store<f64>(slotOut + 40, <f64>(<u32>(host >> 32)));
+  store<f64>(slotOut + 48, <f64>load64(off + 32));
+  store<f64>(slotOut + 56, ack == ((<u64>(slotGen(w)) & 0x3FFFF) | (<u64>1 << 32)) ? 1 : 0);
+  store<f64>(slotOut + 64, <f64>((<u32>w >> 2) & 0xFFF));
+  return slotOut;
+}
+
+/** True when client `id` is LIVE in generation `gen` (low 14 bits compared). */
+export function isLiveOwner(id: u32, gen: u32): bool {
+  if (id < 1 || id > maxClients) return false;
+  const w = load64(slotOff(id));
+  return slotState(w) == SLOT_LIVE && (slotGen(w) & 0x3FFF) == (gen & 0x3FFF);
+}
+
