@@ -14,6 +14,9 @@ import {
   SLOT_LIVE, acknowledgeRevocation, claimSlot, releaseSlot, renewSlot, revokeSlot, slotGen, slotOff,
 } from './client';
 import { armCrash } from './crash';
+import {
+  fsckPool, orphanRecords as orphanRecordsImpl, reclaimOrphan as reclaimOrphanImpl, scanOrphans as scanOrphansImpl,
+} from './audit';
 import { reclaimClient, recoverClient, slotInfo } from './recover';
 import { casCount, load64, nowMs, store64, transportOps, writeFrom } from './imports';
 import {
@@ -138,6 +141,26 @@ export function setLease(ms: f64): i32 {
   if (!(ms >= 10) || ms > 86400000) return E_INVALID_ARGUMENT;
   setLeaseMs(<u64>ms);
   return OK;
+}
+
+/** Lists the pool's orphans (assembly/audit.ts); returns how many, records at `orphanRecords()`. */
+export function scanOrphans(): u32 {
+  return scanOrphansImpl();
+}
+
+/** Pointer to the orphan records: u64 kind, u64 index, u64 header word, 24 bytes each. */
+export function orphanRecords(): usize {
+  return orphanRecordsImpl();
+}
+
+/** Frees one orphan if its header is still `word` and it is still not owned. Returns 1 when freed. */
+export function reclaimOrphan(kind: u32, index: u32, word: u64): i32 {
+  return reclaimOrphanImpl(kind, index, word) ? 1 : 0;
+}
+
+/** Checks every invariant; with `repair` != 0 fixes what it finds. Returns a pointer to 10 counts. */
+export function fsck(repair: i32): usize {
+  return fsckPool(repair != 0);
 }
 
 /** Arms crash point `point` (0 disarms) to fire after `skip` passes (assembly/crash.ts). */

@@ -44,6 +44,10 @@ export interface CoreExports {
   lease(): number;
   setLease(ms: number): number;
   crashAt(point: number, skip: number): void;
+  scanOrphans(): number;
+  orphanRecords(): number;
+  reclaimOrphan(kind: number, index: number, word: bigint): number;
+  fsck(repair: number): number;
   alloc(cls: number): number;
   allocBytes(bytes: number): number;
   classOfBytes(bytes: bigint): number;
@@ -185,6 +189,11 @@ export class Core {
     let view = new Float64Array(mem.buffer);
     this.f64 = () => (view.buffer === mem!.buffer ? view : (view = new Float64Array(mem!.buffer)));
     this.exports.init(BigInt.asIntN(64, seed));
+  }
+
+  /** `count` i64 values the core wrote at `ptr`. */
+  words(ptr: number, count: number): BigInt64Array {
+    return new BigInt64Array(this.exports.memory.buffer.slice(ptr, ptr + count * 8));
   }
 
   /** `count` f64 values the core wrote at `ptr`. */

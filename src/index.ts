@@ -11,3 +11,7 @@ export { WindowedTransport } from './transports/windows.js';
 export { Core, coreImports, corePath, LAYOUT_VERSION } from './core.js';
 export { toGaddr, nodeOf, offsetOf, NODE_SPAN } from './gaddr.js';
 export { parseBytes, formatBytes } from './units.js';
+export { LeaseMonitor } from './monitor.js';
+export type { MonitorOptions, RecoveryEvent, SweepResult } from './monitor.js';
+export type { ClientSlot, ReclaimReport, OrphanRecord, FsckReport } from './pool.js';
+export { CRASH_POINTS, parseCrashPoint } from './crash.js';

@@ -60,6 +60,32 @@ export interface ClientSlot {
   recoverer: number;
 }
 
+/** Allocated metadata that no live client owns (assembly/audit.ts). */
+export interface OrphanRecord {
+  /** 1 chunk bits of a span, 2 a whole-span header, 3 a LARGE section header. */
+  kind: 1 | 2 | 3;
+  /** Global span index (kinds 1, 2) or section index (kind 3). */
+  index: number;
+  /** The header word as seen; reclaim acts only if it is unchanged. */
+  word: bigint;
+}
+
+/** fsck's findings (docs/layout.md lists the invariants). */
+export interface FsckReport {
+  sections: number;
+  orphanChunks: number;
+  blocksOfDeadClients: number;
+  sealedSpansInChunkSections: number;
+  retiringSections: number;
+  unsealedSpansInFreeSections: number;
+  largeTailsWithoutHead: number;
+  hintMismatches: number;
+  entriesScanned: number;
+  repaired: number;
+  /** True when no invariant is broken (hint mismatches are not invariants). */
+  clean: boolean;
+}
+
 /** What one reclaim or recovery gave back. */
 export interface ReclaimReport {
   blocks: number;
@@ -437,6 +463,44 @@ export class Pool {
     const f = this.core.floats(this.x.recover(id, deadRecoverer), 7);
     if (f[6] < 0) return null;
     return { blocks: f[0], chunks: f[1], spansUnsealed: f[2], sectionsFixed: f[3], entriesScanned: f[4], inFlight: f[5] };
+  }
+
+  /** Lists allocated units no live client owns (at most 2048): in-flight operations or leaks. */
+  scanOrphans(): OrphanRecord[] {
+    this.guard();
+    const n = this.x.scanOrphans();
+    const w = this.core.words(this.x.orphanRecords(), n * 3);
+    const out: OrphanRecord[] = [];
+    for (let i = 0; i < n; i++) out.push({ kind: Number(w[i * 3]) as 1 | 2 | 3, index: Number(w[i * 3 + 1]), word: w[i * 3 + 2] });
+    return out;
+  }
+
+  /**
+   * Frees an orphan if its header still holds exactly `r.word` and it is
+   * still not owned. Only safe for an orphan seen at least one full lease
+   * earlier, with every live client renewed since (the lease monitor's
+   * grace rule, assembly/audit.ts).
+   */
+  reclaimOrphan(r: OrphanRecord): boolean {
+    this.guard();
+    return this.x.reclaimOrphan(r.kind, r.index, r.word) === 1;
+  }
+
+  /**
+   * Checks every invariant of the pool; with `repair`, fixes what it finds.
+   * Meant for a pool no other client is using (`dmem fsck` checks that).
+   */
+  fsck(opts: { repair?: boolean } = {}): FsckReport {
+    this.guard();
+    const f = this.core.floats(this.x.fsck(opts.repair ? 1 : 0), 10);
+    const r = {
+      sections: f[0], orphanChunks: f[1], blocksOfDeadClients: f[2], sealedSpansInChunkSections: f[3],
+      retiringSections: f[4], unsealedSpansInFreeSections: f[5], largeTailsWithoutHead: f[6], hintMismatches: f[7],
+      entriesScanned: f[8], repaired: f[9],
+    };
+    const broken = r.orphanChunks + r.blocksOfDeadClients + r.sealedSpansInChunkSections + r.retiringSections
+      + r.unsealedSpansInFreeSections + r.largeTailsWithoutHead;
+    return { ...r, clean: broken === 0 };
   }
 
   private live(): void {

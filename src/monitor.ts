@@ -1,0 +1,188 @@
+/**
+ * The lease monitor: finds clients that stopped renewing their lease,
+ * revokes them, and once each is fenced reclaims everything it held, while
+ * the other clients keep allocating (online recovery, HPE gull; FineMem
+ * only recovers when an operator asks). It runs inside `dmem server
+ * --lease-ms N`, or in any process through `new LeaseMonitor(pool).start()`.
+ *
+ * One pass (`sweep`):
+ *  1. LIVE slot whose heartbeat is older than the lease -> revoke (CAS).
+ *  2. REVOKED slot that is fenced -> recover. Fenced means: the owner wrote
+ *     its acknowledgement, or (same host) its process is gone or is another
+ *     process now, or (other host) nothing was heard for `fenceTimeoutMs`.
+ *     A revoked owner that is alive but stopped (SIGSTOP) is waited for:
+ *     reclaiming under it could let its next write land in memory handed
+ *     to someone else (assembly/client.ts has the whole argument).
+ *  3. RECOVERING slot whose recoverer is no longer LIVE -> take over.
+ *  4. Orphans (allocated, owned by no live client) seen in two passes a full
+ *     lease apart, unchanged, with every live client renewed in between and
+ *     no client still to be fenced -> freed (assembly/audit.ts).
+ * Each recovery is logged with its counts and duration.
+ */
+import type { Logger } from 'pino';
+import type { ClientSlot, OrphanRecord, Pool, ReclaimReport } from './pool.js';
+import { Pool as PoolClass } from './pool.js';
+import { processAlive } from './proc.js';
+
+/** Options of `LeaseMonitor`. */
+export interface MonitorOptions {
+  /** Period of the sweep (ms; default a quarter of the pool's lease). */
+  intervalMs?: number;
+  /** Clients on other hosts are taken as fenced this long after their last heartbeat (ms; default 2 leases). */
+  fenceTimeoutMs?: number;
+  /** Where recoveries and revocations are logged (pino); default: nowhere. */
+  logger?: Logger;
+  /** Called after every recovery. */
+  onRecovery?: (event: RecoveryEvent) => void;
+}
+
+/** One completed recovery. */
+export interface RecoveryEvent {
+  client: number;
+  pid: number;
+  /** Why the client counted as fenced. */
+  reason: 'acknowledged' | 'process-gone' | 'fence-timeout' | 'takeover';
+  /** Time from the client's last heartbeat to the end of its recovery (ms). */
+  sinceHeartbeatMs: number;
+  /** Duration of the reclaim itself (ms). */
+  durationMs: number;
+  report: ReclaimReport;
+}
+
+/** What one sweep did. */
+export interface SweepResult {
+  revoked: number[];
+  recovered: RecoveryEvent[];
+  /** Revoked clients still waiting to be fenced (alive, not acknowledged). */
+  waiting: number[];
+  orphansFreed: number;
+}
+
+interface OrphanSnapshot {
+  at: number;
+  heartbeats: Map<number, number>;
+  records: Map<string, OrphanRecord>;
+}
+
+/** Watches one pool's client leases from the client `pool` (see the file comment). */
+export class LeaseMonitor {
+  private readonly pool: Pool;
+  private readonly opts: MonitorOptions;
+  private timer: NodeJS.Timeout | undefined;
+  private snapshot: OrphanSnapshot | null = null;
+  private readonly waitingLogged = new Set<string>();
+
+  constructor(pool: Pool, opts: MonitorOptions = {}) {
+    this.pool = pool;
+    this.opts = opts;
+  }
+
+  /** Starts sweeping every `intervalMs`; returns this. */
+  start(): this {
+    if (this.timer) return this;
+    const every = this.opts.intervalMs ?? Math.max(5, Math.floor(this.pool.leaseMs / 4));
+    this.timer = setInterval(() => {
+      try {
+        this.sweep();
+      } catch (err) {
+        this.opts.logger?.error({ err }, 'lease monitor sweep failed');
+      }
+    }, every);
+    this.timer.unref();
+    return this;
+  }
+
+  /** Stops sweeping. */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One pass over the client table and (every lease) the orphans. */
+  sweep(now = Date.now()): SweepResult {
+    const lease = this.pool.leaseMs;
+    const me = this.pool.clientId;
+    const result: SweepResult = { revoked: [], recovered: [], waiting: [], orphansFreed: 0 };
+    const slots = this.pool.clientSlots();
+    for (const slot of slots) {
+      if (slot.id === me || slot.state === 'free') continue;
+      let s = slot;
+      if (s.state === 'live' && now - s.heartbeatMs > lease) {
+        if (!this.pool.revokeClient(s.id, s.gen)) continue;
+        result.revoked.push(s.id);
+        this.opts.logger?.warn({ client: s.id, pid: s.pid, silentMs: now - s.heartbeatMs, leaseMs: lease }, 'lease expired: client revoked');
+        s = this.pool.clientSlot(s.id);
+      }
+      if (s.state === 'revoked') {
+        const reason = this.fenced(s, now, lease);
+        if (reason === null) {
+          result.waiting.push(s.id);
+          const key = `${s.id}:${s.gen}`;
+          if (!this.waitingLogged.has(key)) {
+            this.waitingLogged.add(key);
+            this.opts.logger?.warn({ client: s.id, pid: s.pid }, 'revoked client is alive and has not acknowledged: waiting for it to exit or acknowledge');
+          }
+          continue;
+        }
+        this.recover(s, 0, reason, result);
+      } else if (s.state === 'recovering') {
+        const r = s.recoverer === 0 ? null : slots[s.recoverer - 1];
+        const alive = r !== null && r.id !== me && this.pool.clientSlot(r.id).state === 'live';
+        if (r !== null && r.id === me) continue;
+        if (!alive) this.recover(s, s.recoverer, 'takeover', result);
+      }
+    }
+    result.orphansFreed = this.sweepOrphans(now, lease, slots);
+    return result;
+  }
+
+  private fenced(s: ClientSlot, now: number, lease: number): RecoveryEvent['reason'] | null {
+    if (s.acknowledged) return 'acknowledged';
+    if (s.hostId === PoolClass.hostId) return processAlive(s.pid, s.startTime) ? null : 'process-gone';
+    return now - s.heartbeatMs > (this.opts.fenceTimeoutMs ?? 2 * lease) ? 'fence-timeout' : null;
+  }
+
+  private recover(s: ClientSlot, deadRecoverer: number, reason: RecoveryEvent['reason'], result: SweepResult): void {
+    const t0 = performance.now();
+    const report = this.pool.recoverClient(s.id, deadRecoverer);
+    if (report === null) return;
+    const event: RecoveryEvent = {
+      client: s.id, pid: s.pid, reason, report,
+      durationMs: performance.now() - t0,
+      sinceHeartbeatMs: Date.now() - s.heartbeatMs,
+    };
+    result.recovered.push(event);
+    this.opts.logger?.info({ ...event }, 'client recovered');
+    this.opts.onRecovery?.(event);
+  }
+
+  /**
+   * Grace sweep: orphans seen in the previous snapshot, at least a lease ago,
+   * unchanged, with every then-live client renewed since and nobody waiting
+   * to be fenced, are freed. Returns how many were freed.
+   */
+  private sweepOrphans(now: number, lease: number, slots: ClientSlot[]): number {
+    const prev = this.snapshot;
+    if (prev !== null && now - prev.at < lease) return 0;
+    const pending = slots.some((s) => s.state === 'revoked' || s.state === 'recovering');
+    const records = new Map<string, OrphanRecord>();
+    for (const r of this.pool.scanOrphans()) records.set(`${r.kind}:${r.index}:${r.word}`, r);
+    const heartbeats = new Map<number, number>();
+    for (const s of this.pool.clientSlots()) if (s.state === 'live') heartbeats.set(s.id, s.heartbeatMs);
+    let freed = 0;
+    if (prev !== null && !pending) {
+      const everyoneRenewed = [...prev.heartbeats].every(([id, hb]) => {
+        const now2 = this.pool.clientSlot(id);
+        return now2.state !== 'live' || now2.heartbeatMs > hb || id === this.pool.clientId;
+      });
+      if (everyoneRenewed) {
+        for (const [key, r] of records) {
+          if (prev.records.has(key) && this.pool.reclaimOrphan(r)) freed++;
+        }
+      }
+    }
+    if (freed > 0) this.opts.logger?.info({ freed }, 'orphans freed after a full lease');
+    this.snapshot = { at: now, heartbeats, records };
+    return freed;
+  }
+}
