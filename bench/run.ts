@@ -8,6 +8,9 @@
  *   trace (FineMem stage): trace.je.larson.16 and trace.sys.xmalloc-test.16
  *     from ../shared/traces, 2 processes, 1 epoch; skipped with a printed
  *     reason when that folder is absent
+ *   recovery: owner-log entries scanned per second recovering a client that
+ *     holds 99% of a 4 GiB pool, and death-to-free time at leases of 200 and
+ *     1000 ms (src/bench/recovery.ts); median of 3
  *
  * Benchmarks never fail the test pass; this script exits 1 only when a run
  * itself fails (an error, a leak, a failed allocation in a replay).
@@ -19,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { runMicro, type MicroResult } from '../src/bench/micro.js';
 import { runTrace, type TraceResult } from '../src/bench/trace.js';
 import { median } from '../src/bench/percentile.js';
+import { benchDeathToFree, benchRecoveryScan, type DeathResult, type ScanResult } from '../src/bench/recovery.js';
 import { checkMicro, checkTrace, traceTable } from '../src/cli/bench.js';
 import { fixed, formatCount, formatNs, table } from '../src/cli/format.js';
 import { withInterrupt } from '../src/cli/interrupt.js';
@@ -79,9 +83,22 @@ async function traces(signal: AbortSignal): Promise<{ results: TraceResult[]; sk
   return { results };
 }
 
+const RECOVERY_REPS = 3;
+const LEASES = [200, 1000];
+
+async function recovery(): Promise<{ scan: ScanResult[]; death: DeathResult[] }> {
+  process.stderr.write('recovery: scan of a 4 GiB pool, death-to-free\n');
+  const scan: ScanResult[] = [];
+  for (let i = 0; i < RECOVERY_REPS; i++) scan.push(await benchRecoveryScan(4 * 2 ** 30, 0.99));
+  const death: DeathResult[] = [];
+  for (const lease of LEASES) for (let i = 0; i < RECOVERY_REPS; i++) death.push(await benchDeathToFree(lease, 200));
+  return { scan, death };
+}
+
 async function main(): Promise<void> {
   const started = new Date();
   const { microCells, trace } = await withInterrupt(async (signal) => ({ microCells: await micro(signal), trace: await traces(signal) }));
+  const rec = await recovery();
   const report = {
     date: started.toISOString(),
     node: process.version,
@@ -90,6 +107,7 @@ async function main(): Promise<void> {
     cpuModel: cpus()[0]?.model ?? 'unknown',
     micro: { classes: CLASSES, procs: PROCS, reps: REPS, epochs: EPOCHS, blocks: 1000, churn: 250, cells: microCells },
     trace: { procs: 2, epochs: 1, results: trace.results, ...(trace.skipped ? { skipped: trace.skipped } : {}) },
+    recovery: rec,
   };
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
@@ -107,6 +125,9 @@ async function main(): Promise<void> {
     ),
     '',
     ...(trace.skipped ? [`trace: skipped: ${trace.skipped}`] : ['trace (stage): 2 processes, 1 epoch', ...traceTable(trace.results)]),
+    '',
+    `recovery (median of ${RECOVERY_REPS}): ${formatCount(median(rec.scan.map((r) => r.entriesPerSec)))} owner-log entries/s on a 4 GiB pool (${fixed(median(rec.scan.map((r) => r.ms)), 1)} ms for ${formatCount(rec.scan[0].blocks)} blocks)`,
+    ...LEASES.map((l) => `death-to-free at lease ${l} ms: ${fixed(median(rec.death.filter((d) => d.leaseMs === l).map((d) => d.ms)), 0)} ms = ${fixed(median(rec.death.filter((d) => d.leaseMs === l).map((d) => d.leases)))} leases`),
     '',
     `written ${file} (${fixed((Date.now() - started.getTime()) / 1000, 1)} s)`,
   ];

@@ -8,6 +8,9 @@ import type { Command } from 'commander';
 import { DmemError } from '../errors.js';
 import { runMicro, type MicroResult } from '../bench/micro.js';
 import { runTrace, type TraceResult } from '../bench/trace.js';
+import { benchDeathToFree, benchRecoveryScan, type DeathResult, type ScanResult } from '../bench/recovery.js';
+import { median } from '../bench/percentile.js';
+import { InvalidArgumentError } from 'commander';
 import { formatBytes } from '../units.js';
 import { fixed, formatCount, formatNs, table } from './format.js';
 import { intIn, parseClass, parseClassList, parseExistingFile, parsePoolName, parsePositiveSize, parseSeed } from './options.js';
@@ -39,7 +42,7 @@ interface TraceFlags {
 
 /** Adds `bench micro` and `bench trace` to `program`. */
 export function addBenchCommands(program: Command): void {
-  const bench = program.command('bench').description('FineMem benchmarks: micro (frag) and trace (stage replay)');
+  const bench = program.command('bench').description('benchmarks: micro (FineMem frag), trace (FineMem stage replay), recovery');
 
   bench
     .command('micro')
@@ -96,6 +99,69 @@ export function addBenchCommands(program: Command): void {
       if (flags.size !== undefined && flags.pool === undefined) cmd.error('error: --size needs --pool (a temporary pool is sized automatically)', { exitCode: 2 });
       await trace(files, flags);
     });
+
+  bench
+    .command('recovery')
+    .description('recovery throughput (owner-log entries scanned per second) and the time from a client\'s death to its memory being free')
+    .option('--pool-size <bytes>', 'pool for the scan test, e.g. 4GiB (a temporary shm pool)', parsePositiveSize, 4 * 2 ** 30)
+    .option('--fill <fraction>', 'share of the pool the recovered client holds, in 4 KiB blocks (0..1)', parseFraction, 0.99)
+    .option('--lease-ms <ms>', 'leases to time death-to-free with, comma-separated (ms)', parseIntList, [200, 1000])
+    .option('--reps <n>', 'repetitions of each measurement; the median is reported', intIn(1, 100), 3)
+    .option('--json', 'print one JSON object per measurement on stdout', false)
+    .action(async (flags: RecoveryFlags) => {
+      await recovery(flags);
+    });
+}
+
+interface RecoveryFlags {
+  poolSize: number;
+  fill: number;
+  leaseMs: number[];
+  reps: number;
+  json: boolean;
+}
+
+/** A fraction in (0, 1]; commander's InvalidArgumentError (exit 2) otherwise. */
+function parseFraction(text: string): number {
+  const v = Number(text);
+  if (!(v > 0 && v <= 1)) throw new InvalidArgumentError(`fraction must be in (0, 1], got "${text}"`);
+  return v;
+}
+
+/** Comma-separated integers >= 10; commander's InvalidArgumentError (exit 2) otherwise. */
+function parseIntList(text: string): number[] {
+  const values = text.split(',').map(Number);
+  if (values.some((v) => !Number.isInteger(v) || v < 10)) throw new InvalidArgumentError(`expected comma-separated integers >= 10, got "${text}"`);
+  return values;
+}
+
+/**
+ * Runs the recovery benchmarks (src/bench/recovery.ts), `reps` times each,
+ * printing every run and the medians.
+ */
+export async function recovery(flags: RecoveryFlags): Promise<{ scan: ScanResult[]; death: DeathResult[] }> {
+  const out = new Output(flags.json);
+  const scan: ScanResult[] = [];
+  for (let i = 0; i < flags.reps; i++) {
+    const r = await benchRecoveryScan(flags.poolSize, flags.fill);
+    scan.push(r);
+    out.result({ test: 'scan', ...r }, () => [
+      `scan: ${formatBytes(r.poolBytes)} pool, ${formatCount(r.blocks)} blocks held by the dead client: ${fixed(r.ms, 1)} ms, ${formatCount(r.entriesPerSec)} owner-log entries/s, ${formatCount(r.blocksPerSec)} blocks freed/s`,
+    ]);
+  }
+  const death: DeathResult[] = [];
+  for (const lease of flags.leaseMs) {
+    for (let i = 0; i < flags.reps; i++) {
+      const r = await benchDeathToFree(lease, 200);
+      death.push(r);
+      out.result({ test: 'death', ...r }, () => [`death-to-free: lease ${lease} ms: ${fixed(r.ms, 0)} ms = ${fixed(r.leases)} leases`]);
+    }
+  }
+  out.lines([
+    `median scan: ${formatCount(median(scan.map((r) => r.entriesPerSec)))} entries/s`,
+    ...flags.leaseMs.map((l) => `median death-to-free at lease ${l} ms: ${fixed(median(death.filter((d) => d.leaseMs === l).map((d) => d.leases)))} leases`),
+  ]);
+  return { scan, death };
 }
 
 /** Human table rows of micro results (one per class). */
