@@ -28,7 +28,7 @@ import { clientId, freeChunks, freeSections, freeSpans, markSpan } from './alloc
 import { SLOT_LIVE, slotGen, slotOff, slotState } from './client';
 import { cas64, load64, readInto } from './imports';
 import { SECTION_CHUNKS, SECTION_SPANS, logOff, maxClients, nSections, sectionHdr, spanHdr } from './layout';
-import { CLASS_LARGE, LOG_HELD, logClass, logClient, logGen, logSections, logState } from './ownerlog';
+import { CLASS_LARGE, LOG_HELD, groupChunk, heldGroups, logClass, logClient, logGen, logSections, logState } from './ownerlog';
 import {
   MODE_CHUNK, MODE_FREE, MODE_LARGE, MODE_RETIRING, SOP_FREE, SOP_MODE, ST_CONTENDED, ST_EMPTY, ST_FULL, ST_NORMAL,
   nextSectionWord, sectionMode, sectionTail, spanState,
@@ -84,13 +84,11 @@ function record(kind: u32, index: u32, w: u64): void {
 function orphanBits(w: u64, logBase: usize): u32 {
   const bm = bitmapOf(w);
   let covered: u32 = 0;
-  for (let k: u32 = 0; k < 32; k++) {
+  const groups = heldGroups(bm, logBase);
+  for (let g: u32 = 0; g < groups; g++) {
+    const k = <u32>load<u8>(groupChunk + g);
     const e = load<u64>(logBase + (k << 3));
-    if (!owned(e)) continue;
-    const cls = logClass(e);
-    if (cls > 4 || (k & ((1 << cls) - 1)) != 0) continue;
-    const mask = groupMask(k, cls);
-    if ((bm & mask) == mask) covered |= mask;
+    if (owned(e)) covered |= groupMask(k, logClass(e));
   }
   return bm & ~covered;
 }
@@ -205,15 +203,13 @@ function walkChunkSection(sec: u32, sw: u64, fsck: bool): void {
     add(1, <f64>popcnt(orphan));
     if (repairing && orphan != 0 && freeOrphanBits(span, w, orphan)) add(9, 1);
     // HELD heads of clients that are not live: their blocks leak until freed.
-    for (let k: u32 = 0; k < 32; k++) {
+    const groups = heldGroups(bm, logBase);
+    for (let g: u32 = 0; g < groups; g++) {
+      const k = <u32>load<u8>(groupChunk + g);
       const e = load<u64>(logBase + (k << 3));
-      if (logState(e) != LOG_HELD || owned(e)) continue;
-      const cls = logClass(e);
-      if (cls > 4 || (k & ((1 << cls) - 1)) != 0) continue;
-      const mask = groupMask(k, cls);
-      if ((bm & mask) != mask) continue;
+      if (owned(e)) continue;
       add(2, 1);
-      if (repairing && freeChunks((span << 5) + k, cls, e) == 0) add(9, 1);
+      if (repairing && freeChunks((span << 5) + k, logClass(e), e) == 0) add(9, 1);
     }
   }
 }

@@ -43,3 +43,35 @@ export const CLASS_LARGE: u32 = 15;
 @inline export function heldBy(e: u64, client: u32, gen: u32): bool {
   return logState(e) == LOG_HELD && logClient(e) == client && logGen(e) == (gen & 0x3FFF);
 }
+
+/** Chunk indexes (in the span) of the groups `heldGroups` found, in order. */
+export const groupChunk = memory.data(32);
+
+/**
+ * Finds the HELD heads among the 32 owner-log entries of one chunk-level
+ * span (at `logBase`, u64 each) whose block (class 0..4, naturally aligned)
+ * has every bit set in `bitmap`. Writes their chunk indexes to `groupChunk`
+ * and returns how many; the entries themselves are at logBase + 8 * index.
+ * This is the one definition of "a block the owner log vouches for", used by
+ * the census, recovery and the audit.
+ */
+export function heldGroups(bitmap: u32, logBase: usize): u32 {
+  let n: u32 = 0;
+  for (let k: u32 = 0; k < 32; k++) {
+    const e = load<u64>(logBase + (k << 3));
+    if (logState(e) != LOG_HELD) continue;
+    const cls = logClass(e);
+    if (cls > 4 || (k & ((1 << cls) - 1)) != 0) continue;
+    const mask = groupMaskOf(k, cls);
+    if ((bitmap & mask) != mask) continue;
+    store<u8>(groupChunk + n, <u8>k);
+    n++;
+  }
+  return n;
+}
+
+/** Bitmap mask of the 2^cls chunks starting at chunk `k` (cls 0..4). */
+@inline export function groupMaskOf(k: u32, cls: u32): u32 {
+  const n: u32 = 1 << cls;
+  return (n == 32 ? 0xFFFFFFFF : ((<u32>1 << n) - 1)) << k;
+}

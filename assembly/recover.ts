@@ -33,7 +33,7 @@ import { cas64, load64, readInto, store64 } from './imports';
 import {
   E_INVALID_ARGUMENT, SECTION_CHUNKS, SECTION_SPANS, logOff, maxClients, nSections, sectionHdr, spanHdr,
 } from './layout';
-import { CLASS_LARGE, LOG_HELD, heldBy, logClass, logClient, logGen, logSections, logState } from './ownerlog';
+import { CLASS_LARGE, groupChunk, heldBy, heldGroups, logClass, logClient, logGen, logSections } from './ownerlog';
 import {
   MODE_CHUNK, MODE_LARGE, MODE_RETIRING, SOP_MODE, ST_EMPTY, nextSectionWord, sectionClient, sectionMode,
   sectionOp, sectionStates, sectionTail,
@@ -173,14 +173,13 @@ function reclaimChunkSection(sec: u32, sw: u64, x: u32, gen: u32): void {
     const bm = bitmapOf(w);
     if (bm == 0) continue;
     let covered: u32 = 0;
-    for (let k: u32 = 0; k < 32; k++) {
-      const e = load<u64>(logs + (((j << 5) + k) << 3));
-      if (logState(e) != LOG_HELD) continue;
+    const logBase = logs + ((j << 5) << 3);
+    const groups = heldGroups(bm, logBase);
+    for (let g: u32 = 0; g < groups; g++) {
+      const k = <u32>load<u8>(groupChunk + g);
+      const e = load<u64>(logBase + (k << 3));
       const cls = logClass(e);
-      if (cls > 4 || (k & ((1 << cls) - 1)) != 0) continue;
-      const mask = groupMask(k, cls);
-      if ((bm & mask) != mask) continue;
-      covered |= mask;
+      covered |= groupMask(k, cls);
       if (logClient(e) == x && logGen(e) == (gen & 0x3FFF)) {
         if (freeChunks((span << 5) + k, cls, e) == 0) freedBlock(<f64>(1 << cls));
       }

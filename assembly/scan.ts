@@ -16,7 +16,7 @@
 import { load64, readInto } from './imports';
 import { SLOT_LIVE, slotOff, slotState } from './client';
 import { SECTION_CHUNKS, SECTION_SPANS, maxClients, nSections, ownerLogOff, sectionHdrOff, spanHdrOff } from './layout';
-import { CLASS_LARGE, LOG_HELD, logClass, logSections, logState } from './ownerlog';
+import { CLASS_LARGE, LOG_HELD, groupChunk, heldGroups, logClass, logSections, logState } from './ownerlog';
 import { MODE_CHUNK, MODE_FREE, MODE_LARGE, sectionMode, sectionTail } from './section';
 import { bitmapOf, groupMask, isSealed, isWholeSpanBlock, spanChunk, spanClass } from './span';
 
@@ -82,14 +82,12 @@ export function scanPool(): usize {
       coveredSpans = 0;
       const bm = bitmapOf(w);
       let covered: u32 = 0;
-      for (let k: u32 = 0; k < 32; k++) {
-        const e = load<u64>(logs + (((j << 5) + k) << 3));
-        if (logState(e) != LOG_HELD) continue;
-        const cls = logClass(e);
-        if (cls > 4 || (k & ((1 << cls) - 1)) != 0) continue;
-        const mask = groupMask(k, cls);
-        if ((bm & mask) != mask) continue;
-        covered |= mask;
+      const logBase = logs + ((j << 5) << 3);
+      const groups = heldGroups(bm, logBase);
+      for (let g: u32 = 0; g < groups; g++) {
+        const k = <u32>load<u8>(groupChunk + g);
+        const cls = logClass(load<u64>(logBase + (k << 3)));
+        covered |= groupMask(k, cls);
         add(8 + cls, 1);
         add(19 + cls, <f64>(1 << cls));
       }

@@ -86,8 +86,4 @@ export function findFreeGroup(bitmap: u32, cls: u32): i32 {
   }
 }
 
-/** Bitmap mask of the 2^cls chunks starting at `chunk`. */
-@inline export function groupMask(chunk: u32, cls: u32): u32 {
-  const n: u32 = 1 << cls;
-  return (n == 32 ? FULL_BITMAP : ((<u32>1 << n) - 1)) << chunk;
-}
+export { groupMaskOf as groupMask } from './ownerlog';

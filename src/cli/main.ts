@@ -2,8 +2,10 @@
 /**
  * `dmem`: the command line (../shared/DESIGN.md, "app / CLI").
  *
- *   dmem server --pool NAME --size BYTES    create or attach a shm pool, serve until SIGINT/SIGTERM
+ *   dmem server --pool NAME --size BYTES    create or attach a shm pool, recover dead clients, serve until SIGINT/SIGTERM
  *   dmem stat --pool NAME                   census of a pool
+ *   dmem fsck --pool NAME [--repair]        check (and repair) every invariant of a pool no other client uses
+ *   dmem recover --pool NAME --client ID    force one client's recovery
  *   dmem bench micro | trace                FineMem's frag and stage benchmarks
  *   dmem demo                               the micro benchmark on a temporary pool
  *
@@ -16,6 +18,8 @@ import { Command, CommanderError } from 'commander';
 import { DmemError } from '../errors.js';
 import { addServerCommand } from './server.js';
 import { addStatCommand } from './stat.js';
+import { addFsckCommand } from './fsck.js';
+import { addRecoverCommand } from './recover.js';
 import { addBenchCommands } from './bench.js';
 import { addDemoCommand } from './demo.js';
 import { printError } from './output.js';
@@ -39,6 +43,8 @@ export function program(): Command {
     .addHelpText('after', '\nEvery command takes --help (flags, units, defaults) and --json (one JSON object per result line).\nExit status: 0 ok, 1 failed operation, 2 bad usage.');
   addServerCommand(p);
   addStatCommand(p);
+  addFsckCommand(p);
+  addRecoverCommand(p);
   addBenchCommands(p);
   addDemoCommand(p);
   return p;

@@ -5,10 +5,17 @@
  * the server formats the pool, holds one client slot whose lease it renews,
  * and on shutdown unmaps cleanly; the pool file persists unless
  * --remove-on-exit is given.
+ *
+ * It also sets the pool's client lease (--lease-ms) and runs a lease monitor
+ * (src/monitor.ts) that revokes clients silent for longer than the lease and,
+ * once each is fenced, frees everything it held (docs/recovery.md). Every
+ * recovery is logged on stderr (pino, with its counts and duration, in both
+ * output modes) and, with --json, printed as a `recovered` result line.
  */
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { openPool } from '../pool.js';
+import { LeaseMonitor, type RecoveryEvent } from '../monitor.js';
 import { removeShm, shmPath } from '../../plugins/cxl-shm/index.js';
 import { formatBytes } from '../units.js';
 import { intIn, parsePoolName, parsePositiveSize } from './options.js';
@@ -19,6 +26,8 @@ interface ServerFlags {
   pool: string;
   size: number;
   clients: number;
+  leaseMs: number;
+  monitor: boolean;
   removeOnExit: boolean;
   json: boolean;
 }
@@ -31,8 +40,15 @@ export function addServerCommand(program: Command): void {
     .requiredOption('--pool <name>', 'pool name (file /dev/shm/dmem-NAME) or absolute path (/dev/hugepages/..., /dev/daxX.Y)', parsePoolName)
     .requiredOption('--size <bytes>', 'pool size in bytes, e.g. 4096, 256MiB, 1GiB; an existing pool keeps its own size', parsePositiveSize)
     .option('--clients <n>', 'client-table slots when creating the pool (1..4095)', intIn(1, 4095), 256)
+    .option(
+      '--lease-ms <ms>',
+      'client lease in milliseconds (10..86400000), set in the pool for every client: a client that renews later than this is revoked and its memory reclaimed; clients renew every lease/4',
+      intIn(10, 86_400_000),
+      1000,
+    )
+    .option('--no-monitor', 'do not run the lease monitor (dead clients are then recovered only by another monitor, dmem recover or dmem fsck --repair)')
     .option('--remove-on-exit', 'unlink the pool file on shutdown (default: the pool persists)', false)
-    .option('--json', 'print one JSON object per result line (started, stopped) on stdout', false)
+    .option('--json', 'print one JSON object per result line (started, recovered, stopped) on stdout', false)
     .addHelpText('after', '\nExample:\n  dmem server --pool demo --size 1GiB\n  dmem stat --pool demo')
     .action(async (flags: ServerFlags) => serve(flags));
 }
@@ -42,13 +58,21 @@ async function serve(flags: ServerFlags): Promise<void> {
   const log = out.logger('dmem-server');
   const path = shmPath(flags.pool);
   const existed = existsSync(path);
-  const pool = await openPool(`shm:${flags.pool}`, { size: flags.size, clients: flags.clients });
+  // The pool's idle heartbeat period is fixed when it opens: a quarter of the lease set below, as the monitor's sweep.
+  const quarterMs = Math.max(5, Math.floor(flags.leaseMs / 4));
+  const pool = await openPool(`shm:${flags.pool}`, { size: flags.size, clients: flags.clients, heartbeatMs: quarterMs });
+  pool.setLeaseMs(flags.leaseMs);
+  // Recoveries are rare and worth a line on stderr in either output mode.
+  const monitorLog = log.child({ component: 'lease-monitor' }, { level: 'info' });
+  const onRecovery = flags.json ? (e: RecoveryEvent): void => out.result({ event: 'recovered', pool: flags.pool, ...e }, () => []) : undefined;
+  const monitor = flags.monitor ? new LeaseMonitor(pool, { logger: monitorLog, onRecovery, intervalMs: quarterMs }).start() : null;
   const g = pool.geometry;
   const created = !existed;
   out.result(
     {
       event: 'started', pool: flags.pool, path, created, poolBytes: g.poolBytes, sections: g.sections, sectionBytes: g.sectionBytes,
       dataBytes: g.dataBytes, maxClients: g.maxClients, layoutVersion: g.layoutVersion, clientId: pool.clientId, pid: process.pid,
+      leaseMs: pool.leaseMs, monitor: monitor !== null,
     },
     () => pairs([
       ['pool', `${flags.pool} (${created ? 'created' : 'attached'})`],
@@ -57,10 +81,11 @@ async function serve(flags: ServerFlags): Promise<void> {
       ['sections', `${g.sections} x ${formatBytes(g.sectionBytes)}`],
       ['data bytes', `${formatBytes(g.dataBytes)} (${g.dataBytes})`],
       ['max clients', String(g.maxClients)],
+      ['lease', `${pool.leaseMs} ms; ${monitor ? `lease monitor on (sweeps every ${quarterMs} ms)` : 'no lease monitor (--no-monitor)'}`],
       ['serving', `pid ${process.pid}; stop with SIGINT (Ctrl-C) or SIGTERM`],
     ]),
   );
-  log.info({ pool: flags.pool, path, created }, 'pool up');
+  log.info({ pool: flags.pool, path, created, leaseMs: pool.leaseMs, monitor: monitor !== null }, 'pool up');
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     // Signal listeners do not keep Node alive; this timer does.
@@ -75,6 +100,7 @@ async function serve(flags: ServerFlags): Promise<void> {
     process.on('SIGTERM', stop);
   });
   log.info({ signal }, 'shutting down');
+  monitor?.stop();
   pool.close();
   const removed = flags.removeOnExit ? removeShm(flags.pool) : false;
   out.result(

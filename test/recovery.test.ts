@@ -1,0 +1,607 @@
+/**
+ * Crash recovery (issue 4, "Tests"), on real shm pools with child processes
+ * and a lease of 200 ms. The parent is a live client that holds stamped
+ * blocks of its own and drives a LeaseMonitor on its admin client.
+ *
+ *  1. Every crash point of src/crash.ts: a child holding memory dies there
+ *     (SIGKILL, checked); after the monitor recovers it the pool holds
+ *     exactly the parent's blocks, no orphans, fsck is clean, the parent's
+ *     stamps are intact, and every free chunk can be allocated again.
+ *     recover.* are reached by a child that is itself recovering another
+ *     dead client (4. below).
+ *  2. 20 rounds of kill -9 on 3 churning children while a 4th checks its
+ *     own stamped blocks: nobody sees a stamp overwritten, every killed
+ *     child is recovered, and in the end the pool is empty and clean.
+ *  3. SIGSTOP beyond the lease: the stopped client is revoked but its memory
+ *     is not reclaimed while it may still write; after SIGCONT it gets
+ *     LeaseExpiredError, is recovered, and none of its later write attempts
+ *     lands in the memory now handed to the parent.
+ *  4. recover.claimed / recover.partial / recover.reclaimed: a recoverer dies
+ *     in the middle of a recovery; the monitor recovers it and takes over.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import {
+  CRASH_POINTS, LeaseMonitor, PoolExhaustedError, openPool, type Pool, type RecoveryEvent, type SweepResult,
+} from '../src/index.js';
+import { processState } from '../src/proc.js';
+import type { Op, Plan } from './fixtures/recovery-child.js';
+import { withPoolName } from './helpers.js';
+
+const CHILD = fileURLToPath(new URL('./fixtures/recovery-child.js', import.meta.url));
+const CHURN = fileURLToPath(new URL('./fixtures/recovery-churn.js', import.meta.url));
+const WRITER = fileURLToPath(new URL('./fixtures/recovery-writer.js', import.meta.url));
+
+const LEASE = 200;
+const CHUNK = 4096;
+const MiB = 1024 * 1024;
+/** How long the monitor gets after a death to recover and to free orphans (a lease to expire, one more for the grace sweep). */
+const SETTLE_MS = 3000;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// ------------------------------------------------------------ child processes
+
+interface Msg { type: string; [key: string]: unknown }
+interface Exit { code: number | null; signal: NodeJS.Signals | null }
+
+/** Every child not yet exited, so each test can kill what it left behind. */
+const running = new Set<Child>();
+
+class Child {
+  readonly proc: ChildProcess;
+  readonly messages: Msg[] = [];
+  private readonly taken = new Set<Msg>();
+  exit: Exit | null = null;
+  readonly exited: Promise<Exit>;
+
+  constructor(readonly script: string, args: string[], env: Record<string, string> = {}) {
+    const base = { ...process.env };
+    delete base.DMEM_CRASH_POINT;
+    this.proc = fork(script, args, { stdio: 'inherit', env: { ...base, ...env } });
+    running.add(this);
+    this.proc.on('message', (m) => this.messages.push(m as Msg));
+    this.exited = new Promise((resolve) => {
+      this.proc.once('exit', (code, signal) => {
+        this.exit = { code, signal };
+        running.delete(this);
+        resolve(this.exit);
+      });
+    });
+  }
+
+  get pid(): number { return this.proc.pid ?? -1; }
+
+  send(m: string): void { this.proc.send(m); }
+
+  /** What the child said and how it ended, for failure messages. */
+  describe(): string {
+    const said = this.messages.filter((m) => m.type !== 'progress').map((m) => JSON.stringify(m).slice(0, 300));
+    return `child ${this.pid} (${this.script.split('/').pop()}): exit ${JSON.stringify(this.exit)}; messages ${said.join(' | ') || 'none'}`;
+  }
+
+  /** The first message of `type` not taken before; fails when the child exits first or after `timeoutMs`. */
+  async take(type: string, timeoutMs = 15_000): Promise<Msg> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.messages.find((x) => x.type === type && !this.taken.has(x));
+      if (m) { this.taken.add(m); return m; }
+      if (this.exit !== null) {
+        await sleep(20); // let messages sent just before the exit arrive
+        const late = this.messages.find((x) => x.type === type && !this.taken.has(x));
+        if (late) { this.taken.add(late); return late; }
+        throw new Error(`expected a "${type}" message, but the child exited: ${this.describe()}`);
+      }
+      if (Date.now() > deadline) throw new Error(`no "${type}" message within ${timeoutMs} ms: ${this.describe()}`);
+      await sleep(5);
+    }
+  }
+
+  /** Waits for the exit (at most `timeoutMs`). */
+  async exitWithin(timeoutMs = 10_000): Promise<Exit> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`child did not exit within ${timeoutMs} ms: ${this.describe()}`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.exited, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** Kills every child still running (SIGKILL works on stopped ones too) and waits for them. */
+async function killAll(): Promise<void> {
+  const left = [...running];
+  for (const c of left) c.proc.kill('SIGKILL');
+  await Promise.all(left.map((c) => c.exited));
+}
+
+// ------------------------------------------------------------- parent blocks
+
+const PARENT_MAGIC = 0x50415245;
+
+interface Held { g: number; chunks: number; serial: number }
+
+/** Allocates one block per class (10 = `largeBytes` above 2 MiB) and stamps both ends of every chunk. */
+function allocStamped(pool: Pool, classes: number[], largeBytes = 3 * MiB): Held[] {
+  const held: Held[] = [];
+  for (const cls of classes) {
+    const g = cls === 10 ? pool.alloc(largeBytes) : pool.allocClass(cls);
+    const chunks = cls === 10 ? Math.ceil(largeBytes / (2 * MiB)) * 512 : 2 ** cls;
+    const b = { g, chunks, serial: held.length + 1 };
+    for (let k = 0; k < chunks; k++) {
+      pool.write(b.g + k * CHUNK, parentStamp(b, k, 0));
+      pool.write(b.g + k * CHUNK + CHUNK - 16, parentStamp(b, k, 1));
+    }
+    held.push(b);
+  }
+  return held;
+}
+
+function parentStamp(b: Held, k: number, end: number): Uint8Array {
+  const s = new Uint8Array(16);
+  const v = new DataView(s.buffer);
+  v.setUint32(0, PARENT_MAGIC, true);
+  v.setUint32(4, b.serial, true);
+  v.setUint32(8, k, true);
+  v.setUint32(12, end, true);
+  return s;
+}
+
+/** Descriptions of every parent stamp that is not what the parent wrote. */
+function brokenStamps(pool: Pool, held: Held[]): string[] {
+  const bad: string[] = [];
+  const got = new Uint8Array(16);
+  for (const b of held) {
+    for (let k = 0; k < b.chunks; k++) {
+      for (const end of [0, 1]) {
+        pool.readInto(b.g + k * CHUNK + (end ? CHUNK - 16 : 0), got);
+        const want = parentStamp(b, k, end);
+        if (!got.every((x, i) => x === want[i])) bad.push(`block ${b.g} chunk ${k} ${end ? 'end' : 'start'}: ${Buffer.from(got).toString('hex')}`);
+      }
+    }
+  }
+  return bad;
+}
+
+const chunksOf = (held: Held[]): number => held.reduce((a, b) => a + b.chunks, 0);
+
+/**
+ * Allocates every free chunk (4 KiB * 16 blocks, then single chunks, until
+ * the pool is exhausted), overwrites the start of each with a pattern,
+ * checks that the parent's stamps survived, frees it all again. Returns the
+ * chunks it got and the gaddr of every chunk, so a caller can check that the
+ * count equals the census and that a dead client's memory was among them.
+ */
+function fillFreeSpace(pool: Pool, keep = false): { chunks: number; blocks: Array<{ g: number; chunks: number }>; chunkSet: Set<number> } {
+  const blocks: Array<{ g: number; chunks: number }> = [];
+  for (const cls of [4, 0]) {
+    for (;;) {
+      let g: number;
+      try {
+        g = pool.allocClass(cls);
+      } catch (e) {
+        if (e instanceof PoolExhaustedError) break;
+        throw e;
+      }
+      blocks.push({ g, chunks: 2 ** cls });
+    }
+  }
+  const fill = new Uint8Array(16).fill(0xEE);
+  const chunkSet = new Set<number>();
+  for (const b of blocks) {
+    for (let k = 0; k < b.chunks; k++) {
+      pool.write(b.g + k * CHUNK, fill);
+      chunkSet.add(b.g + k * CHUNK);
+    }
+  }
+  if (!keep) for (const b of blocks) pool.free(b.g);
+  return { chunks: blocks.reduce((a, b) => a + b.chunks, 0), blocks, chunkSet };
+}
+
+// ------------------------------------------------------------------- monitor
+
+/** Drives a LeaseMonitor by hand and keeps every recovery it made. */
+class Sweeper {
+  readonly events: RecoveryEvent[] = [];
+  readonly results: SweepResult[] = [];
+  readonly monitor: LeaseMonitor;
+
+  constructor(readonly pool: Pool) {
+    this.monitor = new LeaseMonitor(pool);
+  }
+
+  once(): SweepResult {
+    const r = this.monitor.sweep();
+    this.events.push(...r.recovered);
+    this.results.push(r);
+    return r;
+  }
+
+  /** Sweeps every quarter lease until `done()` (true) or `timeoutMs` (false). */
+  async until(done: () => boolean, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.once();
+      if (done()) return true;
+      if (Date.now() > deadline) return false;
+      await sleep(LEASE / 4);
+    }
+  }
+
+  /** Sweeps every quarter lease for `ms`. */
+  async during(ms: number): Promise<void> {
+    await this.until(() => false, ms);
+  }
+}
+
+/**
+ * True when only `admin` is registered, the census holds exactly `held`
+ * chunks, no orphan, and every other chunk is free (census counts a LARGE
+ * tail section without a head neither as held nor as orphan, so free + held
+ * must make up the total too).
+ */
+function settled(admin: Pool, held: number): () => boolean {
+  return () => {
+    if (admin.clientSlots().some((s) => s.id !== admin.clientId && s.state !== 'free')) return false;
+    const c = admin.census().chunks;
+    return c.held === held && c.orphan === 0 && c.free + c.held === c.total;
+  };
+}
+
+/** The pool's state, for failure messages. */
+function describePool(admin: Pool): string {
+  const slots = admin.clientSlots().filter((s) => s.state !== 'free')
+    .map((s) => `${s.id}:${s.state}${s.id === admin.clientId ? '(admin)' : ''}${s.recoverer ? ` by ${s.recoverer}` : ''} pid ${s.pid} ack ${s.acknowledged}`);
+  const c = admin.census();
+  const f = admin.fsck();
+  return `slots [${slots.join(', ')}]; census chunks ${JSON.stringify(c.chunks)} sections ${JSON.stringify(c.sections)} sealedSpans ${c.sealedSpans}; fsck ${JSON.stringify(f)}`;
+}
+
+/** The end state every recovery test asserts: the parent's blocks and nothing else, clean, stamps intact, free space whole. */
+function assertOnlyParentHolds(admin: Pool, mine: Held[], what: string): void {
+  const c = admin.census();
+  assert.is(c.chunks.held, chunksOf(mine), `${what}: held chunks equal what the live parent holds (${describePool(admin)})`);
+  assert.is(c.chunks.orphan, 0, `${what}: no orphan chunks (${describePool(admin)})`);
+  assert.is(c.chunks.free + c.chunks.held, c.chunks.total, `${what}: every chunk is free or held by the parent (${describePool(admin)})`);
+  assert.is(c.liveClients, 1, `${what}: only the parent is live`);
+  const f = admin.fsck();
+  assert.ok(f.clean, `${what}: fsck clean: ${JSON.stringify(f)}`);
+  assert.equal(brokenStamps(admin, mine), [], `${what}: the parent's stamps are intact`);
+  const fill = fillFreeSpace(admin);
+  assert.is(fill.chunks, c.chunks.free, `${what}: every free chunk can be allocated again`);
+  assert.equal(brokenStamps(admin, mine), [], `${what}: the parent's stamps survive a fill of all free space (no chunk held twice)`);
+  assert.is(admin.census().chunks.held, chunksOf(mine), `${what}: the fill was freed again`);
+}
+
+// --------------------------------------------------------------- crash points
+
+/** Blocks a child allocates and stamps before it acts: classes 0..6, 9 and 3 MiB (two sections). */
+const PREP: Op[] = [{ a: 0 }, { a: 1 }, { a: 2 }, { a: 3 }, { a: 4 }, { a: 5 }, { a: 6 }, { a: 9 }, { b: 3 * MiB }];
+/** The parent's own blocks in the crash-point tests (its section is claimed first: the child's chunk classes share it). */
+const PARENT_CLASSES = [0, 1, 2, 3, 4, 5, 6, 9];
+
+/**
+ * How each crash point is reached. `skip` passes are let through first, so
+ * that the child dies holding PREP and whatever the action took before:
+ * PREP passes the chunk points 5 times (classes 0..4), alloc.spans.committed
+ * twice (5, 6), alloc.spans.tails once (6: two spans), alloc.sections.committed
+ * twice (9, 3 MiB), alloc.sections.tails once (3 MiB), and no claim (all
+ * of it fits in the parent's section, or takes FREE sections whole).
+ */
+const SCENARIOS: Record<string, { plan: Plan; skip: number }> = {
+  // The first Pool holds PREP; a second Pool of the same process dies registering.
+  'register.claimed': { plan: { prep: PREP, action: [{ attach: true }], unarmedFirstPool: true }, skip: 0 },
+  'alloc.chunk.committed': { plan: { prep: PREP, action: [{ a: 0 }, { a: 1 }, { a: 2 }, { a: 3 }, { a: 4 }] }, skip: 7 },
+  'alloc.chunk.logged': { plan: { prep: PREP, action: [{ a: 0 }, { a: 1 }, { a: 2 }, { a: 3 }, { a: 4 }] }, skip: 7 },
+  // 64 KiB blocks until the parent's section is full and two more are claimed: dies in the second claim.
+  'claim.claimed': { plan: { prep: PREP, action: [{ a: 4, n: 200 }] }, skip: 1 },
+  'claim.unsealing': { plan: { prep: PREP, action: [{ a: 4, n: 200 }] }, skip: 1 },
+  'alloc.spans.tails': { plan: { prep: PREP, action: [{ a: 6 }, { a: 7 }, { a: 8 }] }, skip: 2 },
+  'alloc.spans.committed': { plan: { prep: PREP, action: [{ a: 5 }, { a: 6 }, { a: 7 }] }, skip: 3 },
+  'alloc.sections.tails': { plan: { prep: PREP, action: [{ a: 9 }, { b: 5 * MiB }] }, skip: 1 },
+  'alloc.sections.committed': { plan: { prep: PREP, action: [{ a: 9 }, { b: 5 * MiB }] }, skip: 3 },
+  // 100 x 64 KiB allocated and freed leave whole CHUNK sections empty; 2 MiB blocks
+  // then take every FREE section, and the next one must retire an empty section.
+  'retire.marked': { plan: { prep: [...PREP, { churn: 4, n: 100 }], action: [{ a: 9, n: 20 }] }, skip: 0 },
+  'retire.sealing': { plan: { prep: [...PREP, { churn: 4, n: 100 }], action: [{ a: 9, n: 20 }] }, skip: 0 },
+  'retire.sealed': { plan: { prep: [...PREP, { churn: 4, n: 100 }], action: [{ a: 9, n: 20 }] }, skip: 0 },
+  'free.chunk.logged': { plan: { prep: PREP, action: [{ f: 0 }, { f: 1 }, { f: 2 }, { f: 3 }, { f: 4 }] }, skip: 2 },
+  'free.spans.logged': { plan: { prep: PREP, action: [{ f: 5 }, { f: 6 }] }, skip: 1 },
+  // Only a block of two or more spans passes the partial point: the class-5 free does not.
+  'free.spans.partial': { plan: { prep: PREP, action: [{ f: 5 }, { f: 6 }] }, skip: 0 },
+  'free.sections.logged': { plan: { prep: PREP, action: [{ f: 9 }, { f: 10 }] }, skip: 1 },
+  'free.sections.partial': { plan: { prep: PREP, action: [{ f: 9 }, { f: 10 }] }, skip: 0 },
+};
+
+const RECOVER_POINTS = ['recover.claimed', 'recover.partial', 'recover.reclaimed'];
+
+test('every crash point has a scenario here', () => {
+  for (const p of CRASH_POINTS) assert.ok(p in SCENARIOS || RECOVER_POINTS.includes(p), `no test reaches crash point ${p}`);
+  for (const p of [...Object.keys(SCENARIOS), ...RECOVER_POINTS]) assert.ok((CRASH_POINTS as readonly string[]).includes(p), `${p} is not a crash point`);
+});
+
+for (const point of CRASH_POINTS) {
+  if (RECOVER_POINTS.includes(point)) continue;
+  test(`crash point ${point}: the dead child's memory comes back, the parent's stays`, async () => {
+    const scenario = SCENARIOS[point];
+    assert.ok(scenario, `no scenario for ${point}`);
+    await withPoolName('crash', async (name) => {
+      const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+      try {
+        admin.setLeaseMs(LEASE);
+        const mine = allocStamped(admin, PARENT_CLASSES);
+        const child = new Child(CHILD, [name, JSON.stringify(scenario.plan)], { DMEM_CRASH_POINT: `${point}:${scenario.skip}` });
+        const prepared = await child.take('prepared');
+        assert.ok((prepared.chunks as number) > 0, 'the child holds memory before it acts');
+        assert.is(admin.census().chunks.held, chunksOf(mine) + (prepared.chunks as number), 'census counts the parent and the child');
+        child.send('go');
+        const exit = await child.exitWithin();
+        assert.is(exit.signal, 'SIGKILL', `the child must die at ${point} (SIGKILL); ${child.describe()}`);
+
+        const sweeper = new Sweeper(admin);
+        const ok = await sweeper.until(settled(admin, chunksOf(mine)), SETTLE_MS);
+        assert.ok(ok, `not recovered within ${SETTLE_MS} ms after the death: ${describePool(admin)}`);
+        assert.ok(sweeper.events.some((e) => e.client === prepared.clientId && e.pid === child.pid), `the child (client ${prepared.clientId}) was recovered: ${JSON.stringify(sweeper.events)}`);
+        assertOnlyParentHolds(admin, mine, point);
+      } finally {
+        await killAll();
+        admin.close();
+      }
+    });
+  });
+}
+
+// ------------------------------------------------- 4. a recoverer dies midway
+
+for (const point of RECOVER_POINTS) {
+  test(`crash point ${point}: a recoverer dies recovering a dead client; the monitor recovers it and takes over`, async () => {
+    await withPoolName('rec', async (name) => {
+      const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+      try {
+        admin.setLeaseMs(LEASE);
+        const mine = allocStamped(admin, PARENT_CLASSES);
+        const mineChunks = chunksOf(mine);
+
+        // The victim V holds PREP and is killed while idle.
+        const victim = new Child(CHILD, [name, JSON.stringify({ prep: PREP, action: [] })]);
+        const v = await victim.take('prepared');
+        const vId = v.clientId as number;
+        const vChunks = v.chunks as number;
+        const vBlocks = v.blocks as Array<{ chunks: number }>;
+        victim.proc.kill('SIGKILL');
+        assert.is((await victim.exitWithin()).signal, 'SIGKILL');
+
+        // Revoked by hand, not recovered.
+        await sleep(LEASE + 50);
+        assert.is(admin.clientSlot(vId).state, 'live', 'nobody revoked V yet');
+        assert.ok(admin.revokeClient(vId, v.gen as number), 'V revoked');
+        assert.is(admin.clientSlot(vId).state, 'revoked');
+
+        // The recoverer R holds blocks of its own and dies in recoverClient(V).
+        const rec = new Child(CHILD, [name, JSON.stringify({ prep: [{ a: 0 }, { a: 3 }, { a: 5 }], action: [{ recover: vId }] })], { DMEM_CRASH_POINT: point });
+        const r = await rec.take('prepared');
+        const rId = r.clientId as number;
+        const rChunks = r.chunks as number;
+        rec.send('go');
+        assert.is((await rec.exitWithin()).signal, 'SIGKILL', `the recoverer must die at ${point}; ${rec.describe()}`);
+
+        const vs = admin.clientSlot(vId);
+        assert.is(vs.state, 'recovering', `V is left RECOVERING: ${describePool(admin)}`);
+        assert.is(vs.recoverer, rId, 'by R');
+        const held = admin.census().chunks.held;
+        let vBlocksLeft: number;
+        if (point === 'recover.claimed') {
+          assert.is(held, mineChunks + vChunks + rChunks, 'R died before freeing anything');
+          vBlocksLeft = vBlocks.length;
+        } else if (point === 'recover.partial') {
+          const freed = mineChunks + vChunks + rChunks - held;
+          assert.ok(vBlocks.some((b) => b.chunks === freed), `R freed exactly one of V's blocks (${freed} chunks freed; V's blocks ${JSON.stringify(vBlocks)})`);
+          vBlocksLeft = vBlocks.length - 1;
+        } else {
+          assert.is(held, mineChunks + rChunks, 'R freed all of V before dying');
+          vBlocksLeft = 0;
+        }
+
+        const sweeper = new Sweeper(admin);
+        const ok = await sweeper.until(settled(admin, mineChunks), SETTLE_MS);
+        assert.ok(ok, `not recovered within ${SETTLE_MS} ms: ${describePool(admin)}; events ${JSON.stringify(sweeper.events)}`);
+        const evR = sweeper.events.filter((e) => e.client === rId);
+        const evV = sweeper.events.filter((e) => e.client === vId);
+        assert.is(evR.length, 1, `R recovered once: ${JSON.stringify(sweeper.events)}`);
+        assert.is(evR[0].reason, 'process-gone');
+        assert.is(evR[0].report.blocks, 3, "R's own three blocks");
+        assert.is(evR[0].report.chunks, rChunks);
+        assert.is(evV.length, 1, `V's recovery taken over once: ${JSON.stringify(sweeper.events)}`);
+        assert.is(evV[0].reason, 'takeover');
+        assert.is(evV[0].report.blocks, vBlocksLeft, "the takeover freed what R had not");
+        assertOnlyParentHolds(admin, mine, point);
+      } finally {
+        await killAll();
+        admin.close();
+      }
+    });
+  });
+}
+
+// ----------------------------------------------------------- 2. kill -9 rounds
+
+test('kill -9 rounds: 20 churners killed at random moments; the survivor loses nothing, the dead leak nothing', async () => {
+  const seed = Date.now() >>> 0;
+  let x = seed || 1;
+  const rand = (): number => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x / 2 ** 32; };
+  const t0 = Date.now();
+  await withPoolName('kill9', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '128MiB' });
+    const sweeper = new Sweeper(admin);
+    const sweepErrors: string[] = [];
+    let sweeping = true;
+    let loop: Promise<void> = Promise.resolve();
+    try {
+      admin.setLeaseMs(LEASE);
+      loop = (async () => {
+        while (sweeping) {
+          try { sweeper.once(); } catch (e) { sweepErrors.push(String(e)); }
+          await sleep(LEASE / 4);
+        }
+      })();
+      const trouble: string[] = [];
+      const watch = (c: Child): Child => {
+        c.proc.on('message', (raw) => {
+          const m = raw as Msg;
+          if (m.type === 'mismatch' || m.type === 'error') trouble.push(`${m.type}: ${String(m.detail ?? m.message)}`);
+        });
+        return c;
+      };
+      const survivor = watch(new Child(CHURN, [name, 'survive', String(seed ^ 0x5555)]));
+      await survivor.take('ready');
+      let churnSeed = seed;
+      const start = async (): Promise<{ c: Child; clientId: number }> => {
+        const c = watch(new Child(CHURN, [name, 'churn', String(++churnSeed)]));
+        const m = await c.take('ready');
+        return { c, clientId: m.clientId as number };
+      };
+      const churners = await Promise.all([start(), start(), start()]);
+      const killed: Array<{ pid: number; clientId: number; afterMs: number }> = [];
+      for (let round = 0; round < 20; round++) {
+        // A round starts once the last replacement churns; its victim dies 10-150 ms in.
+        const afterMs = 10 + Math.floor(rand() * 141);
+        await sleep(afterMs);
+        const i = Math.floor(rand() * 3);
+        const victim = churners[i];
+        assert.is(victim.c.exit, null, `churner ${victim.c.pid} still running before round ${round} (seed ${seed}): ${victim.c.describe()}`);
+        victim.c.proc.kill('SIGKILL');
+        assert.is((await victim.c.exitWithin()).signal, 'SIGKILL');
+        killed.push({ pid: victim.c.pid, clientId: victim.clientId, afterMs });
+        churners[i] = await start();
+        assert.equal(trouble, [], `round ${round} (seed ${seed})`);
+      }
+      for (const { c } of churners) c.send('stop');
+      survivor.send('stop');
+      const reports = await Promise.all([...churners.map(({ c }) => c.take('done')), survivor.take('done')]);
+      for (const { c } of churners) assert.is((await c.exitWithin()).code, 0, c.describe());
+      assert.is((await survivor.exitWithin()).code, 0, survivor.describe());
+      assert.equal(trouble, [], `no stamp overwritten, no error (seed ${seed})`);
+      for (const rep of reports) assert.is(rep.mismatches, 0, JSON.stringify(rep));
+      const sr = reports[3];
+      assert.ok((sr.passes as number) > 20, `the survivor kept checking (${JSON.stringify(sr)})`);
+      assert.ok((sr.checks as number) > 20 * 1791, `the survivor checked every chunk on every pass (${JSON.stringify(sr)})`);
+
+      sweeping = false;
+      await loop;
+      const ok = await sweeper.until(settled(admin, 0), SETTLE_MS);
+      assert.equal(sweepErrors, [], 'every sweep ran without an error');
+      assert.ok(ok, `quiescent within ${SETTLE_MS} ms: ${describePool(admin)}`);
+      for (const k of killed) {
+        assert.ok(sweeper.events.some((e) => e.pid === k.pid && e.client === k.clientId), `killed churner pid ${k.pid} (client ${k.clientId}) was recovered`);
+      }
+      const c = admin.census();
+      assert.is(c.chunks.held, 0, 'the pool holds nothing');
+      assert.is(c.chunks.orphan, 0, 'no orphans');
+      assert.is(c.chunks.free, c.chunks.total);
+      const f = admin.fsck();
+      assert.ok(f.clean, `fsck clean: ${JSON.stringify(f)}`);
+      assert.ok(Date.now() - t0 < 40_000, `bounded: took ${Date.now() - t0} ms`);
+    } finally {
+      sweeping = false;
+      await loop;
+      await killAll();
+      admin.close();
+    }
+  });
+});
+
+// ------------------------------------------------------ 3. SIGSTOP beyond the lease
+
+test('SIGSTOP beyond the lease: revoked but not reclaimed while stopped; after SIGCONT LeaseExpiredError and no write lands in reclaimed memory', async () => {
+  await withPoolName('stop', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    let stopped: Child | null = null;
+    try {
+      admin.setLeaseMs(LEASE);
+      const mine = allocStamped(admin, PARENT_CLASSES);
+      const mineChunks = chunksOf(mine);
+      const writer = new Child(WRITER, [name]);
+      const ready = await writer.take('ready');
+      const wId = ready.clientId as number;
+      const wBlocks = ready.blocks as Array<{ g: number; bytes: number }>;
+      const wChunks = wBlocks.reduce((a, b) => a + b.bytes / CHUNK, 0);
+      await writer.take('progress');
+      const p1 = (await writer.take('progress')).writes as number;
+      assert.ok(p1 > 0, 'the writer writes');
+      assert.is(admin.census().chunks.held, mineChunks + wChunks);
+
+      const sweeper = new Sweeper(admin);
+      writer.proc.kill('SIGSTOP');
+      stopped = writer;
+      await sleep(20);
+      assert.is(processState(writer.pid), 'T', 'the writer is stopped');
+      await sweeper.during(3 * LEASE);
+      const slot = admin.clientSlot(wId);
+      assert.is(slot.state, 'revoked', `the stopped writer's lease was revoked: ${describePool(admin)}`);
+      assert.is(slot.acknowledged, false, 'a stopped process cannot acknowledge');
+      assert.ok(sweeper.results.some((r) => r.waiting.includes(wId)), 'the monitor waits for the stopped writer to be fenced');
+      assert.ok(!sweeper.events.some((e) => e.client === wId), 'nothing of the stopped writer was reclaimed');
+      assert.is(admin.census().chunks.held, mineChunks + wChunks, "the stopped writer's blocks are still held");
+      assert.is(processState(writer.pid), 'T', 'still stopped');
+
+      writer.proc.kill('SIGCONT');
+      stopped = null;
+      const fenced = await writer.take('fenced', 5000);
+      assert.is(fenced.code, 'LEASE_EXPIRED', `LeaseExpiredError's code: ${JSON.stringify(fenced)}`);
+      assert.is(fenced.name, 'LeaseExpiredError');
+      const ok = await sweeper.until(settled(admin, mineChunks), SETTLE_MS);
+      assert.ok(ok, `the fenced writer was recovered: ${describePool(admin)}`);
+      const ev = sweeper.events.filter((e) => e.client === wId);
+      assert.is(ev.length, 1, JSON.stringify(sweeper.events));
+      assert.is(ev[0].reason, 'acknowledged', 'recovered on its acknowledgement, while its process lives');
+      assert.is(ev[0].report.chunks, wChunks, "all of the writer's chunks were reclaimed");
+      assert.is(writer.exit, null, 'the writer is still alive');
+
+      // Take every free chunk, the writer's among them, and fill the writer's old ranges.
+      const fill = fillFreeSpace(admin, true);
+      assert.is(admin.census().chunks.free, 0, 'the parent took all free space');
+      for (const b of wBlocks) {
+        for (let off = 0; off < b.bytes; off += CHUNK) assert.ok(fill.chunkSet.has(b.g + off), `the writer's chunk ${b.g + off} is now the parent's`);
+      }
+      const pattern = (g: number): Uint8Array => {
+        const p = new Uint8Array(CHUNK);
+        new DataView(p.buffer).setFloat64(0, g, true);
+        for (let i = 8; i < CHUNK; i++) p[i] = (i * 31 + g) & 0xFF;
+        return p;
+      };
+      for (const b of wBlocks) for (let off = 0; off < b.bytes; off += CHUNK) admin.write(b.g + off, pattern(b.g + off));
+      const s0 = await (async () => { writer.send('stats'); return writer.take('stats'); })();
+      await sleep(300);
+      const s1 = await (async () => { writer.send('stats'); return writer.take('stats'); })();
+      assert.is(writer.exit, null, 'the writer lived through the check');
+      assert.is(s1.landedAfterFence, 0, `every write after the fence was refused (${JSON.stringify(s1)})`);
+      assert.ok(!writer.messages.some((m) => m.type === 'error'), `the writer met no error but LeaseExpiredError: ${writer.describe()}`);
+      assert.ok((s1.attemptsAfterFence as number) > (s0.attemptsAfterFence as number), `the writer kept trying to write (${JSON.stringify(s0)} -> ${JSON.stringify(s1)})`);
+      const got = new Uint8Array(CHUNK);
+      const bad: number[] = [];
+      for (const b of wBlocks) {
+        for (let off = 0; off < b.bytes; off += CHUNK) {
+          admin.readInto(b.g + off, got);
+          const want = pattern(b.g + off);
+          if (!got.every((v, i) => v === want[i])) bad.push(b.g + off);
+        }
+      }
+      assert.equal(bad, [], 'no write of the fenced writer landed in memory handed to the parent');
+      for (const b of fill.blocks) admin.free(b.g);
+      writer.send('exit');
+      assert.is((await writer.exitWithin()).code, 0, writer.describe());
+      assertOnlyParentHolds(admin, mine, 'after SIGSTOP');
+    } finally {
+      if (stopped !== null) stopped.proc.kill('SIGCONT');
+      await killAll();
+      admin.close();
+    }
+  });
+});
+
+test.run();
