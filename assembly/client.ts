@@ -11,6 +11,7 @@
  *        st         FREE, LIVE, REVOKED (lease expired: the owner must stop),
  *                   RECOVERING (a recoverer is reclaiming the owner's memory)
  *        recoverer  while RECOVERING: the client doing it (a takeover CASes it)
+ *        pid        the owner's pid; while RECOVERING, the recoverer's gen
  *        gen        bumped on every claim; owner-log entries carry its low 14
  *                   bits, so an entry of a slot's previous owner never passes
  *                   for the current one's
@@ -135,6 +136,9 @@ export function beginRecovery(id: u32, recoverer: u32, deadRecoverer: u32): i32 
   const st = slotState(w);
   const ok = st == SLOT_REVOKED || (st == SLOT_RECOVERING && slotRecoverer(w) == deadRecoverer);
   if (!ok) return E_INVALID_ARGUMENT;
-  if (cas64(off, w, slotWord(SLOT_RECOVERING, recoverer, slotGen(w), slotPid(w))) != w) return E_INVALID_ARGUMENT;
+  // While RECOVERING the pid field holds the recoverer's gen, so a takeover
+  // can tell the recoverer from a later client that reused its slot.
+  const rgen = slotGen(load64(slotOff(recoverer)));
+  if (cas64(off, w, slotWord(SLOT_RECOVERING, recoverer, slotGen(w), rgen)) != w) return E_INVALID_ARGUMENT;
   return <i32>slotGen(w);
 }

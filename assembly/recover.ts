@@ -25,7 +25,7 @@
  * died) is simply run again by the next recoverer.
  */
 import {
-  clientId, freeChunks, freeSections, freeSpans, markSpan, releaseSections,
+  clientId, freeChunks, freeSections, freeSpans, markSpan,
 } from './alloc';
 import { SLOT_LIVE, SLOT_RECOVERING, beginRecovery, releaseSlot, slotGen, slotOff, slotState } from './client';
 import { CP_RECOVER_CLAIMED, CP_RECOVER_PARTIAL, CP_RECOVER_RECLAIMED, crashPoint } from './crash';
@@ -35,7 +35,7 @@ import {
 } from './layout';
 import { CLASS_LARGE, groupChunk, heldBy, heldGroups, logClass, logClient, logGen, logSections } from './ownerlog';
 import {
-  MODE_CHUNK, MODE_LARGE, MODE_RETIRING, SOP_MODE, ST_EMPTY, nextSectionWord, sectionClient, sectionMode,
+  MODE_CHUNK, MODE_FREE, MODE_LARGE, MODE_RETIRING, SOP_FREE, SOP_MODE, ST_EMPTY, nextSectionWord, sectionClient, sectionMode,
   sectionOp, sectionStates, sectionTail,
 } from './section';
 import {
@@ -111,7 +111,8 @@ function reclaimLarge(sec: u32, sw: u64, x: u32, gen: u32): u32 {
     return sec + n - 1;
   }
   // A tail taken before its head: x died in the middle of the allocation.
-  if (releaseSections(sec, 0, 1, 0)) add(5, 1);
+  // The caller read `sw` naming x, so a CAS on exactly that word is safe.
+  if (cas64(sectionHdr(sec), sw, nextSectionWord(sw, 0, clientId, SOP_FREE, MODE_FREE, false)) == sw) add(5, 1);
   return sec;
 }
 
@@ -220,13 +221,14 @@ export function recoverClient(id: u32, deadRecoverer: u32): usize {
 }
 
 /**
- * Slot facts for monitors, f64 each: [0] state, [1] gen, [2] pid,
- * [3] heartbeat ms, [4] host id low 32 bits, [5] host id high 32 bits,
- * [6] process start time, [7] fence acknowledged (1/0), [8] recoverer.
+ * Slot facts for monitors, f64 each: [0] state, [1] gen, [2] pid (0 while
+ * RECOVERING), [3] heartbeat ms, [4] host id low 32 bits, [5] host id high
+ * 32 bits, [6] process start time, [7] fence acknowledged (1/0),
+ * [8] recoverer, [9] recoverer's gen (while RECOVERING).
  */
-const slotOut = memory.data(8 * 9);
+const slotOut = memory.data(8 * 10);
 export function slotInfo(id: u32): usize {
-  memory.fill(slotOut, 0, 8 * 9);
+  memory.fill(slotOut, 0, 8 * 10);
   if (id < 1 || id > maxClients) return slotOut;
   const off = slotOff(id);
   const w = load64(off);
@@ -234,13 +236,15 @@ export function slotInfo(id: u32): usize {
   const ack = load64(off + 40);
   store<f64>(slotOut, <f64>slotState(w));
   store<f64>(slotOut + 8, <f64>slotGen(w));
-  store<f64>(slotOut + 16, <f64>(<u32>(w >> 32)));
+  const recovering = slotState(w) == SLOT_RECOVERING;
+  store<f64>(slotOut + 16, recovering ? 0 : <f64>(<u32>(w >> 32)));
   store<f64>(slotOut + 24, <f64>load64(off + 8));
   store<f64>(slotOut + 32, <f64>(<u32>host));
   store<f64>(slotOut + 40, <f64>(<u32>(host >> 32)));
   store<f64>(slotOut + 48, <f64>load64(off + 32));
   store<f64>(slotOut + 56, ack == ((<u64>(slotGen(w)) & 0x3FFFF) | (<u64>1 << 32)) ? 1 : 0);
   store<f64>(slotOut + 64, <f64>((<u32>w >> 2) & 0xFFF));
+  store<f64>(slotOut + 72, recovering ? <f64>(<u32>(w >> 32)) : 0);
   return slotOut;
 }
 

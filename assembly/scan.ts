@@ -32,9 +32,11 @@ export function scanPool(): usize {
   memory.fill(out, 0, 8 * SCAN_FIELDS);
   let run: f64 = 0;
   let best: f64 = 0;
+  let coveredTails: u32 = 0;
   for (let sec: u32 = 0; sec < nSections; sec++) {
     const sw = load64(sectionHdrOff + (<u64>sec << 3));
     const mode = sectionMode(sw);
+    if (mode != MODE_LARGE) coveredTails = 0;
     if (mode == MODE_FREE) {
       add(0, 1);
       add(3, <f64>SECTION_CHUNKS);
@@ -45,15 +47,22 @@ export function scanPool(): usize {
     if (mode == MODE_LARGE) {
       add(2, 1);
       run = 0;
-      if (!sectionTail(sw)) {
-        const e = load64(ownerLogOff + (<u64>(sec * SECTION_CHUNKS) << 3));
-        if (logState(e) == LOG_HELD && logClass(e) >= 9) {
-          const n: u32 = logClass(e) == CLASS_LARGE ? logSections(e) : 1;
-          add(8 + classIndex(logClass(e)), 1);
-          add(19 + classIndex(logClass(e)), <f64>(n * SECTION_CHUNKS));
-        } else {
-          add(4, <f64>SECTION_CHUNKS);
-        }
+      if (sectionTail(sw)) {
+        // A tail is covered by the HELD head before it, else it is an orphan
+        // (a multi-section allocation that died before taking its head).
+        if (coveredTails > 0) coveredTails--;
+        else add(4, <f64>SECTION_CHUNKS);
+        continue;
+      }
+      const e = load64(ownerLogOff + (<u64>(sec * SECTION_CHUNKS) << 3));
+      coveredTails = 0;
+      if (logState(e) == LOG_HELD && logClass(e) >= 9) {
+        const n: u32 = logClass(e) == CLASS_LARGE ? logSections(e) : 1;
+        add(8 + classIndex(logClass(e)), 1);
+        add(19 + classIndex(logClass(e)), <f64>(n * SECTION_CHUNKS));
+        coveredTails = n - 1;
+      } else {
+        add(4, <f64>SECTION_CHUNKS);
       }
       continue;
     }

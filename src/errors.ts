@@ -74,3 +74,16 @@ export class PoolClosedError extends DmemError {
 export class LeaseExpiredError extends DmemError {
   constructor(message: string) { super('LEASE_EXPIRED', message); }
 }
+
+/**
+ * A client that may still be running holds the slot or the pool that a
+ * command needs (`dmem recover` without --force); nothing was changed.
+ */
+export class ClientAliveError extends DmemError {
+  constructor(message: string) { super('CLIENT_ALIVE', message); }
+}
+
+/** An exclusive command (`dmem fsck`) found other clients using the pool; nothing was changed. */
+export class PoolInUseError extends DmemError {
+  constructor(message: string) { super('POOL_IN_USE', message); }
+}

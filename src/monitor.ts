@@ -13,7 +13,8 @@
  *     A revoked owner that is alive but stopped (SIGSTOP) is waited for:
  *     reclaiming under it could let its next write land in memory handed
  *     to someone else (assembly/client.ts has the whole argument).
- *  3. RECOVERING slot whose recoverer is no longer LIVE -> take over.
+ *  3. RECOVERING slot whose recoverer is gone (its slot free, recovering, or
+ *     reused by a later generation) -> take over.
  *  4. Orphans (allocated, owned by no live client) seen in two passes a full
  *     lease apart, unchanged, with every live client renewed in between and
  *     no client still to be fenced -> freed (assembly/audit.ts).
@@ -71,6 +72,10 @@ export class LeaseMonitor {
   private timer: NodeJS.Timeout | undefined;
   private snapshot: OrphanSnapshot | null = null;
   private readonly waitingLogged = new Set<string>();
+  /** Lease seen at the last sweep, and until when a longer old one still applies. */
+  private leaseSeen = 0;
+  private oldLease = 0;
+  private oldLeaseUntil = 0;
 
   constructor(pool: Pool, opts: MonitorOptions = {}) {
     this.pool = pool;
@@ -100,7 +105,7 @@ export class LeaseMonitor {
 
   /** One pass over the client table and (every lease) the orphans. */
   sweep(now = Date.now()): SweepResult {
-    const lease = this.pool.leaseMs;
+    const lease = this.effectiveLease(now);
     const me = this.pool.clientId;
     const result: SweepResult = { revoked: [], recovered: [], waiting: [], orphansFreed: 0 };
     const slots = this.pool.clientSlots();
@@ -110,7 +115,7 @@ export class LeaseMonitor {
       if (s.state === 'live' && now - s.heartbeatMs > lease) {
         if (!this.pool.revokeClient(s.id, s.gen)) continue;
         result.revoked.push(s.id);
-        this.opts.logger?.warn({ client: s.id, pid: s.pid, silentMs: now - s.heartbeatMs, leaseMs: lease }, 'lease expired: client revoked');
+        this.opts.logger?.warn({ client: s.id, clientPid: s.pid, silentMs: now - s.heartbeatMs, leaseMs: lease }, 'lease expired: client revoked');
         s = this.pool.clientSlot(s.id);
       }
       if (s.state === 'revoked') {
@@ -120,20 +125,46 @@ export class LeaseMonitor {
           const key = `${s.id}:${s.gen}`;
           if (!this.waitingLogged.has(key)) {
             this.waitingLogged.add(key);
-            this.opts.logger?.warn({ client: s.id, pid: s.pid }, 'revoked client is alive and has not acknowledged: waiting for it to exit or acknowledge');
+            this.opts.logger?.warn({ client: s.id, clientPid: s.pid }, 'revoked client is alive and has not acknowledged: waiting for it to exit or acknowledge');
           }
           continue;
         }
         this.recover(s, 0, reason, result);
-      } else if (s.state === 'recovering') {
-        const r = s.recoverer === 0 ? null : slots[s.recoverer - 1];
-        const alive = r !== null && r.id !== me && this.pool.clientSlot(r.id).state === 'live';
-        if (r !== null && r.id === me) continue;
-        if (!alive) this.recover(s, s.recoverer, 'takeover', result);
+      } else if (s.state === 'recovering' && this.recovererGone(s)) {
+        this.recover(s, s.recoverer, 'takeover', result);
       }
     }
     result.orphansFreed = this.sweepOrphans(now, lease, slots);
     return result;
+  }
+
+  /**
+   * True when the client recovering `s` can no longer act: its slot is free,
+   * recovering itself, or owned by a later generation. A recoverer that is
+   * only REVOKED may still be running (stopped) and is waited for until it
+   * is fenced and recovered. This client's own recoveries are synchronous,
+   * so one left RECOVERING here was cut short (a trap) and is taken over.
+   */
+  private recovererGone(s: ClientSlot): boolean {
+    if (s.recoverer === 0) return true;
+    const r = this.pool.clientSlot(s.recoverer);
+    if ((r.gen & 0x3FFFF) !== (s.recovererGen & 0x3FFFF)) return true;
+    if (s.recoverer === this.pool.clientId) return true;
+    return r.state !== 'live' && r.state !== 'revoked';
+  }
+
+  /**
+   * The pool's lease, except that after a shortening the old one applies for
+   * one old lease: clients renew on the old period until their next renewal.
+   */
+  private effectiveLease(now: number): number {
+    const lease = this.pool.leaseMs;
+    if (this.leaseSeen !== 0 && lease < this.leaseSeen) {
+      this.oldLease = this.leaseSeen;
+      this.oldLeaseUntil = now + this.leaseSeen;
+    }
+    this.leaseSeen = lease;
+    return now < this.oldLeaseUntil ? Math.max(lease, this.oldLease) : lease;
   }
 
   private fenced(s: ClientSlot, now: number, lease: number): RecoveryEvent['reason'] | null {
@@ -152,7 +183,8 @@ export class LeaseMonitor {
       sinceHeartbeatMs: Date.now() - s.heartbeatMs,
     };
     result.recovered.push(event);
-    this.opts.logger?.info({ ...event }, 'client recovered');
+    const { pid: clientPid, ...rest } = event;
+    this.opts.logger?.info({ ...rest, clientPid }, 'client recovered');
     this.opts.onRecovery?.(event);
   }
 

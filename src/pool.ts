@@ -58,6 +58,8 @@ export interface ClientSlot {
   acknowledged: boolean;
   /** While recovering: the recoverer's client id. */
   recoverer: number;
+  /** While recovering: the recoverer's slot gen when it began (tells it from a later owner of its slot). */
+  recovererGen: number;
 }
 
 /** Allocated metadata that no live client owns (assembly/audit.ts). */
@@ -203,6 +205,9 @@ export class Pool {
   private ops = 0;
   private renewAt = 0;
   private renewEvery = 250;
+  /** The caller's heartbeatMs, or null to follow the lease (a quarter of it). */
+  private fixedHeartbeat: number | null = null;
+  private timerEvery = 0;
 
   private constructor(transport: Transport, core: Core, node: number) {
     this.transport = transport;
@@ -251,11 +256,8 @@ export class Pool {
     check(x.register(process.pid, hostId(), processStartTime(process.pid) ?? 0n), 'register');
     const pool = new Pool(transport, core, node);
     pool.watchSlot();
-    const hb = opts.heartbeatMs ?? pool.renewEvery;
-    if (hb > 0) {
-      pool.timer = setInterval(() => pool.heartbeat(), hb);
-      pool.timer.unref();
-    }
+    pool.fixedHeartbeat = opts.heartbeatMs ?? null;
+    pool.schedule();
     return pool;
   }
 
@@ -414,12 +416,16 @@ export class Pool {
 
   /**
    * Sets the pool's client lease (ms, 10 .. 86,400,000), for every client;
-   * clients adapt at their next renewal.
+   * other clients adapt at their next renewal, and a LeaseMonitor keeps
+   * judging by the old lease for one old lease after a shortening.
    * @throws InvalidArgumentError
    */
   setLeaseMs(ms: number): void {
     this.live();
     if (this.x.setLease(ms) !== 0) throw new InvalidArgumentError(`lease must be 10 .. 86400000 ms, got ${ms}`);
+    this.renewEvery = Math.max(5, Math.floor(ms / 4));
+    this.renewAt = Math.min(this.renewAt, Date.now() + this.renewEvery);
+    this.schedule();
   }
 
   /** Every slot of the client table (a monitor's view; reads 6 words per slot). */
@@ -432,12 +438,13 @@ export class Pool {
 
   /** Slot `id` of the client table. */
   clientSlot(id: number): ClientSlot {
-    const f = this.core.floats(this.x.slotInfo(id), 9);
+    const f = this.core.floats(this.x.slotInfo(id), 10);
     const states = ['free', 'live', 'revoked', 'recovering'] as const;
     return {
       id, state: states[f[0]], gen: f[1], pid: f[2], heartbeatMs: f[3],
       hostId: BigInt.asIntN(64, (BigInt(f[5]) << 32n) | BigInt(f[4])),
       startTime: BigInt(f[6]), acknowledged: f[7] === 1, recoverer: f[8],
+      recovererGen: f[9],
     };
   }
 
@@ -548,6 +555,19 @@ export class Pool {
     this.x.renew();
     this.renewEvery = Math.max(5, Math.floor(this.x.lease() / 4));
     this.renewAt = Date.now() + this.renewEvery;
+    this.schedule();
+  }
+
+  /** (Re)starts the idle heartbeat timer when its period no longer matches the lease. */
+  private schedule(): void {
+    const every = this.fixedHeartbeat ?? this.renewEvery;
+    if (every === this.timerEvery || this.closed) return;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.timerEvery = every;
+    if (every <= 0) return;
+    this.timer = setInterval(() => this.heartbeat(), every);
+    this.timer.unref();
   }
 
   /** The slot is no longer ours: acknowledge (so recovery may proceed) and refuse every later call. */

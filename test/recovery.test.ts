@@ -428,6 +428,83 @@ for (const point of RECOVER_POINTS) {
   });
 }
 
+test("a dead recoverer's slot reused by a new client: the monitor still takes the recovery over", async () => {
+  await withPoolName('reuse', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const extra: Pool[] = [];
+    try {
+      admin.setLeaseMs(LEASE);
+      const mine = allocStamped(admin, PARENT_CLASSES);
+      const victim = new Child(CHILD, [name, JSON.stringify({ prep: PREP, action: [] })]);
+      const v = await victim.take('prepared');
+      const vId = v.clientId as number;
+      victim.proc.kill('SIGKILL');
+      await victim.exitWithin();
+      await sleep(LEASE + 50);
+      assert.ok(admin.revokeClient(vId, v.gen as number), 'V revoked');
+
+      const rec = new Child(CHILD, [name, JSON.stringify({ prep: [{ a: 0 }], action: [{ recover: vId }] })], { DMEM_CRASH_POINT: 'recover.claimed' });
+      const r = await rec.take('prepared');
+      const rId = r.clientId as number;
+      rec.send('go');
+      assert.is((await rec.exitWithin()).signal, 'SIGKILL');
+      assert.is(admin.clientSlot(vId).state, 'recovering');
+
+      // R is recovered by hand, then its slot goes to a new, live client.
+      await sleep(LEASE + 50);
+      assert.ok(admin.revokeClient(rId, r.gen as number), 'R revoked');
+      assert.ok(admin.recoverClient(rId) !== null, 'R recovered');
+      for (let i = 0; i < admin.geometry.maxClients && !extra.some((p) => p.clientId === rId); i++) {
+        extra.push(await openPool(`shm:${name}`, { create: false }));
+      }
+      const heir = extra.find((p) => p.clientId === rId);
+      assert.ok(heir, `a new client got R's slot ${rId}`);
+      for (const p of extra) if (p !== heir) p.close();
+      assert.is(admin.clientSlot(rId).state, 'live', "R's slot is live again, in a new generation");
+      assert.is(admin.clientSlot(vId).recoverer, rId, 'V still names R as its recoverer');
+
+      const sweeper = new Sweeper(admin);
+      sweeper.once();
+      const evV = sweeper.events.filter((e) => e.client === vId);
+      assert.is(evV.length, 1, `V's recovery taken over at once: ${JSON.stringify(sweeper.events)}`);
+      assert.is(evV[0].reason, 'takeover');
+      assert.is(evV[0].report.blocks, PREP.length, "the takeover freed all of V's blocks");
+      heir!.close();
+      assertOnlyParentHolds(admin, mine, 'reuse');
+    } finally {
+      await killAll();
+      for (const p of extra) p.close();
+      admin.close();
+    }
+  });
+});
+
+test('a lease shortened under an idle client: it adapts its heartbeat and is never revoked', async () => {
+  await withPoolName('lease', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '8MiB' });
+    const idle = await openPool(`shm:${name}`, { create: false });
+    try {
+      assert.is(idle.leaseMs, 1000);
+      const block = idle.alloc(4096);
+      const sweeper = new Sweeper(admin);
+      sweeper.once();
+      admin.setLeaseMs(100);
+      const until = Date.now() + 1600;
+      while (Date.now() < until) {
+        sweeper.once();
+        await sleep(20);
+      }
+      assert.equal(sweeper.results.flatMap((r) => r.revoked), [], 'nobody was revoked');
+      assert.is(admin.clientSlot(idle.clientId).state, 'live');
+      idle.write(block, new Uint8Array([7]));
+      assert.is(idle.read(block, 1)[0], 7, 'the idle client still works');
+    } finally {
+      idle.close();
+      admin.close();
+    }
+  });
+});
+
 // ----------------------------------------------------------- 2. kill -9 rounds
 
 test('kill -9 rounds: 20 churners killed at random moments; the survivor loses nothing, the dead leak nothing', async () => {

@@ -19,13 +19,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import { openPool, type ClientSlot, type FsckReport, type Pool } from '../pool.js';
-import { CorruptPoolError } from '../errors.js';
+import { CorruptPoolError, PoolInUseError } from '../errors.js';
 import { shmPath } from '../../plugins/cxl-shm/index.js';
 import { parsePoolName } from './options.js';
 import { pairs } from './format.js';
 import { Output } from './output.js';
 import {
-  PoolInUseError, describeClient, fenceOf, leaseExpired, recoverSlot, recoveryLines, type FenceReason, type ForcedRecovery,
+  describeClient, fenceOf, leaseExpired, recoverSlot, recoveryLines, type FenceReason, type ForcedRecovery,
 } from './recover.js';
 
 interface FsckFlags {
@@ -122,7 +122,8 @@ async function fsck(flags: FsckFlags): Promise<void> {
         continue;
       }
       printRecovery(out, flags.pool, rec);
-      log.info({ pool: flags.pool, ...rec }, 'client recovered');
+      const { pid: clientPid, ...fields } = rec;
+      log.info({ pool: flags.pool, ...fields, clientPid }, 'client recovered');
     }
     const repaired = pool.fsck({ repair: true });
     print(out, report(flags.pool, 'repair', repaired, { active: [], dead: [], dying: [] }));

@@ -16,24 +16,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import { openPool, Pool, type ClientSlot, type ReclaimReport } from '../pool.js';
-import { DmemError, InvalidArgumentError } from '../errors.js';
+import { ClientAliveError, InvalidArgumentError } from '../errors.js';
 import { processAlive } from '../proc.js';
 import { intIn, parsePoolName } from './options.js';
 import { fixed, pairs } from './format.js';
 import { Output } from './output.js';
-
-/**
- * A client that may still be running holds the slot or the pool that a
- * command needs (code CLIENT_ALIVE); nothing was changed.
- */
-export class ClientAliveError extends DmemError {
-  constructor(message: string) { super('CLIENT_ALIVE', message); }
-}
-
-/** An exclusive command (fsck) found other clients using the pool (code POOL_IN_USE); nothing was changed. */
-export class PoolInUseError extends DmemError {
-  constructor(message: string) { super('POOL_IN_USE', message); }
-}
 
 /**
  * Why a client can no longer touch the pool: it acknowledged its
@@ -158,7 +145,8 @@ async function recover(flags: RecoverFlags): Promise<void> {
   try {
     const r = await recoverOne(pool, flags, log);
     out.result({ event: 'recovered', pool: flags.pool, ...r }, () => recoveryLines(r));
-    log.info({ pool: flags.pool, ...r }, 'client recovered');
+    const { pid: clientPid, ...fields } = r;
+    log.info({ pool: flags.pool, ...fields, clientPid }, 'client recovered');
   } finally {
     pool.close();
   }
@@ -193,7 +181,7 @@ async function recoverOne(pool: Pool, flags: RecoverFlags, log: Logger): Promise
     if (slot.state === 'live' && !pool.revokeClient(id, slot.gen)) return changed(pool, id);
     slot = pool.clientSlot(id);
     reason = await awaitFence(pool, slot);
-    if (reason === 'forced') log.warn({ client: id, pid: slot.pid }, 'recovering a client that may still be running (--force)');
+    if (reason === 'forced') log.warn({ client: id, clientPid: slot.pid }, 'recovering a client that may still be running (--force)');
   }
   return recoverSlot(pool, slot, reason) ?? changed(pool, id);
 }
