@@ -40,7 +40,7 @@ import {
   CHUNK_BYTES, CHUNK_SHIFT, E_CORRUPT, E_DOUBLE_FREE, E_EXHAUSTED, E_INVALID_ADDRESS, SECTION_BYTES,
   SECTION_CHUNKS, SECTION_SPANS, SPAN_CHUNKS, dataOff, logOff, nSections, sectionHdr, spanHdr,
 } from './layout';
-import { CLASS_LARGE, LOG_FREED, LOG_HELD, logClass, logEntry, logSections, logState } from './ownerlog';
+import { CLASS_LARGE, LOG_FREED, LOG_HELD, isPoolOwner, logClass, logClient, logEntry, logSections, logState } from './ownerlog';
 import { nextBelow } from './prng';
 import {
   MODE_CHUNK, MODE_FREE, MODE_LARGE, MODE_RETIRING, SOP_ALLOC, SOP_FREE, SOP_MODE, ST_CONTENDED, ST_EMPTY, ST_FULL, ST_NORMAL,
@@ -551,11 +551,15 @@ function unsealSpans(base: u32, count: u32): void {
  * E_DOUBLE_FREE (already freed) or E_INVALID_ADDRESS (not the start of an
  * allocated block).
  */
-export function freeChunk(chunk: u32): i32 {
+export function freeChunk(chunk: u32, asPool: bool = false): i32 {
   const ops0 = transportOps;
   const e = load64(logOff(chunk));
   let r: i32;
-  if (logState(e) != LOG_HELD) {
+  if (logState(e) == LOG_HELD && isPoolOwner(logClient(e)) != asPool) {
+    // A slab, a region or the ring is freed only by its own code, and those
+    // free only pool-owned blocks.
+    r = E_INVALID_ADDRESS;
+  } else if (logState(e) != LOG_HELD) {
     r = logState(e) == LOG_FREED && !isChunkAllocated(chunk) ? E_DOUBLE_FREE : E_INVALID_ADDRESS;
   } else {
     const cls = logClass(e);
@@ -571,6 +575,18 @@ export function freeChunk(chunk: u32): i32 {
     store<u64>(p, load<u64>(p) + 1);
   }
   return r;
+}
+
+/**
+ * Hands the block at global chunk `chunk`, just allocated by this client
+ * (class `cls`, `sections` sections if CLASS_LARGE), to a pool owner: one CAS of its owner-log head from
+ * HELD(this client) to `entry` (assembly/ownerlog.ts, "Pool owners"). Until
+ * it succeeds the block is this client's, so a crash in between is undone by
+ * this client's recovery. Returns false if the head was not ours.
+ */
+export function adoptBlock(chunk: u32, cls: u32, sections: u32, entry: u64): bool {
+  const mine = logEntry(clientId, clientGen, cls, LOG_HELD, cls == CLASS_LARGE ? sections : 0);
+  return cas64(logOff(chunk), mine, entry) == mine;
 }
 
 /**

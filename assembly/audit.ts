@@ -28,7 +28,7 @@ import { clientId, freeChunks, freeSections, freeSpans, markSpan } from './alloc
 import { SLOT_LIVE, slotGen, slotOff, slotState } from './client';
 import { cas64, load64, readInto } from './imports';
 import { SECTION_CHUNKS, SECTION_SPANS, logOff, maxClients, nSections, sectionHdr, spanHdr } from './layout';
-import { CLASS_LARGE, LOG_HELD, groupChunk, heldGroups, logClass, logClient, logGen, logSections, logState } from './ownerlog';
+import { CLASS_LARGE, LOG_HELD, groupChunk, heldGroups, isPoolOwner, logClass, logClient, logGen, logSections, logState } from './ownerlog';
 import {
   MODE_CHUNK, MODE_FREE, MODE_LARGE, MODE_RETIRING, SOP_FREE, SOP_MODE, ST_CONTENDED, ST_EMPTY, ST_FULL, ST_NORMAL,
   nextSectionWord, sectionMode, sectionTail, spanState,
@@ -67,6 +67,7 @@ function loadLiveGens(): void {
 @inline function owned(e: u64): bool {
   if (logState(e) != LOG_HELD) return false;
   const id = logClient(e);
+  if (isPoolOwner(id)) return true;
   if (id < 1 || id > maxClients) return false;
   return load<u32>(liveGen + (id << 2)) == logGen(e);
 }

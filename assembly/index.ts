@@ -52,6 +52,8 @@ export function format(bytes: f64, clients: u32): i32 {
   // Client table, headers and owner log start zeroed: slots FREE, sections
   // FREE with no hints, owner log NONE.
   zeroRange(clientTableOff, dataOff - clientTableOff);
+  // The superblock's later words (epoch, ring and directory offsets, locks).
+  zeroRange(112, HEADER_BYTES - 112);
   // Spans of FREE sections are sealed (assembly/section.ts).
   const sealed = spanWord(0xFFFFFFFF, 0, OP_SEAL, 0, 0, 0);
   const spans = nSections * SECTION_SPANS;

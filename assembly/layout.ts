@@ -35,6 +35,12 @@
  *   104  u64 leaseMs      client lease: a heartbeat older than this revokes
  *                         the client (assembly/client.ts); set at format,
  *                         changed by the server's --lease-ms
+ *   112  u64 epoch        global epoch of delayed free (assembly/epoch.ts)
+ *   120  u64 limboOff     delayed-free ring, 0 until first used (epoch.ts)
+ *   128  u64 limboLock    lock of that ring (assembly/lock.ts)
+ *   136  u64 regionDirOff region directory, 0 until first used (region.ts)
+ *   144  u64 regionLock   lock of the region directory (assembly/lock.ts)
+ *   152  .. 4095          zero
  *
  * The magic is written last by `format`, so a half-formatted pool reads as
  * "not a pool" rather than as a pool with garbage metadata.
@@ -51,8 +57,11 @@ export const SECTION_BYTES: u64 = <u64>SECTION_CHUNKS << CHUNK_SHIFT;
 export const MAX_CLASS: u32 = 9;
 /** Client slot size in bytes. */
 export const CLIENT_SLOT_BYTES: u64 = 64;
-/** Client ids are 12 bits in every packed word; 0 means "nobody". */
-export const MAX_CLIENTS: u32 = 4095;
+/**
+ * Client ids are 12 bits in every packed word; 0 means "nobody", and 4094,
+ * 4095 are pool owners (assembly/ownerlog.ts), never clients.
+ */
+export const MAX_CLIENTS: u32 = 4093;
 export const HEADER_BYTES: u64 = 4096;
 /** Lease written by format (ms). */
 export const DEFAULT_LEASE_MS: u64 = 1000;
@@ -60,7 +69,14 @@ export const DEFAULT_LEASE_MS: u64 = 1000;
 /** "DMEMPOOL" read as a little-endian u64. */
 export const MAGIC: u64 = 0x4C4F4F504D454D44;
 /** Bumped on any change to the meaning of a byte of pool metadata. */
-export const LAYOUT_VERSION: u32 = 1;
+export const LAYOUT_VERSION: u32 = 2;
+
+/** Superblock words used after format (see the table above). */
+export const SB_EPOCH: u64 = 112;
+export const SB_LIMBO: u64 = 120;
+export const SB_LIMBO_LOCK: u64 = 128;
+export const SB_REGION_DIR: u64 = 136;
+export const SB_REGION_LOCK: u64 = 144;
 
 /** Status codes shared by every export (docs/abi.md). */
 export const OK: i32 = 0;
@@ -73,6 +89,12 @@ export const E_DOUBLE_FREE: i32 = -6;
 export const E_INVALID_ARGUMENT: i32 = -7;
 export const E_CLIENT_TABLE_FULL: i32 = -8;
 export const E_NOT_ATTACHED: i32 = -9;
+/** A region of that name exists already. */
+export const E_EXISTS: i32 = -10;
+/** No region of that name. */
+export const E_NOT_FOUND: i32 = -11;
+/** A pool metadata lock stayed held by a live client past the wait limit. */
+export const E_BUSY: i32 = -12;
 
 // Geometry of the attached pool (set by format/attach, read everywhere).
 export let poolBytes: u64 = 0;

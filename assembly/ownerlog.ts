@@ -8,6 +8,8 @@
  *   |  sections (LARGE blocks only)     |  gen:14 |st:2 |class:4|  client:12  |
  *   +-----------------------------------+---------+-----+-------+-------------+
  *
+ *   upper 32  LARGE blocks: their section count; pool-owned blocks (below):
+ *          the owner's own state (a slab's state word, assembly/slab.ts)
  *   st     NONE (never used), HELD, FREED
  *   class  0..9, or CLASS_LARGE for a block of more than one section
  *   gen    low 14 bits of the client slot's generation (assembly/client.ts):
@@ -22,6 +24,21 @@
  * half done), and the span's commit log names the last client that touched
  * it. Interior chunks of a block carry no entry of their own.
  */
+
+/**
+ * Pool owners: blocks HELD by these ids belong to the pool, not to a client.
+ * Recovery and `close` never free them (no slot has these ids: client ids
+ * stop at MAX_CLIENTS = 4093), the audit counts them as owned, and the
+ * public `free` refuses them. OWNER_REGION holds region memory and the
+ * region directory (assembly/region.ts); OWNER_HEAP holds slabs and the
+ * delayed-free ring (assembly/heap.ts, assembly/epoch.ts). Their entries
+ * carry gen 0; the upper 32 bits are theirs to use (a slab keeps its state
+ * there).
+ */
+export const OWNER_REGION: u32 = 4094;
+export const OWNER_HEAP: u32 = 4095;
+
+@inline export function isPoolOwner(id: u32): bool { return id >= OWNER_REGION; }
 
 export const LOG_NONE: u32 = 0;
 export const LOG_HELD: u32 = 1;

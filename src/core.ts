@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
   ClientTableFullError, CorruptPoolError, DmemError, DoubleFreeError, InvalidAddressError, InvalidArgumentError,
-  NotAPoolError, PoolExhaustedError, VersionMismatchError,
+  NotAPoolError, PoolBusyError, PoolExhaustedError, RegionExistsError, RegionNotFoundError, VersionMismatchError,
 } from './errors.js';
 import type { Transport } from './transport.js';
 import { WindowedTransport } from './transports/windows.js';
@@ -25,6 +25,9 @@ export const Status = {
   INVALID_ARGUMENT: -7,
   CLIENT_TABLE_FULL: -8,
   NOT_ATTACHED: -9,
+  EXISTS: -10,
+  NOT_FOUND: -11,
+  BUSY: -12,
 } as const;
 
 /** The core's exports, as docs/abi.md describes them. */
@@ -218,9 +221,12 @@ export function check(r: number, what: string): number {
     case Status.INVALID_ARGUMENT: throw new InvalidArgumentError(`${what}: invalid argument`);
     case Status.CLIENT_TABLE_FULL: throw new ClientTableFullError(`${what}: every client slot of the pool is taken`);
     case Status.NOT_ATTACHED: throw new DmemError('NOT_ATTACHED', `${what}: core is not attached to a pool or has no client id`);
+    case Status.EXISTS: throw new RegionExistsError(`${what}: a region of that name exists already; nothing was changed`);
+    case Status.NOT_FOUND: throw new RegionNotFoundError(`${what}: no region of that name`);
+    case Status.BUSY: throw new PoolBusyError(`${what}: a pool metadata lock stayed held by a live client; nothing was changed, try again`);
     default: throw new DmemError('CORE_STATUS', `${what}: unexpected core status ${r}`);
   }
 }
 
 /** Layout version of the pools this build reads and writes (assembly/layout.ts). */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;

@@ -87,3 +87,21 @@ export class ClientAliveError extends DmemError {
 export class PoolInUseError extends DmemError {
   constructor(message: string) { super('POOL_IN_USE', message); }
 }
+
+/** A region of that name exists already in the pool; nothing was changed. */
+export class RegionExistsError extends DmemError {
+  constructor(message: string) { super('REGION_EXISTS', message); }
+}
+
+/** No region of that name in the pool. */
+export class RegionNotFoundError extends DmemError {
+  constructor(message: string) { super('REGION_NOT_FOUND', message); }
+}
+
+/**
+ * A pool metadata lock (region directory, delayed-free ring) stayed held by
+ * a live client past the wait limit; nothing was changed, try again.
+ */
+export class PoolBusyError extends DmemError {
+  constructor(message: string) { super('POOL_BUSY', message); }
+}

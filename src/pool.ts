@@ -13,6 +13,7 @@ import {
 } from './errors.js';
 import { processStartTime } from './proc.js';
 import { MAX_NODE, nodeOf, offsetOf, toGaddr } from './gaddr.js';
+import type { PoolInternals } from './internals.js';
 import type { Transport } from './transport.js';
 import { memoryTransport } from './transports/memory.js';
 import { WindowedTransport } from './transports/windows.js';
@@ -24,7 +25,7 @@ export interface PoolOptions {
   size?: number | string;
   /** Create the pool when it does not exist (default true). */
   create?: boolean;
-  /** Client-table slots when formatting (1..4095, default 256). */
+  /** Client-table slots when formatting (1..4093, default 256). */
   clients?: number;
   /** PRNG seed; the same seed and the same pool answers give the same run (default: random). */
   seed?: number | bigint;
@@ -209,6 +210,9 @@ export class Pool {
   private fixedHeartbeat: number | null = null;
   private timerEvery = 0;
 
+  /** What this Pool's heap, regions and epochs see of it (src/internals.ts). */
+  private readonly internals: PoolInternals;
+
   private constructor(transport: Transport, core: Core, node: number) {
     this.transport = transport;
     this.core = core;
@@ -223,6 +227,13 @@ export class Pool {
     this.dataOffset = this.geometry.dataOffset;
     this.dataEnd = this.dataOffset + this.geometry.dataBytes;
     this.base = toGaddr(node, 0);
+    this.internals = {
+      core, x: this.x, transport, node,
+      get clientId() { return core.exports.geometry(Geometry.clientId); },
+      guard: () => this.guard(),
+      offset: (gaddr) => this.offset(gaddr),
+      gaddr: (offset) => this.base + offset,
+    };
   }
 
   /**
@@ -239,7 +250,7 @@ export class Pool {
     const x = core.exports;
     if (opts.create) {
       const clients = opts.clients ?? 256;
-      if (!Number.isInteger(clients) || clients < 1 || clients > 4095) throw new InvalidArgumentError(`clients must be 1..4095, got ${clients}`);
+      if (!Number.isInteger(clients) || clients < 1 || clients > 4093) throw new InvalidArgumentError(`clients must be 1..4093, got ${clients}`);
       const r = x.format(transport.size, clients);
       if (r === Status.INVALID_ARGUMENT) {
         throw new InvalidArgumentError(`cannot format a pool of ${transport.size} bytes with ${clients} clients: it needs at least one 2 MiB section plus metadata, and the medium must not already hold a pool`);
@@ -266,7 +277,7 @@ export class Pool {
     return hostId();
   }
 
-  /** This client's id in the pool's client table (1..4095). */
+  /** This client's id in the pool's client table (1..4093). */
   get clientId(): number {
     return this.x.geometry(Geometry.clientId);
   }

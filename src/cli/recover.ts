@@ -126,7 +126,7 @@ export function addRecoverCommand(program: Command): void {
     .command('recover')
     .description("force one client's recovery: revoke its lease, free every block it holds or left half done, release its slot")
     .requiredOption('--pool <name>', 'pool name (file /dev/shm/dmem-NAME) or absolute path; must exist', parsePoolName)
-    .requiredOption('--client <id>', 'id of the client to recover (1..4095, its client-table slot; logs and `dmem fsck` name it)', intIn(1, 4095))
+    .requiredOption('--client <id>', 'id of the client to recover (1..4093, its client-table slot; logs and `dmem fsck` name it)', intIn(1, 4093))
     .option(
       '--force',
       'recover even when the client may still run (its process is alive and has not acknowledged): it is revoked and given one lease to acknowledge first; ' +

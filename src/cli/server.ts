@@ -39,7 +39,7 @@ export function addServerCommand(program: Command): void {
     .description('create or attach a shared-memory pool (/dev/shm/dmem-NAME) and keep it up until SIGINT or SIGTERM')
     .requiredOption('--pool <name>', 'pool name (file /dev/shm/dmem-NAME) or absolute path (/dev/hugepages/..., /dev/daxX.Y)', parsePoolName)
     .requiredOption('--size <bytes>', 'pool size in bytes, e.g. 4096, 256MiB, 1GiB; an existing pool keeps its own size', parsePositiveSize)
-    .option('--clients <n>', 'client-table slots when creating the pool (1..4095)', intIn(1, 4095), 256)
+    .option('--clients <n>', 'client-table slots when creating the pool (1..4093)', intIn(1, 4093), 256)
     .option(
       '--lease-ms <ms>',
       'client lease in milliseconds (10..86400000), set in the pool for every client: a client that renews later than this is revoked and its memory reclaimed; clients renew every lease/4',

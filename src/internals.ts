@@ -1,0 +1,24 @@
+/**
+ * What the parts of the client API built on a Pool (heap, regions, epochs)
+ * see of it. Not exported from the package: a Pool hands it to its own
+ * helpers only.
+ */
+import type { Core, CoreExports } from './core.js';
+import type { Transport } from './transport.js';
+
+export interface PoolInternals {
+  readonly core: Core;
+  /** The core's exports; parts with exports of their own declare them and cast. */
+  readonly x: CoreExports;
+  readonly transport: Transport;
+  /** Memory-node id in gaddrs. */
+  readonly node: number;
+  /** This client's id (1..4093). */
+  readonly clientId: number;
+  /** Every call's entry check: throws PoolClosedError or LeaseExpiredError. */
+  guard(): void;
+  /** The pool byte offset of `gaddr`. @throws InvalidAddressError when it is not a gaddr of this pool */
+  offset(gaddr: number): number;
+  /** The gaddr of pool byte offset `offset`. */
+  gaddr(offset: number): number;
+}
