@@ -25,7 +25,9 @@ import {
   layoutVersion, leaseMs, maxClients, setLeaseMs, nSections, ownerLogOff, planLayout, poolBytes, readSuperblock, sectionHdrOff,
   spanHdrOff, writeMagic, writeSuperblockBody,
 } from './layout';
+import { heapAllocObject, heapCached, heapFlush, heapFreeAt, heapScan, heapTrim, resetHeap } from './heap';
 import { nextU64, seedPrng } from './prng';
+import { MAX_SLAB_OBJECT, OBJECT_CLASSES, objectClassOf, objectCount, objectSize, planSlabs } from './slab';
 import { scanPool } from './scan';
 import { OP_SEAL, spanWord } from './span';
 
@@ -37,6 +39,7 @@ const statsOut = memory.data(8 * 32);
 /** Seeds the PRNG; call before format/attach for reproducible runs. */
 export function init(seed: u64): void {
   seedPrng(seed);
+  planSlabs();
 }
 
 /**
@@ -85,7 +88,10 @@ export function attach(transportBytes: f64): i32 {
 export function register(pid: u32, hostId: u64, startTime: u64): i32 {
   if (!attached) return E_NOT_ATTACHED;
   const id = claimSlot(<u32>(nextU64() % maxClients), pid, hostId, startTime, <u64>nowMs());
-  if (id > 0) setClient(<u32>id, slotGen(load64(slotOff(<u32>id))));
+  if (id > 0) {
+    setClient(<u32>id, slotGen(load64(slotOff(<u32>id))));
+    resetHeap();
+  }
   return id;
 }
 
@@ -99,7 +105,9 @@ export function renew(): void {
  * Returns a pointer to the reclaim counters (docs/abi.md).
  */
 export function releaseHeld(): usize {
-  return reclaimClient(clientId, clientGen);
+  const r = reclaimClient(clientId, clientGen);
+  resetHeap();
+  return r;
 }
 
 /** Releases this client's slot (LIVE -> FREE). Returns OK or E_NOT_ATTACHED. */
@@ -272,3 +280,45 @@ export function stats(): usize {
   }
   return statsOut;
 }
+
+// ------------------------------------------------------------------- heap
+
+/**
+ * Allocates a heap object of at least `bytes` (>= 1): from a slab up to
+ * 3 KiB (assembly/heap.ts), a chunk block above. Returns the byte offset or
+ * a status.
+ */
+export function heapAlloc(bytes: f64): f64 {
+  if (clientId == 0) return E_NOT_ATTACHED;
+  if (!(bytes >= 1)) return E_INVALID_ARGUMENT;
+  if (bytes <= <f64>MAX_SLAB_OBJECT) {
+    const b = <u32>Math.ceil(bytes);
+    return heapAllocObject(objectClassOf(b), b);
+  }
+  return allocBytes(bytes);
+}
+
+/** Frees a heap object or chunk block by byte offset. Returns OK, E_DOUBLE_FREE or E_INVALID_ADDRESS. */
+export function heapFree(offset: f64): i32 {
+  if (clientId == 0) return E_NOT_ATTACHED;
+  if (!(offset >= 0) || offset != Math.floor(offset)) return E_INVALID_ADDRESS;
+  return heapFreeAt(<u64>offset);
+}
+
+/** Returns this client's cached objects and releases its slabs; returns how many objects. */
+export function heapRelease(): u32 { return heapFlush(); }
+
+/** Frees every empty unowned slab; returns how many. */
+export function heapTrimSlabs(): u32 { return heapTrim(); }
+
+/** Pool-wide heap census: pointer to 4 f64 per object class (assembly/heap.ts, heapScan). */
+export function heapCensus(): usize { return heapScan(); }
+
+/** Objects in this client's caches. */
+export function heapCachedObjects(): u32 { return heapCached(); }
+
+/** Object size (bytes) of object class `k`, 0 past the last class. */
+export function heapClassSize(k: u32): u32 { return k < OBJECT_CLASSES ? objectSize(k) : 0; }
+
+/** Objects per slab of object class `k`. */
+export function heapClassObjects(k: u32): u32 { return k < OBJECT_CLASSES ? objectCount(k) : 0; }

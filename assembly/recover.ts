@@ -33,6 +33,7 @@ import { cas64, load64, readInto, store64 } from './imports';
 import {
   E_INVALID_ARGUMENT, SECTION_CHUNKS, SECTION_SPANS, logOff, maxClients, nSections, sectionHdr, spanHdr,
 } from './layout';
+import { isSlabEntry, reclaimSlab } from './slab';
 import { CLASS_LARGE, groupChunk, heldBy, heldGroups, logClass, logClient, logGen, logSections } from './ownerlog';
 import {
   MODE_CHUNK, MODE_FREE, MODE_LARGE, MODE_RETIRING, SOP_FREE, SOP_MODE, ST_EMPTY, nextSectionWord, sectionClient, sectionMode,
@@ -47,7 +48,7 @@ import {
  * Counters of the last reclaim / recovery, f64 each:
  *   [0] blocks freed  [1] chunks freed  [2] spans unsealed  [3] sections fixed
  *   [4] owner-log entries scanned  [5] in-flight operations completed
- *   [6] status (0 or a negative E_*)
+ *   [6] status (0 or a negative E_*)  [7] heap objects freed (slabs)
  */
 const out = memory.data(8 * 8);
 const spans = memory.data(8 * 16);
@@ -183,6 +184,8 @@ function reclaimChunkSection(sec: u32, sw: u64, x: u32, gen: u32): void {
       covered |= groupMask(k, cls);
       if (logClient(e) == x && logGen(e) == (gen & 0x3FFF)) {
         if (freeChunks((span << 5) + k, cls, e) == 0) freedBlock(<f64>(1 << cls));
+      } else if (isSlabEntry(e)) {
+        add(7, <f64>reclaimSlab((span << 5) + k, e, x, gen));
       }
     }
     // x's own allocation, committed but not yet logged.

@@ -60,6 +60,14 @@ export interface CoreExports {
   stats(): number;
   scanPool(): number;
   layoutVersion(): number;
+  heapAlloc(bytes: number): number;
+  heapFree(offset: number): number;
+  heapRelease(): number;
+  heapTrimSlabs(): number;
+  heapCensus(): number;
+  heapCachedObjects(): number;
+  heapClassSize(k: number): number;
+  heapClassObjects(k: number): number;
 }
 
 /** Raised when the core traps on a failed assert (debug build only). */

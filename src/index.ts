@@ -15,3 +15,5 @@ export { LeaseMonitor } from './monitor.js';
 export type { MonitorOptions, RecoveryEvent, SweepResult } from './monitor.js';
 export type { ClientSlot, ReclaimReport, OrphanRecord, FsckReport } from './pool.js';
 export { CRASH_POINTS, parseCrashPoint } from './crash.js';
+export { Heap } from './heap.js';
+export type { HeapStats, HeapClassStats } from './heap.js';

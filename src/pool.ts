@@ -13,6 +13,7 @@ import {
 } from './errors.js';
 import { processStartTime } from './proc.js';
 import { MAX_NODE, nodeOf, offsetOf, toGaddr } from './gaddr.js';
+import { Heap } from './heap.js';
 import type { PoolInternals } from './internals.js';
 import type { Transport } from './transport.js';
 import { memoryTransport } from './transports/memory.js';
@@ -99,6 +100,8 @@ export interface ReclaimReport {
   entriesScanned: number;
   /** Operations the client left half done, completed or undone. */
   inFlight: number;
+  /** Heap objects freed from slabs (handed out or cached by the client). */
+  objects: number;
 }
 
 /** The attached pool's geometry. Offsets are bytes from the pool start. */
@@ -212,6 +215,7 @@ export class Pool {
 
   /** What this Pool's heap, regions and epochs see of it (src/internals.ts). */
   private readonly internals: PoolInternals;
+  private heapHandle: Heap | undefined;
 
   private constructor(transport: Transport, core: Core, node: number) {
     this.transport = transport;
@@ -420,6 +424,12 @@ export class Pool {
     return freed;
   }
 
+  /** The pool's object heap (src/heap.ts): objects of any size, freed by any client. */
+  get heap(): Heap {
+    this.heapHandle ??= new Heap(this.internals);
+    return this.heapHandle;
+  }
+
   /** The pool's client lease (ms): a client that renews later than this is revoked. */
   get leaseMs(): number {
     return this.x.lease();
@@ -478,9 +488,9 @@ export class Pool {
    */
   recoverClient(id: number, deadRecoverer = 0): ReclaimReport | null {
     this.guard();
-    const f = this.core.floats(this.x.recover(id, deadRecoverer), 7);
+    const f = this.core.floats(this.x.recover(id, deadRecoverer), 8);
     if (f[6] < 0) return null;
-    return { blocks: f[0], chunks: f[1], spansUnsealed: f[2], sectionsFixed: f[3], entriesScanned: f[4], inFlight: f[5] };
+    return { blocks: f[0], chunks: f[1], spansUnsealed: f[2], sectionsFixed: f[3], entriesScanned: f[4], inFlight: f[5], objects: f[7] };
   }
 
   /** Lists allocated units no live client owns (at most 2048): in-flight operations or leaks. */

@@ -1,0 +1,328 @@
+/**
+ * The object heap (issue 5; HPE NVMM's Heap, on every transport): objects
+ * from 1 byte up. Up to MAX_SLAB_OBJECT bytes they come from slabs
+ * (assembly/slab.ts), above that they are chunk blocks of this client.
+ *
+ * Per-client cache: for each object class this client owns at most one
+ * slab (its active slab) and keeps up to 64 of that slab's objects, claimed
+ * with one CAS, in core memory. The common alloc pops the cache and writes
+ * the object's tag (its requested size): no shared CAS, one plain write.
+ * A free is one CAS on the object's bitmap word, from any client.
+ *
+ * Finding a slab to own: a per-class cursor walks the owner log of CHUNK
+ * sections (one bulk read per section) for an unowned, not-full slab of the
+ * class, at most SEARCH_SECTIONS sections per search; if none is found a
+ * new slab is allocated. Slabs left partly free by a client that released
+ * them are found again by later searches.
+ */
+import { chunkOffset, clientGen, clientId, freeChunk } from './alloc';
+import { cas64, load64, readInto, store64, writeFrom } from './imports';
+import { CHUNK_SHIFT, E_DOUBLE_FREE, E_EXHAUSTED, E_INVALID_ADDRESS, SECTION_CHUNKS, dataOff, logOff, nSections, sectionHdr } from './layout';
+import { logSections } from './ownerlog';
+import { MODE_CHUNK, sectionMode } from './section';
+import {
+  OBJECT_CLASSES, SLAB_CHUNKS, bitmapWords, freeObject, isSlabEntry, newSlab, objectCount, objectSize, releaseSlab,
+  slabClassOf, slabEntry, slabFull, slabMeta, slabOwner, tagOf, tagRequested, tagTaker, tagWordOff, trimSlab, validMask,
+} from './slab';
+
+/** Objects a cache holds per class (one bitmap word's worth). */
+const CACHE_CAP: u32 = 64;
+/** Sections a slab search reads before it allocates a new slab. */
+const SEARCH_SECTIONS: u32 = 64;
+
+const cache = memory.data(8 * 64 * 11);
+const cacheLen = memory.data(4 * 11);
+/** Active slab per class: its first chunk, or -1. */
+const active = memory.data(4 * 11);
+/** Next bitmap word to try in the active slab, per class. */
+const nextWord = memory.data(4 * 11);
+/** Where the next slab search starts, per class (a section index). */
+const searchFrom = memory.data(4 * 11);
+const logs = memory.data(8 * 512);
+const tagBuf = memory.data(4 * 64);
+const tagOne = memory.data(4);
+
+@inline function activeOf(k: u32): i32 { return load<i32>(active + (k << 2)); }
+@inline function setActive(k: u32, head: i32): void { store<i32>(active + (k << 2), head); store<u32>(nextWord + (k << 2), 0); }
+
+/** Forgets every cache and active slab (after recovery or close freed them, or at register). */
+export function resetHeap(): void {
+  memory.fill(cacheLen, 0, 4 * 11);
+  for (let k: u32 = 0; k < OBJECT_CLASSES; k++) {
+    setActive(k, -1);
+    store<u32>(searchFrom + (k << 2), nSections > 0 ? (clientId * 7 + k) % nSections : 0);
+  }
+}
+
+/**
+ * Allocates an object of object class `k` for `requested` bytes. Returns its
+ * byte offset, or a negative status.
+ */
+export function heapAllocObject(k: u32, requested: u32): f64 {
+  let len = load<u32>(cacheLen + (k << 2));
+  if (len == 0) {
+    const r = refill(k);
+    if (r < 0) return <f64>r;
+    len = <u32>r;
+  }
+  len--;
+  store<u32>(cacheLen + (k << 2), len);
+  const off = load<u64>(cache + ((k * CACHE_CAP + len) << 3));
+  // The tag is at a fixed place in the object's slab: recompute it.
+  const head = <u32>((off - dataOff) >> CHUNK_SHIFT) & ~(SLAB_CHUNKS - 1);
+  const base = chunkOffset(head);
+  const idx = <u32>(off - base - slabMeta(k)) / objectSize(k);
+  store<u32>(tagOne, tagOf(clientId, clientGen, requested));
+  writeFrom(base + (<u64>bitmapWords(k) << 3) + (<u64>idx << 2), tagOne, 4);
+  return <f64>off;
+}
+
+/**
+ * Fills class `k`'s empty cache from the active slab, moving to another
+ * slab when it has no free object. Returns the new cache length or a
+ * negative status.
+ */
+function refill(k: u32): i32 {
+  for (let attempt: u32 = 0; attempt < 1000000; attempt++) {
+    let head = activeOf(k);
+    if (head < 0) {
+      const h = acquireSlab(k);
+      if (h < 0) return <i32>h;
+      setActive(k, <i32>h);
+      head = <i32>h;
+    }
+    const got = claimFrom(<u32>head, k);
+    if (got > 0) return <i32>got;
+    releaseSlab(<u32>head, load64(logOff(<u32>head)));
+    setActive(k, -1);
+  }
+  return E_EXHAUSTED;
+}
+
+/**
+ * Claims every free object of the first bitmap word that has one, from the
+ * active slab `head` of class `k`: tags first (read, patch the free ones,
+ * write back: only the owner writes tags), then one CAS setting the bits.
+ * Returns how many objects went into the cache (0: the slab is exhausted).
+ */
+function claimFrom(head: u32, k: u32): u32 {
+  const base = chunkOffset(head);
+  const n = objectCount(k);
+  const words = bitmapWords(k);
+  const tagBase = base + (<u64>words << 3);
+  const size = <u64>objectSize(k);
+  const first = base + <u64>slabMeta(k);
+  const mine = tagOf(clientId, clientGen, 0);
+  let i = load<u32>(nextWord + (k << 2));
+  for (; i < words; i++) {
+    const off = base + (<u64>i << 3);
+    const valid = validMask(n, i);
+    let w = load64(off);
+    while ((~w & valid) != 0) {
+      const free = ~w & valid;
+      const count = min<u32>(64, n - (i << 6));
+      const tagOff = tagBase + (<u64>(i << 6) << 2);
+      readInto(tagOff, tagBuf, count << 2);
+      let rest = free;
+      while (rest != 0) {
+        const b = <u32>ctz(rest);
+        rest &= rest - 1;
+        store<u32>(tagBuf + (b << 2), mine);
+      }
+      writeFrom(tagOff, tagBuf, count << 2);
+      const old = cas64(off, w, w | free);
+      if (old != w) { w = old; continue; }
+      // Pushed highest first so pops hand out low addresses first.
+      const slot = cache + ((k * CACHE_CAP) << 3);
+      let order = free;
+      const len = <u32>popcnt(order);
+      let p = len;
+      while (order != 0) {
+        const b = <u32>ctz(order);
+        order &= order - 1;
+        p--;
+        store<u64>(slot + (p << 3), first + (<u64>((i << 6) + b)) * size);
+      }
+      store<u32>(cacheLen + (k << 2), len);
+      store<u32>(nextWord + (k << 2), i);
+      return len;
+    }
+  }
+  store<u32>(nextWord + (k << 2), words);
+  return 0;
+}
+
+/**
+ * Finds an unowned, not-full slab of class `k` and takes it (CAS), reading
+ * at most SEARCH_SECTIONS CHUNK sections from this class's cursor; else
+ * allocates a new slab. Returns its first chunk or a negative status.
+ */
+function acquireSlab(k: u32): i64 {
+  if (nSections == 0) return E_EXHAUSTED;
+  let sec = load<u32>(searchFrom + (k << 2)) % nSections;
+  for (let seen: u32 = 0; seen < min(SEARCH_SECTIONS, nSections); seen++) {
+    if (sectionMode(load64(sectionHdr(sec))) == MODE_CHUNK) {
+      readInto(logOff(sec * SECTION_CHUNKS), logs, SECTION_CHUNKS << 3);
+      for (let c: u32 = 0; c < SECTION_CHUNKS; c += SLAB_CHUNKS) {
+        const e = load<u64>(logs + (c << 3));
+        if (!isSlabEntry(e)) continue;
+        const st = logSections(e);
+        if (slabClassOf(st) != k || slabOwner(st) != 0 || slabFull(st)) continue;
+        const head = sec * SECTION_CHUNKS + c;
+        if (cas64(logOff(head), e, slabEntry(k, false, clientId, clientGen)) == e) {
+          store<u32>(searchFrom + (k << 2), sec);
+          return <i64>head;
+        }
+      }
+    }
+    sec = sec + 1 == nSections ? 0 : sec + 1;
+  }
+  store<u32>(searchFrom + (k << 2), sec);
+  return newSlab(k);
+}
+
+/**
+ * Frees the object or chunk block at byte offset `off` (heap.free). An
+ * offset inside a slab must be an object's start; any other must be a chunk
+ * block's start. Returns OK, E_DOUBLE_FREE or E_INVALID_ADDRESS.
+ */
+export function heapFreeAt(off: u64): i32 {
+  const end = dataOff + (<u64>nSections << 21);
+  if (off < dataOff || off >= end) return E_INVALID_ADDRESS;
+  const chunk = <u32>((off - dataOff) >> CHUNK_SHIFT);
+  const head = chunk & ~(SLAB_CHUNKS - 1);
+  for (let k: u32 = 0; k < OBJECT_CLASSES; k++) {
+    if (activeOf(k) == <i32>head) return freeOwn(head, k, off);
+  }
+  const e = load64(logOff(head));
+  if (isSlabEntry(e)) {
+    const k = slabClassOf(logSections(e));
+    const first = chunkOffset(head) + <u64>slabMeta(k);
+    const size = <u64>objectSize(k);
+    if (off < first || (off - first) % size != 0) return E_INVALID_ADDRESS;
+    const idx = <u32>((off - first) / size);
+    if (idx >= objectCount(k)) return E_INVALID_ADDRESS;
+    return freeObject(head, e, idx, true);
+  }
+  if ((off - dataOff) & ((1 << CHUNK_SHIFT) - 1)) return E_INVALID_ADDRESS;
+  return freeChunk(chunk);
+}
+
+/**
+ * Frees object `off` of this client's active slab `head` (class `k`). If
+ * this client took it and the cache has room, it goes back to the cache
+ * (LIFO: the next alloc of the class reuses it) with its tag rewritten to
+ * "cached", no CAS; otherwise its bit is cleared with a CAS (freeObject).
+ */
+function freeOwn(head: u32, k: u32, off: u64): i32 {
+  const base = chunkOffset(head);
+  const first = base + <u64>slabMeta(k);
+  const size = <u64>objectSize(k);
+  if (off < first || (off - first) % size != 0) return E_INVALID_ADDRESS;
+  const idx = <u32>((off - first) / size);
+  if (idx >= objectCount(k)) return E_INVALID_ADDRESS;
+  const w = load64(base + (<u64>(idx >> 6) << 3));
+  if ((w & (<u64>1 << (idx & 63))) == 0) return E_DOUBLE_FREE;
+  // Tags are u32, two to a word; only the owner (this client) writes either.
+  const twOff = tagWordOff(base, k, idx);
+  const tw = load64(twOff);
+  const shift: u64 = (idx & 1) ? 32 : 0;
+  const tag = <u32>(tw >> shift);
+  if (tagRequested(tag) == 0) return E_DOUBLE_FREE; // in a cache: never handed out
+  const len = load<u32>(cacheLen + (k << 2));
+  if (len < CACHE_CAP && tagTaker(tag) == tagTaker(tagOf(clientId, clientGen, 0))) {
+    store64(twOff, (tw & ~(<u64>0xFFFFFFFF << shift)) | (<u64>tagOf(clientId, clientGen, 0) << shift));
+    store<u64>(cache + ((k * CACHE_CAP + len) << 3), off);
+    store<u32>(cacheLen + (k << 2), len + 1);
+    return 0;
+  }
+  return freeObject(head, 0, idx, false);
+}
+
+/**
+ * Returns this client's cached objects (clears their bits) and releases its
+ * active slabs, freeing empty ones. Returns how many objects it returned.
+ */
+export function heapFlush(): u32 {
+  let returned: u32 = 0;
+  for (let k: u32 = 0; k < OBJECT_CLASSES; k++) {
+    const head = activeOf(k);
+    const len = load<u32>(cacheLen + (k << 2));
+    for (let j: u32 = 0; j < len; j++) {
+      const off = load<u64>(cache + ((k * CACHE_CAP + j) << 3));
+      const h = <u32>((off - dataOff) >> CHUNK_SHIFT) & ~(SLAB_CHUNKS - 1);
+      const idx = <u32>((off - chunkOffset(h) - slabMeta(k)) / objectSize(k));
+      if (freeObject(h, 0, idx, false) == 0) returned++;
+    }
+    store<u32>(cacheLen + (k << 2), 0);
+    if (head >= 0) releaseSlab(<u32>head, load64(logOff(<u32>head)));
+    setActive(k, -1);
+  }
+  return returned;
+}
+
+/**
+ * Frees every empty, unowned slab of the pool (slabs emptied by frees from
+ * other clients after their owner released them). Returns how many.
+ */
+export function heapTrim(): u32 {
+  let freed: u32 = 0;
+  for (let sec: u32 = 0; sec < nSections; sec++) {
+    if (sectionMode(load64(sectionHdr(sec))) != MODE_CHUNK) continue;
+    readInto(logOff(sec * SECTION_CHUNKS), logs, SECTION_CHUNKS << 3);
+    for (let c: u32 = 0; c < SECTION_CHUNKS; c += SLAB_CHUNKS) {
+      const e = load<u64>(logs + (c << 3));
+      if (isSlabEntry(e) && slabOwner(logSections(e)) == 0 && trimSlab(sec * SECTION_CHUNKS + c, e)) freed++;
+    }
+  }
+  return freed;
+}
+
+/** Objects in this client's caches, all classes. */
+export function heapCached(): u32 {
+  let n: u32 = 0;
+  for (let k: u32 = 0; k < OBJECT_CLASSES; k++) n += load<u32>(cacheLen + (k << 2));
+  return n;
+}
+
+const scanOut = memory.data(8 * 4 * 11);
+
+/**
+ * Pool-wide heap census from slab metadata (writes nothing). Per object
+ * class k, four f64 at scanOut + 32k: slabs, objects handed out, objects
+ * in caches, requested bytes of the handed-out ones. Returns the pointer.
+ */
+export function heapScan(): usize {
+  memory.fill(scanOut, 0, 8 * 4 * 11);
+  for (let sec: u32 = 0; sec < nSections; sec++) {
+    if (sectionMode(load64(sectionHdr(sec))) != MODE_CHUNK) continue;
+    readInto(logOff(sec * SECTION_CHUNKS), logs, SECTION_CHUNKS << 3);
+    for (let c: u32 = 0; c < SECTION_CHUNKS; c += SLAB_CHUNKS) {
+      const e = load<u64>(logs + (c << 3));
+      if (!isSlabEntry(e)) continue;
+      const k = slabClassOf(logSections(e));
+      const p = scanOut + (k << 5);
+      store<f64>(p, load<f64>(p) + 1);
+      const base = chunkOffset(sec * SECTION_CHUNKS + c);
+      const words = bitmapWords(k);
+      readInto(base, scanBits, words << 3);
+      readInto(base + (<u64>words << 3), scanTags, objectCount(k) << 2);
+      for (let i: u32 = 0; i < words; i++) {
+        let w = load<u64>(scanBits + (i << 3));
+        while (w != 0) {
+          const b = <u32>ctz(w);
+          w &= w - 1;
+          const req = tagRequested(load<u32>(scanTags + (((i << 6) + b) << 2)));
+          if (req == 0) store<f64>(p + 16, load<f64>(p + 16) + 1);
+          else {
+            store<f64>(p + 8, load<f64>(p + 8) + 1);
+            store<f64>(p + 24, load<f64>(p + 24) + <f64>req);
+          }
+        }
+      }
+    }
+  }
+  return scanOut;
+}
+const scanBits = memory.data(8 * 16);
+const scanTags = memory.data(4 * 1024);

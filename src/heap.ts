@@ -1,0 +1,135 @@
+/**
+ * The object heap of a Pool (HPE NVMM's Heap; issue 5): `pool.heap.alloc(bytes)`
+ * for any size from 1 byte, `pool.heap.free(gaddr)` from any client. Objects
+ * up to 3 KiB come from slabs in the pool (assembly/slab.ts) through a
+ * per-client cache (assembly/heap.ts), so the common alloc makes no shared
+ * CAS; larger ones are chunk blocks (FineMem's allocator).
+ */
+import { check } from './core.js';
+import { InvalidArgumentError } from './errors.js';
+import type { PoolInternals } from './internals.js';
+
+/** Per object class, pool-wide. */
+export interface HeapClassStats {
+  /** Object size of the class (bytes). */
+  objectBytes: number;
+  /** Objects one 64 KiB slab holds. */
+  objectsPerSlab: number;
+  slabs: number;
+  /** Objects handed out and not yet freed. */
+  objects: number;
+  /** Objects claimed into some client's cache, not handed out. */
+  cached: number;
+  /** Sum of the sizes asked for by the handed-out objects (bytes). */
+  requestedBytes: number;
+}
+
+/** `heap.stats()`: what the slabs of the whole pool hold. */
+export interface HeapStats {
+  perClass: HeapClassStats[];
+  /** Bytes of slab memory (64 KiB per slab). */
+  slabBytes: number;
+  /** Bytes handed out (object sizes), against `requestedBytes` asked for. */
+  reservedBytes: number;
+  requestedBytes: number;
+  /** 1 - requested / slab bytes: memory in slabs not holding requested bytes (0..1). */
+  fragmentation: number;
+  /** Objects in this client's caches. */
+  cachedHere: number;
+}
+
+interface HeapExports {
+  heapAlloc(bytes: number): number;
+  heapFree(offset: number): number;
+  heapRelease(): number;
+  heapTrimSlabs(): number;
+  heapCensus(): number;
+  heapCachedObjects(): number;
+  heapClassSize(k: number): number;
+  heapClassObjects(k: number): number;
+}
+
+const SLAB_BYTES = 64 * 1024;
+
+/** One client's view of the pool's object heap. Get it as `pool.heap`. */
+export class Heap {
+  private readonly p: PoolInternals;
+  private readonly x: HeapExports;
+  /** Object size per object class (bytes). */
+  readonly classSizes: readonly number[];
+
+  /** @internal built by Pool */
+  constructor(p: PoolInternals) {
+    this.p = p;
+    this.x = p.x as unknown as HeapExports;
+    const sizes: number[] = [];
+    for (let k = 0; this.x.heapClassSize(k) > 0; k++) sizes.push(this.x.heapClassSize(k));
+    this.classSizes = sizes;
+  }
+
+  /**
+   * Allocates an object of at least `bytes` (1 .. pool size). Up to 3 KiB it
+   * is a slab object (64-byte granularity at the small end), above that a
+   * chunk block of 4 KiB * 2^c, or whole sections above 2 MiB.
+   * @returns its gaddr
+   * @throws InvalidArgumentError (bytes not a positive number), PoolExhaustedError,
+   *   LeaseExpiredError, PoolClosedError
+   */
+  alloc(bytes: number): number {
+    this.p.guard();
+    if (typeof bytes !== 'number' || !(bytes >= 1) || !Number.isFinite(bytes)) {
+      throw new InvalidArgumentError(`heap.alloc: bytes must be a number >= 1, got ${String(bytes)}`);
+    }
+    return this.p.gaddr(check(this.x.heapAlloc(bytes), `heap.alloc(${bytes})`));
+  }
+
+  /**
+   * Frees an object (or a heap block above 3 KiB) by gaddr, whichever client
+   * allocated it.
+   * @throws InvalidAddressError (not the start of a heap object or block),
+   *   DoubleFreeError, LeaseExpiredError, PoolClosedError
+   */
+  free(gaddr: number): void {
+    this.p.guard();
+    const off = this.p.offset(gaddr);
+    check(this.x.heapFree(off), `heap.free(${gaddr})`);
+  }
+
+  /**
+   * Gives this client's cached objects back to their slabs and releases the
+   * slabs it allocates from (empty ones go back to the chunk allocator).
+   * `close()` does this too. @returns how many cached objects were returned
+   */
+  flush(): number {
+    this.p.guard();
+    return this.x.heapRelease();
+  }
+
+  /**
+   * Frees every slab of the pool that is empty and owned by no client (left
+   * so by frees after its owner released it). The lease monitor does it on
+   * every orphan sweep. @returns how many slabs were freed
+   */
+  trim(): number {
+    this.p.guard();
+    return this.x.heapTrimSlabs();
+  }
+
+  /** Pool-wide heap census, from slab metadata (reads every slab's bitmap and tags). */
+  stats(): HeapStats {
+    this.p.guard();
+    const f = this.p.core.floats(this.x.heapCensus(), 4 * this.classSizes.length);
+    const perClass: HeapClassStats[] = this.classSizes.map((size, k) => ({
+      objectBytes: size, objectsPerSlab: this.x.heapClassObjects(k),
+      slabs: f[4 * k], objects: f[4 * k + 1], cached: f[4 * k + 2], requestedBytes: f[4 * k + 3],
+    }));
+    const slabBytes = perClass.reduce((a, c) => a + c.slabs, 0) * SLAB_BYTES;
+    const reservedBytes = perClass.reduce((a, c) => a + c.objects * c.objectBytes, 0);
+    const requestedBytes = perClass.reduce((a, c) => a + c.requestedBytes, 0);
+    return {
+      perClass, slabBytes, reservedBytes, requestedBytes,
+      fragmentation: slabBytes === 0 ? 0 : 1 - requestedBytes / slabBytes,
+      cachedHere: this.x.heapCachedObjects(),
+    };
+  }
+}
