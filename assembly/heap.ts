@@ -210,9 +210,10 @@ export function heapFreeAt(off: u64): i32 {
 
 /**
  * Frees object `off` of this client's active slab `head` (class `k`). If
- * this client took it and the cache has room, it goes back to the cache
- * (LIFO: the next alloc of the class reuses it) with its tag rewritten to
- * "cached", no CAS; otherwise its bit is cleared with a CAS (freeObject).
+ * this client took it, it goes back to the cache (LIFO: the next alloc of
+ * the class reuses it) with its tag rewritten to "cached", no CAS; a full
+ * cache spills half first. An object another client took has its bit
+ * cleared with a CAS (freeObject).
  */
 function freeOwn(head: u32, k: u32, off: u64): i32 {
   const base = chunkOffset(head);
@@ -229,14 +230,29 @@ function freeOwn(head: u32, k: u32, off: u64): i32 {
   const shift: u64 = (idx & 1) ? 32 : 0;
   const tag = <u32>(tw >> shift);
   if (tagRequested(tag) == 0) return E_DOUBLE_FREE; // in a cache: never handed out
-  const len = load<u32>(cacheLen + (k << 2));
-  if (len < CACHE_CAP && tagTaker(tag) == tagTaker(tagOf(clientId, clientGen, 0))) {
-    store64(twOff, (tw & ~(<u64>0xFFFFFFFF << shift)) | (<u64>tagOf(clientId, clientGen, 0) << shift));
-    store<u64>(cache + ((k * CACHE_CAP + len) << 3), off);
-    store<u32>(cacheLen + (k << 2), len + 1);
-    return 0;
+  if (tagTaker(tag) != tagTaker(tagOf(clientId, clientGen, 0))) return freeObject(head, 0, idx, false);
+  let len = load<u32>(cacheLen + (k << 2));
+  if (len == CACHE_CAP) len = spill(k);
+  store64(twOff, (tw & ~(<u64>0xFFFFFFFF << shift)) | (<u64>tagOf(clientId, clientGen, 0) << shift));
+  store<u64>(cache + ((k * CACHE_CAP + len) << 3), off);
+  store<u32>(cacheLen + (k << 2), len + 1);
+  return 0;
+}
+
+/**
+ * A full cache of class `k` gives its older half back to the bitmap (one
+ * CAS each) so frees keep going to the cache. Returns the new length.
+ */
+function spill(k: u32): u32 {
+  const half = CACHE_CAP >> 1;
+  const slot = cache + ((k * CACHE_CAP) << 3);
+  for (let j: u32 = 0; j < half; j++) {
+    const off = load<u64>(slot + (j << 3));
+    const h = <u32>((off - dataOff) >> CHUNK_SHIFT) & ~(SLAB_CHUNKS - 1);
+    freeObject(h, 0, <u32>((off - chunkOffset(h) - slabMeta(k)) / objectSize(k)), false);
   }
-  return freeObject(head, 0, idx, false);
+  memory.copy(slot, slot + (half << 3), half << 3);
+  return half;
 }
 
 /**

@@ -26,6 +26,7 @@ import {
   spanHdrOff, writeMagic, writeSuperblockBody,
 } from './layout';
 import { heapAllocObject, heapCached, heapFlush, heapFreeAt, heapScan, heapTrim, resetHeap } from './heap';
+import { enterEpoch, epochNow, exitEpoch, freeDelayed, pendingDelayed, reclaimDelayed } from './epoch';
 import { nextU64, seedPrng } from './prng';
 import { MAX_SLAB_OBJECT, OBJECT_CLASSES, objectClassOf, objectCount, objectSize, planSlabs } from './slab';
 import { scanPool } from './scan';
@@ -322,3 +323,38 @@ export function heapClassSize(k: u32): u32 { return k < OBJECT_CLASSES ? objectS
 
 /** Objects per slab of object class `k`. */
 export function heapClassObjects(k: u32): u32 { return k < OBJECT_CLASSES ? objectCount(k) : 0; }
+
+// ----------------------------------------------------------------- epochs
+
+/** Publishes an operation in progress of this client (assembly/epoch.ts); returns the epoch. */
+export function epochEnter(): f64 {
+  if (clientId == 0) return E_NOT_ATTACHED;
+  return <f64>enterEpoch();
+}
+
+/** Publishes that this client has no operation in progress. */
+export function epochExit(): void {
+  if (clientId != 0) exitEpoch();
+}
+
+/** The global epoch. */
+export function epochGlobal(): f64 { return <f64>epochNow(); }
+
+/**
+ * Queues the heap object or block at byte offset `offset` for a free once
+ * every operation in progress now has ended. Returns OK or a status.
+ */
+export function heapFreeDelayed(offset: f64): i32 {
+  if (clientId == 0) return E_NOT_ATTACHED;
+  if (!(offset >= 0) || offset != Math.floor(offset)) return E_INVALID_ADDRESS;
+  return freeDelayed(<u64>offset);
+}
+
+/** Advances the epoch if it can and frees what is safe; returns how many, or a status. */
+export function reclaim(): f64 {
+  if (clientId == 0) return E_NOT_ATTACHED;
+  return <f64>reclaimDelayed();
+}
+
+/** Delayed frees waiting. */
+export function delayedPending(): f64 { return <f64>pendingDelayed(); }

@@ -40,6 +40,7 @@ export interface HeapStats {
 
 interface HeapExports {
   heapAlloc(bytes: number): number;
+  heapFreeDelayed(offset: number): number;
   heapFree(offset: number): number;
   heapRelease(): number;
   heapTrimSlabs(): number;
@@ -93,6 +94,21 @@ export class Heap {
     this.p.guard();
     const off = this.p.offset(gaddr);
     check(this.x.heapFree(off), `heap.free(${gaddr})`);
+  }
+
+  /**
+   * Queues an object (or heap block) to be freed once every operation that
+   * is in progress now, in any client (`pool.epoch`), has ended; the server's
+   * lease monitor or `pool.reclaim()` frees it then. Call it after unlinking
+   * the object from whatever shared structure readers find it through.
+   * @throws InvalidAddressError (not a live heap object or block), PoolExhaustedError
+   *   (the queue is full: operations stay in progress too long), PoolBusyError,
+   *   LeaseExpiredError, PoolClosedError
+   */
+  freeDelayed(gaddr: number): void {
+    this.p.guard();
+    const off = this.p.offset(gaddr);
+    check(this.x.heapFreeDelayed(off), `heap.freeDelayed(${gaddr})`);
   }
 
   /**

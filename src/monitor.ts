@@ -23,6 +23,7 @@
 import type { Logger } from 'pino';
 import type { ClientSlot, OrphanRecord, Pool, ReclaimReport } from './pool.js';
 import { Pool as PoolClass } from './pool.js';
+import { PoolBusyError } from './errors.js';
 import { processAlive } from './proc.js';
 
 /** Options of `LeaseMonitor`. */
@@ -139,6 +140,21 @@ export class LeaseMonitor {
   }
 
   /**
+   * Once a lease: frees the delayed frees that are safe (pool.reclaim) and
+   * the slabs left empty and unowned (heap.trim). A busy ring lock only
+   * postpones it to the next lease.
+   */
+  private housekeeping(): void {
+    try {
+      const delayed = this.pool.reclaim();
+      const slabs = this.pool.heap.trim();
+      if (delayed > 0 || slabs > 0) this.opts.logger?.debug({ delayed, slabs }, 'delayed frees and empty slabs freed');
+    } catch (err) {
+      if (!(err instanceof PoolBusyError)) throw err;
+    }
+  }
+
+  /**
    * True when the client recovering `s` can no longer act: its slot is free,
    * recovering itself, or owned by a later generation. A recoverer that is
    * only REVOKED may still be running (stopped) and is waited for until it
@@ -214,6 +230,7 @@ export class LeaseMonitor {
       }
     }
     if (freed > 0) this.opts.logger?.info({ freed }, 'orphans freed after a full lease');
+    this.housekeeping();
     this.snapshot = { at: now, heartbeats, records };
     return freed;
   }

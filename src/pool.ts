@@ -188,6 +188,15 @@ function own(pool: Pool): Pool {
   return pool;
 }
 
+/** The core's epoch exports (assembly/index.ts, docs/abi.md). */
+interface EpochExports {
+  epochEnter(): number;
+  epochExit(): void;
+  epochGlobal(): number;
+  reclaim(): number;
+  delayedPending(): number;
+}
+
 /** One client's handle on a pool. Not safe to share between threads; open one per thread/process. */
 export class Pool {
   readonly transport: Transport;
@@ -216,6 +225,8 @@ export class Pool {
   /** What this Pool's heap, regions and epochs see of it (src/internals.ts). */
   private readonly internals: PoolInternals;
   private heapHandle: Heap | undefined;
+  private epochDepth = 0;
+  private readonly xe: EpochExports;
 
   private constructor(transport: Transport, core: Core, node: number) {
     this.transport = transport;
@@ -231,6 +242,7 @@ export class Pool {
     this.dataOffset = this.geometry.dataOffset;
     this.dataEnd = this.dataOffset + this.geometry.dataBytes;
     this.base = toGaddr(node, 0);
+    this.xe = core.exports as unknown as EpochExports;
     this.internals = {
       core, x: this.x, transport, node,
       get clientId() { return core.exports.geometry(Geometry.clientId); },
@@ -422,6 +434,44 @@ export class Pool {
       if (owners.has(this)) this.transport.close();
     }
     return freed;
+  }
+
+  /**
+   * Runs `fn` as one operation of the pool's epoch scheme (Fraser 2004; HPE
+   * NVMM's epochs): a `heap.freeDelayed` object is not reused while any
+   * operation that was in progress when it was queued is still running, in
+   * any client. Operations of one client may overlap and nest; the client
+   * counts as in progress from the first one's start until the last ends.
+   * @returns what `fn` returns
+   * @throws what `fn` throws; LeaseExpiredError, PoolClosedError
+   */
+  async epoch<T>(fn: () => Promise<T> | T): Promise<T> {
+    this.guard();
+    if (this.epochDepth === 0) check(this.xe.epochEnter(), 'epoch');
+    this.epochDepth++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.epochDepth === 0 && !this.closed && this.fenced === null) this.xe.epochExit();
+    }
+  }
+
+  /**
+   * Advances the global epoch if every client in an operation has seen the
+   * current one, then frees the delayed frees that are safe (queued two or
+   * more epochs ago). A LeaseMonitor (`dmem server`) does this every lease.
+   * @returns how many objects were freed
+   * @throws PoolBusyError (another client held the ring's lock too long), LeaseExpiredError, PoolClosedError
+   */
+  reclaim(): number {
+    this.guard();
+    return check(this.xe.reclaim(), 'reclaim');
+  }
+
+  /** The global epoch and the delayed frees still waiting. */
+  epochState(): { epoch: number; pending: number; inEpoch: boolean } {
+    this.guard();
+    return { epoch: this.xe.epochGlobal(), pending: this.xe.delayedPending(), inEpoch: this.epochDepth > 0 };
   }
 
   /** The pool's object heap (src/heap.ts): objects of any size, freed by any client. */
