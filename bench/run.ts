@@ -11,6 +11,9 @@
  *   recovery: owner-log entries scanned per second recovering a client that
  *     holds 99% of a 4 GiB pool, and death-to-free time at leases of 200 and
  *     1000 ms (src/bench/recovery.ts); median of 3
+ *   heap: ns per alloc+free pair of pool.heap for 64 B, 256 B, 1 KiB objects
+ *     with 1 and 2 processes against @thi.ng/malloc's MemPool in this
+ *     process (src/bench/heap.ts); median of 3
  *
  * Benchmarks never fail the test pass; this script exits 1 only when a run
  * itself fails (an error, a leak, a failed allocation in a replay).
@@ -23,7 +26,7 @@ import { runMicro, type MicroResult } from '../src/bench/micro.js';
 import { runTrace, type TraceResult } from '../src/bench/trace.js';
 import { median } from '../src/bench/percentile.js';
 import { benchDeathToFree, benchRecoveryScan, type DeathResult, type ScanResult } from '../src/bench/recovery.js';
-import { checkMicro, checkTrace, traceTable } from '../src/cli/bench.js';
+import { checkMicro, checkTrace, heapBench, traceTable } from '../src/cli/bench.js';
 import { fixed, formatCount, formatNs, table } from '../src/cli/format.js';
 import { withInterrupt } from '../src/cli/interrupt.js';
 
@@ -99,6 +102,8 @@ async function main(): Promise<void> {
   const started = new Date();
   const { microCells, trace } = await withInterrupt(async (signal) => ({ microCells: await micro(signal), trace: await traces(signal) }));
   const rec = await recovery();
+  process.stderr.write('heap: 64 B, 256 B, 1 KiB objects, 1 and 2 processes, against MemPool\n');
+  const heap = await heapBench({ sizes: [64, 256, 1024], procs: [1, 2], live: 1000, rounds: 1000, churn: 250, reps: 3, seed: 1, json: true });
   const report = {
     date: started.toISOString(),
     node: process.version,
@@ -108,6 +113,7 @@ async function main(): Promise<void> {
     micro: { classes: CLASSES, procs: PROCS, reps: REPS, epochs: EPOCHS, blocks: 1000, churn: 250, cells: microCells },
     trace: { procs: 2, epochs: 1, results: trace.results, ...(trace.skipped ? { skipped: trace.skipped } : {}) },
     recovery: rec,
+    heap,
   };
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
@@ -128,6 +134,12 @@ async function main(): Promise<void> {
     '',
     `recovery (median of ${RECOVERY_REPS}): ${formatCount(median(rec.scan.map((r) => r.entriesPerSec)))} owner-log entries/s on a 4 GiB pool (${fixed(median(rec.scan.map((r) => r.ms)), 1)} ms for ${formatCount(rec.scan[0].blocks)} blocks)`,
     ...LEASES.map((l) => `death-to-free at lease ${l} ms: ${fixed(median(rec.death.filter((d) => d.leaseMs === l).map((d) => d.ms)), 0)} ms = ${fixed(median(rec.death.filter((d) => d.leaseMs === l).map((d) => d.leases)))} leases`),
+    '',
+    'heap (frag on objects, 1000 live, 250 churn, 1000 rounds; median of 3)',
+    ...table(
+      [{ header: 'size B' }, { header: 'procs' }, { header: 'dmem ns/pair' }, { header: 'MemPool ns/pair' }, { header: 'dmem/MemPool' }],
+      heap.map((c) => [String(c.size), String(c.procs), fixed(c.dmemNsPerPair, 0), c.baselineNsPerPair === null ? '-' : fixed(c.baselineNsPerPair, 0), c.ratio === null ? '-' : fixed(c.ratio, 2)]),
+    ),
     '',
     `written ${file} (${fixed((Date.now() - started.getTime()) / 1000, 1)} s)`,
   ];

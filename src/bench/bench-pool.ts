@@ -56,7 +56,7 @@ export async function openBenchPool(name: string | undefined, size: number | und
   if (temporary) process.once('exit', remove);
   let pool: Pool;
   try {
-    pool = await openPool(uri, temporary ? { size: roundToSections(tempBytes), clients: Math.min(4095, Math.max(256, procs + 8)) } : { size, create: size !== undefined });
+    pool = await openPool(uri, temporary ? { size: roundToSections(tempBytes), clients: Math.min(4093, Math.max(256, procs + 8)) } : { size, create: size !== undefined });
   } catch (err) {
     remove();
     throw err;

@@ -10,6 +10,7 @@ import { runMicro, type MicroResult } from '../bench/micro.js';
 import { runTrace, type TraceResult } from '../bench/trace.js';
 import { benchDeathToFree, benchRecoveryScan, type DeathResult, type ScanResult } from '../bench/recovery.js';
 import { median } from '../bench/percentile.js';
+import { runHeapBench, type HeapBenchRow } from '../bench/heap.js';
 import { InvalidArgumentError } from 'commander';
 import { formatBytes } from '../units.js';
 import { fixed, formatCount, formatNs, table } from './format.js';
@@ -42,7 +43,7 @@ interface TraceFlags {
 
 /** Adds `bench micro` and `bench trace` to `program`. */
 export function addBenchCommands(program: Command): void {
-  const bench = program.command('bench').description('benchmarks: micro (FineMem frag), trace (FineMem stage replay), recovery');
+  const bench = program.command('bench').description('benchmarks: micro (FineMem frag), trace (FineMem stage replay), recovery, heap');
 
   bench
     .command('micro')
@@ -111,6 +112,84 @@ export function addBenchCommands(program: Command): void {
     .action(async (flags: RecoveryFlags) => {
       await recovery(flags);
     });
+
+  bench
+    .command('heap')
+    .description("object heap: ns per alloc+free pair (frag pattern on objects) with 1 and more processes, against @thi.ng/malloc's MemPool in this process")
+    .option('--sizes <bytes>', 'object sizes, comma-separated (bytes)', parseSizeList, [64, 256, 1024])
+    .option('--procs <list>', 'process counts for dmem, comma-separated', parseProcList, [1, 2])
+    .option('--live <n>', 'objects each process holds', intIn(1, 1_000_000), 1000)
+    .option('--rounds <n>', 'rounds; each frees and allocates --churn random objects', intIn(1, 1_000_000), 1000)
+    .option('--churn <n>', 'objects freed and allocated per round', intIn(1, 1_000_000), 250)
+    .option('--reps <n>', 'repetitions; medians are reported', intIn(1, 100), 3)
+    .option('--seed <n>', 'PRNG seed of the pattern', parseSeed, 1)
+    .option('--json', 'print one JSON object per measurement on stdout', false)
+    .action(async (flags: HeapFlags) => {
+      await heapBench(flags);
+    });
+}
+
+interface HeapFlags {
+  sizes: number[];
+  procs: number[];
+  live: number;
+  rounds: number;
+  churn: number;
+  reps: number;
+  seed: number;
+  json: boolean;
+}
+
+/** Comma-separated object sizes 1 .. 3072 bytes (slab objects). */
+function parseSizeList(text: string): number[] {
+  const values = text.split(',').map(Number);
+  if (values.some((v) => !Number.isInteger(v) || v < 1 || v > 3072)) throw new InvalidArgumentError(`expected comma-separated sizes 1..3072 (bytes), got "${text}"`);
+  return values;
+}
+
+/** Comma-separated process counts 1..64. */
+function parseProcList(text: string): number[] {
+  const values = text.split(',').map(Number);
+  if (values.some((v) => !Number.isInteger(v) || v < 1 || v > 64)) throw new InvalidArgumentError(`expected comma-separated process counts 1..64, got "${text}"`);
+  return values;
+}
+
+/**
+ * Runs the heap benchmark (src/bench/heap.ts) `reps` times and prints each
+ * cell's medians: dmem ns per pair, pairs/s over all processes, MemPool's
+ * ns per pair and the ratio.
+ */
+export async function heapBench(flags: HeapFlags): Promise<HeapBenchRow[]> {
+  const out = new Output(flags.json);
+  const runs: HeapBenchRow[] = [];
+  let skipped: string | null = null;
+  for (let rep = 0; rep < flags.reps; rep++) {
+    const r = await runHeapBench({ sizes: flags.sizes, procs: flags.procs, live: flags.live, rounds: flags.rounds, churn: flags.churn, seed: flags.seed + rep });
+    skipped = r.baselineSkipped;
+    runs.push(...r.rows);
+    for (const row of r.rows) out.result({ test: 'heap', rep, ...row }, () => []);
+  }
+  if (skipped !== null) out.lines([`baseline skipped: ${skipped}`]);
+  const cells: HeapBenchRow[] = [];
+  for (const size of flags.sizes) {
+    for (const procs of flags.procs) {
+      const rs = runs.filter((r) => r.size === size && r.procs === procs);
+      const base = rs.every((r) => r.baselineNsPerPair !== null) ? median(rs.map((r) => r.baselineNsPerPair!)) : null;
+      cells.push({
+        size, procs, dmemNsPerPair: median(rs.map((r) => r.dmemNsPerPair)), dmemPairsPerSec: median(rs.map((r) => r.dmemPairsPerSec)),
+        baselineNsPerPair: base, ratio: rs.every((r) => r.ratio !== null) ? median(rs.map((r) => r.ratio!)) : null,
+      });
+    }
+  }
+  out.lines([
+    `heap (frag on objects): ${flags.live} live objects per process, ${flags.churn} freed+allocated per round, ${flags.rounds} rounds; median of ${flags.reps}`,
+    ...table(
+      [{ header: 'size B' }, { header: 'procs' }, { header: 'dmem ns/pair' }, { header: 'pairs/s (all)' }, { header: 'MemPool ns/pair' }, { header: 'dmem/MemPool' }],
+      cells.map((c) => [String(c.size), String(c.procs), fixed(c.dmemNsPerPair, 0), formatCount(c.dmemPairsPerSec),
+        c.baselineNsPerPair === null ? '-' : fixed(c.baselineNsPerPair, 0), c.ratio === null ? '-' : fixed(c.ratio, 2)]),
+    ),
+  ]);
+  return cells;
 }
 
 interface RecoveryFlags {
