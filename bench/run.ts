@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   const { microCells, trace } = await withInterrupt(async (signal) => ({ microCells: await micro(signal), trace: await traces(signal) }));
   const rec = await recovery();
   process.stderr.write('heap: 64 B, 256 B, 1 KiB objects, 1 and 2 processes, against MemPool\n');
-  const heap = await heapBench({ sizes: [64, 256, 1024], procs: [1, 2], live: 1000, rounds: 1000, churn: 250, reps: 3, seed: 1, json: true });
+  const heap = await heapBench({ sizes: [64, 256, 1024], procs: [1, 2], live: 1000, rounds: 1000, churn: 250, reps: 3, seed: 1, json: false }, false);
   const report = {
     date: started.toISOString(),
     node: process.version,

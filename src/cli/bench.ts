@@ -159,7 +159,7 @@ function parseProcList(text: string): number[] {
  * cell's medians: dmem ns per pair, pairs/s over all processes, MemPool's
  * ns per pair and the ratio.
  */
-export async function heapBench(flags: HeapFlags): Promise<HeapBenchRow[]> {
+export async function heapBench(flags: HeapFlags, print = true): Promise<HeapBenchRow[]> {
   const out = new Output(flags.json);
   const runs: HeapBenchRow[] = [];
   let skipped: string | null = null;
@@ -167,9 +167,9 @@ export async function heapBench(flags: HeapFlags): Promise<HeapBenchRow[]> {
     const r = await runHeapBench({ sizes: flags.sizes, procs: flags.procs, live: flags.live, rounds: flags.rounds, churn: flags.churn, seed: flags.seed + rep });
     skipped = r.baselineSkipped;
     runs.push(...r.rows);
-    for (const row of r.rows) out.result({ test: 'heap', rep, ...row }, () => []);
+    if (print) for (const row of r.rows) out.result({ test: 'heap', rep, ...row }, () => []);
   }
-  if (skipped !== null) out.lines([`baseline skipped: ${skipped}`]);
+  if (skipped !== null) process.stderr.write(`heap: baseline skipped: ${skipped}\n`);
   const cells: HeapBenchRow[] = [];
   for (const size of flags.sizes) {
     for (const procs of flags.procs) {
@@ -181,6 +181,7 @@ export async function heapBench(flags: HeapFlags): Promise<HeapBenchRow[]> {
       });
     }
   }
+  if (!print) return cells;
   out.lines([
     `heap (frag on objects): ${flags.live} live objects per process, ${flags.churn} freed+allocated per round, ${flags.rounds} rounds; median of ${flags.reps}`,
     ...table(
