@@ -33,6 +33,7 @@ import { scanPool } from './scan';
 import { OP_SEAL, spanWord } from './span';
 
 export { layoutVersion, scanPool, slotInfo };
+export * from './region';
 
 const zeros = memory.data(4096);
 const statsOut = memory.data(8 * 32);

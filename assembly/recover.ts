@@ -15,6 +15,10 @@
  *   span commit log (x, ALLOC, c, cls) on set bits that no HELD head covers:
  *                             x died between its CAS and its owner-log write
  *
+ * A block whose owner-log head is HELD by a pool owner (assembly/ownerlog.ts)
+ * is not x's even when its headers still name x: x allocated it and handed it
+ * over with adoptBlock (a region, a slab). It and its tails are skipped.
+ *
  * Nothing else is touched. Set bits that no HELD entry covers and whose
  * commit log names someone else (x's free cut short after its FREED write, or
  * an allocation whose commit log a later CAS overwrote) are "orphans": only
@@ -34,7 +38,9 @@ import {
   E_INVALID_ARGUMENT, SECTION_CHUNKS, SECTION_SPANS, logOff, maxClients, nSections, sectionHdr, spanHdr,
 } from './layout';
 import { isSlabEntry, reclaimSlab } from './slab';
-import { CLASS_LARGE, groupChunk, heldBy, heldGroups, logClass, logClient, logGen, logSections } from './ownerlog';
+import {
+  CLASS_LARGE, LOG_HELD, groupChunk, heldBy, heldGroups, isPoolOwner, logClass, logClient, logGen, logSections, logState,
+} from './ownerlog';
 import {
   MODE_CHUNK, MODE_FREE, MODE_LARGE, MODE_RETIRING, SOP_FREE, SOP_MODE, ST_EMPTY, nextSectionWord, sectionClient, sectionMode,
   sectionOp, sectionStates, sectionTail,
@@ -55,6 +61,11 @@ const spans = memory.data(8 * 16);
 const logs = memory.data(8 * 512);
 
 @inline function add(i: u32, v: f64): void { store<f64>(out + (i << 3), load<f64>(out + (i << 3)) + v); }
+
+/** True when owner-log head `e` is a block of class `cls` that a pool owner holds (adopted: no client's any more). */
+@inline function poolOwned(e: u64, cls: u32): bool {
+  return logState(e) == LOG_HELD && isPoolOwner(logClient(e)) && logClass(e) == cls;
+}
 
 let partialFired = false;
 
@@ -95,6 +106,8 @@ function reclaimLarge(sec: u32, sw: u64, x: u32, gen: u32): u32 {
   if (!sectionTail(sw)) {
     add(4, 1);
     const e = load64(logOff(head));
+    if (poolOwned(e, 9)) return sec;
+    if (poolOwned(e, CLASS_LARGE)) return sec + logSections(e) - 1;
     let n: u32 = 1;
     if (heldBy(e, x, gen)) {
       n = logClass(e) == CLASS_LARGE ? logSections(e) : 1;
@@ -145,6 +158,9 @@ function reclaimChunkSection(sec: u32, sw: u64, x: u32, gen: u32): void {
   readInto(logOff(sec * SECTION_CHUNKS), logs, SECTION_CHUNKS << 3);
   add(4, <f64>SECTION_CHUNKS);
   const claimedByX = sectionOp(sw) == SOP_MODE && sectionClient(sw) == x;
+  // The head span and span count of the last pool-owned whole-span block seen.
+  let poolHead: u32 = 0xFFFFFFFF;
+  let poolSpans: u32 = 0;
   for (let j: u32 = 0; j < SECTION_SPANS; j++) {
     const span = base + j;
     const w = load<u64>(spans + (j << 3));
@@ -164,8 +180,15 @@ function reclaimChunkSection(sec: u32, sw: u64, x: u32, gen: u32): void {
       const first = (sec * SECTION_CHUNKS) + (j << 5);
       if (spanChunk(w) == 0) {
         const e = load<u64>(logs + ((j << 5) << 3));
+        if (poolOwned(e, cls)) {
+          poolHead = span;
+          poolSpans = <u32>1 << (cls - 5);
+          continue;
+        }
         if (!heldBy(e, x, gen)) add(5, 1);
         if (freeSpans(first, cls, e) == 0) freedBlock(<f64>(32 << (cls - 5)));
+      } else if (span - spanChunk(w) == poolHead && spanChunk(w) < poolSpans) {
+        // A tail of that pool-owned block: not x's either.
       } else if (releaseTail(span, w, x)) {
         add(5, 1);
         markSpan(span, ST_EMPTY);

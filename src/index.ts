@@ -3,6 +3,7 @@
  * (../shared/DESIGN.md). Entry point of the `dmem` package.
  */
 export { openPool, Pool } from './pool.js';
+export type { Region, RegionInfo } from './region.js';
 export type { PoolOptions, PoolGeometry, ClientStats, PoolCensus } from './pool.js';
 export * from './errors.js';
 export type { Transport } from './transport.js';

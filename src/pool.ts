@@ -15,6 +15,7 @@ import { processStartTime } from './proc.js';
 import { MAX_NODE, nodeOf, offsetOf, toGaddr } from './gaddr.js';
 import { Heap } from './heap.js';
 import type { PoolInternals } from './internals.js';
+import { RegionDirectory, type Region, type RegionInfo } from './region.js';
 import type { Transport } from './transport.js';
 import { memoryTransport } from './transports/memory.js';
 import { WindowedTransport } from './transports/windows.js';
@@ -583,6 +584,48 @@ export class Pool {
 
   private live(): void {
     if (this.closed) throw new PoolClosedError('pool is closed');
+  }
+
+  // ----------------------------------------------- named regions (src/region.ts)
+
+  private regionDir: RegionDirectory | undefined;
+  private get regions(): RegionDirectory {
+    return (this.regionDir ??= new RegionDirectory(this.internals));
+  }
+
+  /**
+   * Creates region `name` (1..40 bytes of UTF-8, no NUL) of `bytes` (or a
+   * size such as "1MiB"), zero-filled, owned by the pool: it outlives this
+   * client, and only `destroyRegion` frees it (HPE gull's Regions).
+   * @throws InvalidArgumentError (bad name or size), RegionExistsError,
+   *   PoolExhaustedError (no room, or 1024 regions), PoolBusyError (another
+   *   live client held the region lock for two leases)
+   */
+  createRegion(name: string, bytes: number | string): Region {
+    return this.regions.create(name, bytes);
+  }
+
+  /** Opens region `name`. @throws InvalidArgumentError, RegionNotFoundError */
+  openRegion(name: string): Region {
+    return this.regions.open(name);
+  }
+
+  /**
+   * Destroys region `name` and frees its memory.
+   * @throws InvalidArgumentError, RegionNotFoundError, PoolBusyError
+   */
+  destroyRegion(name: string): void {
+    this.regions.destroy(name);
+  }
+
+  /** Every region of the pool: name, size in bytes, gaddr. */
+  listRegions(): RegionInfo[] {
+    return this.regions.list();
+  }
+
+  /** True when region `name` exists. @throws InvalidArgumentError (bad name) */
+  regionExists(name: string): boolean {
+    return this.regions.exists(name);
   }
 
   /**
