@@ -121,6 +121,8 @@ test('a queued object whose allocator closed is never freed under the next holde
       const op = openOperation(b);
       a.heap.freeDelayed(g);
       a.close();
+      assert.is(b.census().chunks.held, 32, 'the delayed-free ring (128 KiB) outlives the client that created it; the rest of a is freed');
+      assert.is(b.epochState().pending, 1);
       op.end();
       await op.done;
       // a's close freed g with the rest of its memory; b may now get it.
