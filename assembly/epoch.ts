@@ -46,7 +46,7 @@ import {
   logOff, maxClients, nSections,
 } from './layout';
 import { LOG_HELD, OWNER_HEAP, isPoolOwner, logClient, logEntry, logSections, logState } from './ownerlog';
-import { SLAB_CHUNKS, isSlabEntry, loadTag, objectCount, objectSize, slabClassOf, slabMeta, tagRequested } from './slab';
+import { isSlabEntry, loadTag, objectIndex, slabClassOf, slabHeadOf, tagRequested } from './slab';
 
 const RING_CLASS: u32 = 5;
 const RING_HEADER: u64 = 64;
@@ -97,15 +97,14 @@ export function tryAdvance(): u64 {
 function identityOf(off: u64): u64 {
   if (off < dataOff || off >= dataOff + (<u64>nSections << 21)) return 0;
   const chunk = <u32>((off - dataOff) >> CHUNK_SHIFT);
-  const head = chunk & ~(SLAB_CHUNKS - 1);
+  const head = slabHeadOf(off);
   const e = load64(logOff(head));
   if (isSlabEntry(e)) {
     const k = slabClassOf(logSections(e));
+    const at = objectIndex(head, k, off);
+    if (at < 0) return 0;
+    const idx = <u32>at;
     const base = chunkOffset(head);
-    const first = base + <u64>slabMeta(k);
-    if (off < first || (off - first) % <u64>objectSize(k) != 0) return 0;
-    const idx = <u32>((off - first) / <u64>objectSize(k));
-    if (idx >= objectCount(k)) return 0;
     if ((load64(base + (<u64>(idx >> 6) << 3)) & (<u64>1 << (idx & 63))) == 0) return 0;
     const tag = loadTag(base, k, idx);
     return tagRequested(tag) != 0 ? <u64>tag : 0;

@@ -22,7 +22,7 @@ import { logSections } from './ownerlog';
 import { MODE_CHUNK, sectionMode } from './section';
 import {
   OBJECT_CLASSES, SLAB_CHUNKS, bitmapWords, freeObject, isSlabEntry, newSlab, objectCount, objectSize, releaseSlab,
-  slabClassOf, slabEntry, slabFull, slabMeta, slabOwner, tagOf, tagRequested, tagTaker, tagWordOff, trimSlab, validMask,
+  objectIndex, slabClassOf, slabEntry, slabFull, slabHeadOf, slabMeta, slabOwner, tagOf, tagRequested, tagTaker, tagWordOff, trimSlab, validMask,
 } from './slab';
 
 /** Objects a cache holds per class (one bitmap word's worth). */
@@ -69,9 +69,8 @@ export function heapAllocObject(k: u32, requested: u32): f64 {
   store<u32>(cacheLen + (k << 2), len);
   const off = load<u64>(cache + ((k * CACHE_CAP + len) << 3));
   // The tag is at a fixed place in the object's slab: recompute it.
-  const head = <u32>((off - dataOff) >> CHUNK_SHIFT) & ~(SLAB_CHUNKS - 1);
-  const base = chunkOffset(head);
-  const idx = <u32>(off - base - slabMeta(k)) / objectSize(k);
+  const base = chunkOffset(slabHeadOf(off));
+  const idx = <u32>objectIndex(slabHeadOf(off), k, off);
   store<u32>(tagOne, tagOf(clientId, clientGen, requested));
   writeFrom(base + (<u64>bitmapWords(k) << 3) + (<u64>idx << 2), tagOne, 4);
   return <f64>off;
@@ -189,23 +188,17 @@ function acquireSlab(k: u32): i64 {
 export function heapFreeAt(off: u64): i32 {
   const end = dataOff + (<u64>nSections << 21);
   if (off < dataOff || off >= end) return E_INVALID_ADDRESS;
-  const chunk = <u32>((off - dataOff) >> CHUNK_SHIFT);
-  const head = chunk & ~(SLAB_CHUNKS - 1);
+  const head = slabHeadOf(off);
   for (let k: u32 = 0; k < OBJECT_CLASSES; k++) {
     if (activeOf(k) == <i32>head) return freeOwn(head, k, off);
   }
   const e = load64(logOff(head));
   if (isSlabEntry(e)) {
-    const k = slabClassOf(logSections(e));
-    const first = chunkOffset(head) + <u64>slabMeta(k);
-    const size = <u64>objectSize(k);
-    if (off < first || (off - first) % size != 0) return E_INVALID_ADDRESS;
-    const idx = <u32>((off - first) / size);
-    if (idx >= objectCount(k)) return E_INVALID_ADDRESS;
-    return freeObject(head, e, idx, true);
+    const idx = objectIndex(head, slabClassOf(logSections(e)), off);
+    return idx < 0 ? E_INVALID_ADDRESS : freeObject(head, e, <u32>idx, true);
   }
   if ((off - dataOff) & ((1 << CHUNK_SHIFT) - 1)) return E_INVALID_ADDRESS;
-  return freeChunk(chunk);
+  return freeChunk(<u32>((off - dataOff) >> CHUNK_SHIFT));
 }
 
 /**
@@ -216,12 +209,10 @@ export function heapFreeAt(off: u64): i32 {
  * cleared with a CAS (freeObject).
  */
 function freeOwn(head: u32, k: u32, off: u64): i32 {
+  const at = objectIndex(head, k, off);
+  if (at < 0) return E_INVALID_ADDRESS;
+  const idx = <u32>at;
   const base = chunkOffset(head);
-  const first = base + <u64>slabMeta(k);
-  const size = <u64>objectSize(k);
-  if (off < first || (off - first) % size != 0) return E_INVALID_ADDRESS;
-  const idx = <u32>((off - first) / size);
-  if (idx >= objectCount(k)) return E_INVALID_ADDRESS;
   const w = load64(base + (<u64>(idx >> 6) << 3));
   if ((w & (<u64>1 << (idx & 63))) == 0) return E_DOUBLE_FREE;
   // Tags are u32, two to a word; only the owner (this client) writes either.
@@ -248,8 +239,7 @@ function spill(k: u32): u32 {
   const slot = cache + ((k * CACHE_CAP) << 3);
   for (let j: u32 = 0; j < half; j++) {
     const off = load<u64>(slot + (j << 3));
-    const h = <u32>((off - dataOff) >> CHUNK_SHIFT) & ~(SLAB_CHUNKS - 1);
-    freeObject(h, 0, <u32>((off - chunkOffset(h) - slabMeta(k)) / objectSize(k)), false);
+    freeObject(slabHeadOf(off), 0, <u32>objectIndex(slabHeadOf(off), k, off), false);
   }
   memory.copy(slot, slot + (half << 3), half << 3);
   return half;
@@ -266,9 +256,7 @@ export function heapFlush(): u32 {
     const len = load<u32>(cacheLen + (k << 2));
     for (let j: u32 = 0; j < len; j++) {
       const off = load<u64>(cache + ((k * CACHE_CAP + j) << 3));
-      const h = <u32>((off - dataOff) >> CHUNK_SHIFT) & ~(SLAB_CHUNKS - 1);
-      const idx = <u32>((off - chunkOffset(h) - slabMeta(k)) / objectSize(k));
-      if (freeObject(h, 0, idx, false) == 0) returned++;
+      if (freeObject(slabHeadOf(off), 0, <u32>objectIndex(slabHeadOf(off), k, off), false) == 0) returned++;
     }
     store<u32>(cacheLen + (k << 2), 0);
     if (head >= 0) releaseSlab(<u32>head, load64(logOff(<u32>head)));

@@ -54,7 +54,7 @@
  */
 import { adoptBlock, allocClass, clientGen, clientId, chunkOffset, freeChunk } from './alloc';
 import { cas64, load64, readInto, writeFrom } from './imports';
-import { CHUNK_BYTES, E_CORRUPT, E_DOUBLE_FREE, logOff } from './layout';
+import { CHUNK_BYTES, CHUNK_SHIFT, E_CORRUPT, E_DOUBLE_FREE, dataOff, logOff } from './layout';
 import { LOG_HELD, OWNER_HEAP, logClass, logClient, logEntry, logSections, logState } from './ownerlog';
 
 /** Object sizes in bytes, by object class. */
@@ -95,6 +95,23 @@ export function objectClassOf(bytes: u32): u32 {
   let k: u32 = 0;
   while (SIZES[k] < bytes) k++;
   return k;
+}
+
+/** First chunk of the slab that byte offset `off` (in the data area) would lie in. */
+@inline export function slabHeadOf(off: u64): u32 {
+  return <u32>((off - dataOff) >> CHUNK_SHIFT) & ~(SLAB_CHUNKS - 1);
+}
+
+/**
+ * Index of the object of class `k` starting at byte offset `off` in the slab
+ * at `head`, or -1 when `off` is not an object's start.
+ */
+@inline export function objectIndex(head: u32, k: u32, off: u64): i32 {
+  const first = chunkOffset(head) + <u64>metas[k];
+  const size = <u64>SIZES[k];
+  if (off < first || (off - first) % size != 0) return -1;
+  const idx = (off - first) / size;
+  return idx < <u64>counts[k] ? <i32>idx : -1;
 }
 
 // ------------------------------------------------------------- slab state

@@ -62,12 +62,18 @@ export interface CoreExports {
   layoutVersion(): number;
   heapAlloc(bytes: number): number;
   heapFree(offset: number): number;
+  heapFreeDelayed(offset: number): number;
   heapRelease(): number;
   heapTrimSlabs(): number;
   heapCensus(): number;
   heapCachedObjects(): number;
   heapClassSize(k: number): number;
   heapClassObjects(k: number): number;
+  epochEnter(): number;
+  epochExit(): void;
+  epochGlobal(): number;
+  reclaim(): number;
+  delayedPending(): number;
 }
 
 /** Raised when the core traps on a failed assert (debug build only). */

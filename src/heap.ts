@@ -38,31 +38,19 @@ export interface HeapStats {
   cachedHere: number;
 }
 
-interface HeapExports {
-  heapAlloc(bytes: number): number;
-  heapFreeDelayed(offset: number): number;
-  heapFree(offset: number): number;
-  heapRelease(): number;
-  heapTrimSlabs(): number;
-  heapCensus(): number;
-  heapCachedObjects(): number;
-  heapClassSize(k: number): number;
-  heapClassObjects(k: number): number;
-}
-
 const SLAB_BYTES = 64 * 1024;
 
 /** One client's view of the pool's object heap. Get it as `pool.heap`. */
 export class Heap {
   private readonly p: PoolInternals;
-  private readonly x: HeapExports;
+  private readonly x: PoolInternals['x'];
   /** Object size per object class (bytes). */
   readonly classSizes: readonly number[];
 
   /** @internal built by Pool */
   constructor(p: PoolInternals) {
     this.p = p;
-    this.x = p.x as unknown as HeapExports;
+    this.x = p.x;
     const sizes: number[] = [];
     for (let k = 0; this.x.heapClassSize(k) > 0; k++) sizes.push(this.x.heapClassSize(k));
     this.classSizes = sizes;

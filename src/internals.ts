@@ -8,7 +8,7 @@ import type { Transport } from './transport.js';
 
 export interface PoolInternals {
   readonly core: Core;
-  /** The core's exports; parts with exports of their own declare them and cast. */
+  /** The core's exports (src/core.ts, CoreExports). */
   readonly x: CoreExports;
   readonly transport: Transport;
   /** Memory-node id in gaddrs. */

@@ -189,15 +189,6 @@ function own(pool: Pool): Pool {
   return pool;
 }
 
-/** The core's epoch exports (assembly/index.ts, docs/abi.md). */
-interface EpochExports {
-  epochEnter(): number;
-  epochExit(): void;
-  epochGlobal(): number;
-  reclaim(): number;
-  delayedPending(): number;
-}
-
 /** One client's handle on a pool. Not safe to share between threads; open one per thread/process. */
 export class Pool {
   readonly transport: Transport;
@@ -227,7 +218,6 @@ export class Pool {
   private readonly internals: PoolInternals;
   private heapHandle: Heap | undefined;
   private epochDepth = 0;
-  private readonly xe: EpochExports;
 
   private constructor(transport: Transport, core: Core, node: number) {
     this.transport = transport;
@@ -243,7 +233,6 @@ export class Pool {
     this.dataOffset = this.geometry.dataOffset;
     this.dataEnd = this.dataOffset + this.geometry.dataBytes;
     this.base = toGaddr(node, 0);
-    this.xe = core.exports as unknown as EpochExports;
     this.internals = {
       core, x: this.x, transport, node,
       get clientId() { return core.exports.geometry(Geometry.clientId); },
@@ -448,12 +437,12 @@ export class Pool {
    */
   async epoch<T>(fn: () => Promise<T> | T): Promise<T> {
     this.guard();
-    if (this.epochDepth === 0) check(this.xe.epochEnter(), 'epoch');
+    if (this.epochDepth === 0) check(this.x.epochEnter(), 'epoch');
     this.epochDepth++;
     try {
       return await fn();
     } finally {
-      if (--this.epochDepth === 0 && !this.closed && this.fenced === null) this.xe.epochExit();
+      if (--this.epochDepth === 0 && !this.closed && this.fenced === null) this.x.epochExit();
     }
   }
 
@@ -466,13 +455,13 @@ export class Pool {
    */
   reclaim(): number {
     this.guard();
-    return check(this.xe.reclaim(), 'reclaim');
+    return check(this.x.reclaim(), 'reclaim');
   }
 
   /** The global epoch and the delayed frees still waiting. */
   epochState(): { epoch: number; pending: number; inEpoch: boolean } {
     this.guard();
-    return { epoch: this.xe.epochGlobal(), pending: this.xe.delayedPending(), inEpoch: this.epochDepth > 0 };
+    return { epoch: this.x.epochGlobal(), pending: this.x.delayedPending(), inEpoch: this.epochDepth > 0 };
   }
 
   /** The pool's object heap (src/heap.ts): objects of any size, freed by any client. */
