@@ -310,9 +310,13 @@ function claimSection(sec: u32): bool {
   if (sectionMode(w) != MODE_FREE) return false;
   if (cas64(off, w, nextSectionWord(w, 0, clientId, SOP_MODE, MODE_CHUNK, false)) != w) return false;
   crashPoint(CP_CLAIM_CLAIMED);
+  // The claimant owns the seals; still, each unseal is a CAS from the sealed
+  // word read, so nothing but a seal is ever overwritten.
+  readInto(spanHdr(sec * SECTION_SPANS), spanBatch, SECTION_SPANS << 3);
   for (let j: u32 = 0; j < SECTION_SPANS; j++) {
     if (j == SECTION_SPANS / 2) crashPoint(CP_CLAIM_UNSEALING);
-    store64(spanHdr(sec * SECTION_SPANS + j), spanWord(0, clientId, OP_NONE, 0, 0, 0));
+    const w = load<u64>(spanBatch + (j << 3));
+    if (isSealed(w)) cas64(spanHdr(sec * SECTION_SPANS + j), w, nextSpanWord(w, 0, clientId, OP_NONE, 0, 0));
   }
   return true;
 }
@@ -393,21 +397,23 @@ function takeSpans(sec: u32, first: u32, n: u32, cls: u32): i64 {
   return head;
 }
 
-/** Frees spans base+from..base+n-1 of a block of class `cls` (rollback and free). */
+/**
+ * Frees spans base+from..base+n-1 of a block of class `cls` (rollback and
+ * free). Each span gets one CAS from the word read just before, which must
+ * still show span i of a class-`cls` block: while a whole-span block is held
+ * nobody else CASes its headers, so a CAS that fails means someone else
+ * freed that span, and this free stops there rather than retry against a
+ * word that may already be a new holder's. Returns false when it stopped.
+ */
 export function releaseSpans(base: u32, from: u32, n: u32, cls: u32): bool {
-  let ok = true;
   for (let i = from; i < n; i++) {
     if (i == 1 && from == 0) crashPoint(CP_FREE_SPANS_PARTIAL);
     const span = base + i;
-    let w = load64(spanHdr(span));
-    while (true) {
-      if (!isWholeSpanBlock(w) || spanClass(w) != cls || spanChunk(w) != i) { ok = false; break; }
-      const old = cas64(spanHdr(span), w, nextSpanWord(w, 0, clientId, OP_FREE, i, cls));
-      if (old == w) break;
-      w = old;
-    }
+    const w = load64(spanHdr(span));
+    if (!isWholeSpanBlock(w) || spanClass(w) != cls || spanChunk(w) != i) return false;
+    if (cas64(spanHdr(span), w, nextSpanWord(w, 0, clientId, OP_FREE, i, cls)) != w) return false;
   }
-  return ok;
+  return true;
 }
 
 // -------------------------------------------------------------- section path
@@ -415,24 +421,38 @@ export function releaseSpans(base: u32, from: u32, n: u32, cls: u32): bool {
 function allocSections(n: u32, cls: u32): i64 {
   if (n == 0 || n > nSections) return E_EXHAUSTED;
   for (let attempt = 0; attempt < 2; attempt++) {
-    // Next-fit over the whole pool (usually a FREE section is among the
-    // first few: read 4 headers first); a run never wraps around the end.
-    let run: u32 = 0;
-    cursorStart(largeCursor, 4);
-    while (cursorNext()) {
-      const sec = cursorSection;
-      if (sec == 0) run = 0;
-      if (sectionMode(cursorWord) != MODE_FREE) { run = 0; continue; }
-      run++;
-      if (run < n) continue;
-      const r = takeSections(sec + 1 - n, n, cls, cursorWord);
-      if (r >= 0) {
-        largeCursor = (sec + 1) % nSections;
-        return r;
-      }
-      run = 0;
+    // Next-fit from the cursor (usually a FREE section is among the first
+    // few: read 4 headers first), then first-fit from section 0: a run that
+    // straddles the cursor is cut in two by the next-fit pass (it resets at
+    // the pool's end), and only the second pass sees it whole (issue 9,
+    // finding 7). A run never wraps around the end of the pool.
+    for (let pass = 0; pass < 2; pass++) {
+      const from = pass == 0 ? largeCursor : 0;
+      if (pass == 1 && from == largeCursor) break;
+      const r = nextFitRun(from, n, cls);
+      if (r >= 0) return r;
     }
     if (retireEmptySections() == 0) break;
+  }
+  return E_EXHAUSTED;
+}
+
+/** One pass over every section from `from` for a FREE run of `n`; takes it. */
+function nextFitRun(from: u32, n: u32, cls: u32): i64 {
+  let run: u32 = 0;
+  cursorStart(from, 4);
+  while (cursorNext()) {
+    const sec = cursorSection;
+    if (sec == 0) run = 0;
+    if (sectionMode(cursorWord) != MODE_FREE) { run = 0; continue; }
+    run++;
+    if (run < n) continue;
+    const r = takeSections(sec + 1 - n, n, cls, cursorWord);
+    if (r >= 0) {
+      largeCursor = (sec + 1) % nSections;
+      return r;
+    }
+    run = 0;
   }
   return E_EXHAUSTED;
 }
@@ -463,22 +483,19 @@ function takeSections(first: u32, n: u32, cls: u32, lastWord: u64): i64 {
 
 /**
  * LARGE -> FREE for sections first+from..first+n-1; `firstWord`, when not 0,
- * is the caller's fresh read of the first of them (saves a load).
+ * is the caller's fresh read of the first of them (saves a load). One CAS
+ * per header from the word read, stopping at the first lost race (as
+ * releaseSpans: nobody else CASes a held LARGE block's headers).
  */
 export function releaseSections(first: u32, from: u32, n: u32, firstWord: u64 = 0): bool {
-  let ok = true;
   for (let i = from; i < n; i++) {
     if (i == 1 && from == 0) crashPoint(CP_FREE_SECTIONS_PARTIAL);
     const off = sectionHdr(first + i);
-    let w = i == from && firstWord != 0 ? firstWord : load64(off);
-    while (true) {
-      if (sectionMode(w) != MODE_LARGE || sectionTail(w) != (i > 0)) { ok = false; break; }
-      const old = cas64(off, w, nextSectionWord(w, 0, clientId, SOP_FREE, MODE_FREE, false));
-      if (old == w) break;
-      w = old;
-    }
+    const w = i == from && firstWord != 0 ? firstWord : load64(off);
+    if (sectionMode(w) != MODE_LARGE || sectionTail(w) != (i > 0)) return false;
+    if (cas64(off, w, nextSectionWord(w, 0, clientId, SOP_FREE, MODE_FREE, false)) != w) return false;
   }
-  return ok;
+  return true;
 }
 
 /**
@@ -563,9 +580,9 @@ export function freeChunk(chunk: u32, asPool: bool = false): i32 {
     r = logState(e) == LOG_FREED && !isChunkAllocated(chunk) ? E_DOUBLE_FREE : E_INVALID_ADDRESS;
   } else {
     const cls = logClass(e);
-    if (cls <= 4) r = freeChunks(chunk, cls);
-    else if (cls <= 8) r = freeSpans(chunk, cls);
-    else r = freeSections(chunk, cls == CLASS_LARGE ? logSections(e) : 1, cls);
+    if (cls <= 4) r = freeChunks(chunk, cls, e);
+    else if (cls <= 8) r = freeSpans(chunk, cls, e);
+    else r = freeSections(chunk, cls == CLASS_LARGE ? logSections(e) : 1, cls, e);
   }
   freeOps += transportOps - ops0;
   if (r == 0) {
@@ -590,19 +607,19 @@ export function adoptBlock(chunk: u32, cls: u32, sections: u32, entry: u64): boo
 }
 
 /**
- * Writes the FREED entry that starts every free. With `expectLog` != 0 (a
- * recoverer freeing for a dead client) it is a CAS from that entry, so a
- * block that someone else freed meanwhile is left alone; returns false then.
+ * Writes the FREED entry that starts every free: a CAS from `expectLog`, the
+ * exact owner-log word the caller observed (HELD by the holder for a public
+ * free or a recovery of a logged block; whatever the entry held before for
+ * an allocation its dead holder never logged). Of two racing frees of one
+ * block exactly one wins this CAS; the loser returns E_DOUBLE_FREE and
+ * touches nothing else, so it can never go on to clear bits that a third
+ * client's new allocation has set (issue 9, finding 9).
  */
 @inline function writeFreed(chunk: u32, entry: u64, expectLog: u64): bool {
-  if (expectLog == 0) {
-    store64(logOff(chunk), entry);
-    return true;
-  }
   return cas64(logOff(chunk), expectLog, entry) == expectLog;
 }
 
-export function freeChunks(chunk: u32, cls: u32, expectLog: u64 = 0): i32 {
+export function freeChunks(chunk: u32, cls: u32, expectLog: u64): i32 {
   const span = chunk >> 5;
   const pos = chunk & 31;
   if ((pos & ((1 << cls) - 1)) != 0) return E_CORRUPT;
@@ -644,7 +661,7 @@ export function freeChunks(chunk: u32, cls: u32, expectLog: u64 = 0): i32 {
   for (let c: u32 = 0; c < 5; c++) if (getHintSpan(c) == <i32>span) store<u64>(hintWord + (c << 3), w);
 }
 
-export function freeSpans(chunk: u32, cls: u32, expectLog: u64 = 0): i32 {
+export function freeSpans(chunk: u32, cls: u32, expectLog: u64): i32 {
   if ((chunk & (SPAN_CHUNKS - 1)) != 0) return E_CORRUPT;
   const n: u32 = 1 << (cls - 5);
   const base = chunk >> 5;
@@ -657,7 +674,7 @@ export function freeSpans(chunk: u32, cls: u32, expectLog: u64 = 0): i32 {
   return ok ? 0 : E_CORRUPT;
 }
 
-export function freeSections(chunk: u32, n: u32, cls: u32, expectLog: u64 = 0): i32 {
+export function freeSections(chunk: u32, n: u32, cls: u32, expectLog: u64): i32 {
   if (chunk % SECTION_CHUNKS != 0) return E_CORRUPT;
   const first = chunk / SECTION_CHUNKS;
   if (n == 0 || first + n > nSections) return E_CORRUPT;
@@ -676,34 +693,6 @@ export function isChunkAllocated(chunk: u32): bool {
   if (mode != MODE_CHUNK) return false;
   const w = load64(spanHdr(chunk >> 5));
   return !isSealed(w) && (bitmapOf(w) & (<u32>1 << (chunk & 31))) != 0;
-}
-
-/**
- * True when every chunk of the byte range [off, off + len) lies in an
- * allocated block (used to check read/write/cas targets). One load per span
- * or LARGE section touched.
- */
-export function isRangeAllocated(off: u64, len: u64): bool {
-  if (len == 0) len = 1;
-  const end = dataOff + <u64>nSections * SECTION_BYTES;
-  if (off < dataOff || off + len > end || off + len < off) return false;
-  let chunk = <u32>((off - dataOff) >> CHUNK_SHIFT);
-  const last = <u32>((off + len - 1 - dataOff) >> CHUNK_SHIFT);
-  while (chunk <= last) {
-    const sec = chunk / SECTION_CHUNKS;
-    const mode = sectionMode(load64(sectionHdr(sec)));
-    if (mode == MODE_LARGE) { chunk = (sec + 1) * SECTION_CHUNKS; continue; }
-    if (mode != MODE_CHUNK) return false;
-    const span = chunk >> 5;
-    const w = load64(spanHdr(span));
-    if (isSealed(w)) return false;
-    const spanEnd = (span + 1) << 5;
-    const upto = min(last + 1, spanEnd);
-    const bm = bitmapOf(w);
-    for (let c = chunk; c < upto; c++) if ((bm & (<u32>1 << (c & 31))) == 0) return false;
-    chunk = upto;
-  }
-  return true;
 }
 
 /** Blocks this client allocated / freed of class `cls` (10 = above 2 MiB). */

@@ -23,7 +23,22 @@
  *       with pid and host it tells a live owner from a recycled pid)
  *   +40 fence acknowledgement: the gen the owner saw revoked; written once by
  *       the owner, after which it never touches the pool again
- *   +48 .. +63 reserved, zero
+ *   +48 PID namespace of the owner (inode of /proc/self/ns/pid, 0 unknown) in
+ *       the upper 32 bits, the owner's pid again in the lower 32
+ *   +56 boot id of the owner's kernel (low 52 bits of a hash of
+ *       /proc/sys/kernel/random/boot_id, 0 unknown)
+ *       With these a monitor can tell whether "pid P is absent" means
+ *       anything: only a watcher in the same PID namespace of the same boot
+ *       can prove an owner gone (src/fencing.ts); containers that share
+ *       /dev/shm and a host name differ here.
+ *
+ * The identity words (+32, +48, +56) are written *before* the claiming CAS
+ * and again after it: a claimant that dies or is paused right after its CAS
+ * is already described by its own identity, so it can be proved gone (or
+ * found alive) like any owner. A losing claimant's early writes may land on
+ * a slot someone else won; the pid copy in +48 then differs from the pid in
+ * the owner word, and a monitor treats the owner as one it cannot judge
+ * (it waits) rather than judge it by another process.
  *
  * Lease protocol (the fencing argument, after Gray & Cheriton's leases). A
  * monitor that sees a heartbeat older than the lease CASes LIVE -> REVOKED.
@@ -66,22 +81,30 @@ const GEN_MASK: u32 = (1 << 18) - 1;
  * E_CLIENT_TABLE_FULL. The heartbeat is stored before anything else so a
  * monitor never sees a LIVE slot with a stale lease.
  */
-export function claimSlot(start: u32, pid: u32, hostId: u64, startTime: u64, nowMs: u64): i32 {
+export function claimSlot(start: u32, pid: u32, hostId: u64, startTime: u64, pidNs: u64, bootId: u64, nowMs: u64): i32 {
   for (let i: u32 = 0; i < maxClients; i++) {
     const id = (start + i) % maxClients + 1;
     const off = slotOff(id);
     const w = load64(off);
     if (slotState(w) != SLOT_FREE) continue;
     store64(off + 8, nowMs);
+    writeIdentity(off, pid, startTime, pidNs, bootId);
     if (cas64(off, w, slotWord(SLOT_LIVE, 0, slotGen(w) + 1, pid)) != w) continue;
     crashPoint(CP_REGISTER_CLAIMED);
     store64(off + 16, hostId);
     store64(off + 24, 0);
-    store64(off + 32, startTime);
     store64(off + 40, 0);
+    writeIdentity(off, pid, startTime, pidNs, bootId);
     return <i32>id;
   }
   return E_CLIENT_TABLE_FULL;
+}
+
+/** The identity words of slot `off` (see the file comment). */
+@inline function writeIdentity(off: u64, pid: u32, startTime: u64, pidNs: u64, bootId: u64): void {
+  store64(off + 32, startTime);
+  store64(off + 48, (pidNs << 32) | <u64>pid);
+  store64(off + 56, bootId);
 }
 
 /** Renews client `id`'s lease heartbeat. */

@@ -5,8 +5,9 @@
  * (`armCrash`), which the Node host makes only when DMEM_CRASH_POINT or the
  * `crashPoint` option asks for it; unarmed, a point costs one compare of a
  * global. When an armed point is reached (after `skip` earlier passes), the
- * core calls the `crash` import, which must not return (the Node host sends
- * itself SIGKILL).
+ * core calls the `crash` import. The Node host then sends itself SIGKILL,
+ * or, with DMEM_CRASH_ACTION=stop, SIGSTOP: the client is frozen at that
+ * exact step, and resumes there on SIGCONT (a test's paused client).
  *
  * Ids are stable; src/crash.ts holds the names in the same order.
  */
@@ -34,7 +35,10 @@ export const CP_FREE_SECTIONS_PARTIAL: u32 = 17;
 export const CP_RECOVER_CLAIMED: u32 = 18;
 export const CP_RECOVER_PARTIAL: u32 = 19;
 export const CP_RECOVER_RECLAIMED: u32 = 20;
-export const CP_COUNT: u32 = 20;
+export const CP_RING_ENTRY_WRITTEN: u32 = 21;
+export const CP_RING_RETIRED: u32 = 22;
+export const CP_RING_POPPED: u32 = 23;
+export const CP_COUNT: u32 = 23;
 
 let armed: u32 = 0;
 let skip: u32 = 0;

@@ -21,8 +21,8 @@ import { CHUNK_SHIFT, E_DOUBLE_FREE, E_EXHAUSTED, E_INVALID_ADDRESS, SECTION_CHU
 import { logSections } from './ownerlog';
 import { MODE_CHUNK, sectionMode } from './section';
 import {
-  OBJECT_CLASSES, SLAB_CHUNKS, bitmapWords, freeObject, isSlabEntry, newSlab, objectCount, objectSize, releaseSlab,
-  objectIndex, slabClassOf, slabEntry, slabFull, slabHeadOf, slabMeta, slabOwner, tagOf, tagRequested, tagTaker, tagWordOff, trimSlab, validMask,
+  OBJECT_CLASSES, RETIRED, SLAB_CHUNKS, bitmapWords, freeObject, isSlabEntry, newSlab, objectCount, objectSize, releaseSlab,
+  loadTag, objectIndex, slabClassOf, slabEntry, slabFull, slabHeadOf, slabMeta, slabOwner, tagHandedOut, tagOf, tagRequested, tagTaker, trimSlab, validMask,
 } from './slab';
 
 /** Objects a cache holds per class (one bitmap word's worth). */
@@ -121,14 +121,17 @@ function claimFrom(head: u32, k: u32): u32 {
       const free = ~w & valid;
       const count = min<u32>(64, n - (i << 6));
       const tagOff = tagBase + (<u64>(i << 6) << 2);
-      readInto(tagOff, tagBuf, count << 2);
+      // Only the free objects' tags are written, one run of consecutive
+      // free objects at a time: a taken neighbour's tag may be retagged by
+      // the ring meanwhile, and a whole-range write would undo that.
+      for (let b: u32 = 0; b < count; b++) store<u32>(tagBuf + (b << 2), mine);
       let rest = free;
       while (rest != 0) {
         const b = <u32>ctz(rest);
-        rest &= rest - 1;
-        store<u32>(tagBuf + (b << 2), mine);
+        const len = <u32>ctz(~(rest >> b));
+        writeFrom(tagOff + (<u64>b << 2), tagBuf, len << 2);
+        rest = len >= 64 - b ? 0 : rest & ~(((<u64>1 << len) - 1) << b);
       }
-      writeFrom(tagOff, tagBuf, count << 2);
       const old = cas64(off, w, w | free);
       if (old != w) { w = old; continue; }
       // Pushed highest first so pops hand out low addresses first.
@@ -215,16 +218,38 @@ function freeOwn(head: u32, k: u32, off: u64): i32 {
   const base = chunkOffset(head);
   const w = load64(base + (<u64>(idx >> 6) << 3));
   if ((w & (<u64>1 << (idx & 63))) == 0) return E_DOUBLE_FREE;
-  // Tags are u32, two to a word; only the owner (this client) writes either.
-  const twOff = tagWordOff(base, k, idx);
-  const tw = load64(twOff);
-  const shift: u64 = (idx & 1) ? 32 : 0;
-  const tag = <u32>(tw >> shift);
-  if (tagRequested(tag) == 0) return E_DOUBLE_FREE; // in a cache: never handed out
+  // Tags are u32, two to a word; this client (the owner) writes only its
+  // own half, 4 bytes, so a retag of the other half by the ring survives.
+  const tag = loadTag(base, k, idx);
+  if (!tagHandedOut(tag)) return E_DOUBLE_FREE; // in a cache, or queued for a delayed free
   if (tagTaker(tag) != tagTaker(tagOf(clientId, clientGen, 0))) return freeObject(head, 0, idx, false);
   let len = load<u32>(cacheLen + (k << 2));
   if (len == CACHE_CAP) len = spill(k);
-  store64(twOff, (tw & ~(<u64>0xFFFFFFFF << shift)) | (<u64>tagOf(clientId, clientGen, 0) << shift));
+  store<u32>(tagOne, tagOf(clientId, clientGen, 0));
+  writeFrom(base + (<u64>bitmapWords(k) << 3) + (<u64>idx << 2), tagOne, 4);
+  store<u64>(cache + ((k * CACHE_CAP + len) << 3), off);
+  store<u32>(cacheLen + (k << 2), len + 1);
+  return 0;
+}
+
+/**
+ * Frees object `idx` (byte offset `off`) of the slab at `head` for the
+ * delayed-free ring, which owns it (its tag RETIRED; the ring's lock is
+ * held). When this client took it from its own active slab it goes back to
+ * the cache, so the next alloc of its size reuses it (as `freeOwn`); else
+ * its bit is cleared with a CAS. Returns OK or E_DOUBLE_FREE.
+ */
+export function freeRetired(head: u32, idx: u32, off: u64): i32 {
+  const e = load64(logOff(head));
+  if (!isSlabEntry(e)) return E_DOUBLE_FREE;
+  const k = slabClassOf(logSections(e));
+  const base = chunkOffset(head);
+  const mine = tagTaker(loadTag(base, k, idx)) == tagTaker(tagOf(clientId, clientGen, 0));
+  if (activeOf(k) != <i32>head || !mine) return freeObject(head, e, idx, false);
+  let len = load<u32>(cacheLen + (k << 2));
+  if (len == CACHE_CAP) len = spill(k);
+  store<u32>(tagOne, tagOf(clientId, clientGen, 0));
+  writeFrom(base + (<u64>bitmapWords(k) << 3) + (<u64>idx << 2), tagOne, 4);
   store<u64>(cache + ((k * CACHE_CAP + len) << 3), off);
   store<u32>(cacheLen + (k << 2), len + 1);
   return 0;
@@ -319,8 +344,9 @@ export function heapScan(): usize {
           const req = tagRequested(load<u32>(scanTags + (((i << 6) + b) << 2)));
           if (req == 0) store<f64>(p + 16, load<f64>(p + 16) + 1);
           else {
+            // Queued for a delayed free (RETIRED): still handed out until the ring frees it.
             store<f64>(p + 8, load<f64>(p + 8) + 1);
-            store<f64>(p + 24, load<f64>(p + 24) + <f64>req);
+            if (req != RETIRED) store<f64>(p + 24, load<f64>(p + 24) + <f64>req);
           }
         }
       }

@@ -8,12 +8,13 @@
  */
 import {
   allocClass, allocCount, allocLarge, allocOps, allocRetries, allocRetryMax, chunkOffset, classAllocCount,
-  classFreeCount, clientGen, clientId, freeChunk, freeCount, freeOps, isRangeAllocated, setClient,
+  classFreeCount, clientGen, clientId, freeChunk, freeCount, freeOps, setClient,
 } from './alloc';
 import {
   SLOT_LIVE, acknowledgeRevocation, claimSlot, releaseSlot, renewSlot, revokeSlot, slotGen, slotOff,
 } from './client';
 import { armCrash } from './crash';
+import { inOneBlock } from './bounds';
 import {
   fsckPool, orphanRecords as orphanRecordsImpl, reclaimOrphan as reclaimOrphanImpl, scanOrphans as scanOrphansImpl,
 } from './audit';
@@ -22,12 +23,13 @@ import { casCount, load64, nowMs, store64, transportOps, writeFrom } from './imp
 import {
   CHUNK_BYTES, CHUNK_SHIFT, E_EXHAUSTED, E_INVALID_ADDRESS, E_INVALID_ARGUMENT, E_NOT_A_POOL, E_NOT_ATTACHED, HEADER_BYTES,
   MAGIC, MAX_CLASS, MAX_CLIENTS, OK, SECTION_BYTES, SECTION_SPANS, attached, clientTableOff, dataOff,
-  layoutVersion, leaseMs, maxClients, setLeaseMs, nSections, ownerLogOff, planLayout, poolBytes, readSuperblock, sectionHdrOff,
+  corruptValue, corruptWord, layoutVersion, leaseMs, maxClients, setLeaseMs, nSections, ownerLogOff, planLayout, poolBytes, readSuperblock, sectionHdrOff,
   spanHdrOff, writeMagic, writeSuperblockBody,
 } from './layout';
 import { heapAllocObject, heapCached, heapFlush, heapFreeAt, heapScan, heapTrim, resetHeap } from './heap';
 import { enterEpoch, epochNow, exitEpoch, freeDelayed, pendingDelayed, reclaimDelayed } from './epoch';
 import { nextU64, seedPrng } from './prng';
+import { setLockWaitCap } from './lock';
 import { MAX_SLAB_OBJECT, OBJECT_CLASSES, objectClassOf, objectCount, objectSize, planSlabs } from './slab';
 import { scanPool } from './scan';
 import { OP_SEAL, spanWord } from './span';
@@ -82,14 +84,22 @@ export function attach(transportBytes: f64): i32 {
   return readSuperblock(<u64>transportBytes);
 }
 
+/** After attach/format returned CORRUPT: the byte offset of the superblock word at fault. */
+export function corruptOffset(): u32 { return corruptWord; }
+
+/** After attach/format returned CORRUPT: the value that word held. */
+export function corruptWordValue(): u64 { return corruptValue; }
+
 /**
- * Claims a client slot for this instance; pid, host id and the process start
- * time (clock ticks since boot, 0 if unknown) are recorded so a monitor can
- * tell a dead owner from a live one. Returns the client id or a status.
+ * Claims a client slot for this instance; pid, host id, the process start
+ * time (clock ticks since boot, 0 if unknown), the PID namespace (inode of
+ * /proc/self/ns/pid, 0 if unknown) and the boot id (52-bit hash, 0 if
+ * unknown) are recorded so a monitor can tell a dead owner from a live one
+ * (assembly/client.ts). Returns the client id or a status.
  */
-export function register(pid: u32, hostId: u64, startTime: u64): i32 {
+export function register(pid: u32, hostId: u64, startTime: u64, pidNs: f64, bootId: f64): i32 {
   if (!attached) return E_NOT_ATTACHED;
-  const id = claimSlot(<u32>(nextU64() % maxClients), pid, hostId, startTime, <u64>nowMs());
+  const id = claimSlot(<u32>(nextU64() % maxClients), pid, hostId, startTime, <u64>pidNs, <u64>bootId, <u64>nowMs());
   if (id > 0) {
     setClient(<u32>id, slotGen(load64(slotOff(<u32>id))));
     resetHeap();
@@ -228,11 +238,15 @@ function chunkOf(offset: f64): i64 {
   return <i64>((off - dataOff) >> CHUNK_SHIFT);
 }
 
-/** OK when every byte of [offset, offset + len) lies in an allocated block, else E_INVALID_ADDRESS. */
+/**
+ * OK when every byte of [offset, offset + len) (len >= 1; 0 checks the byte
+ * at offset) lies inside ONE allocated block, heap object or region
+ * (assembly/bounds.ts), else E_INVALID_ADDRESS.
+ */
 export function check(offset: f64, len: f64): i32 {
   if (!attached) return E_NOT_ATTACHED;
   if (!(offset >= 0) || !(len >= 0) || offset != Math.floor(offset) || len != Math.floor(len)) return E_INVALID_ADDRESS;
-  return isRangeAllocated(<u64>offset, <u64>len) ? OK : E_INVALID_ADDRESS;
+  return inOneBlock(<u64>offset, len == 0 ? 1 : <u64>len) ? OK : E_INVALID_ADDRESS;
 }
 
 /**
@@ -306,6 +320,9 @@ export function heapFree(offset: f64): i32 {
   if (!(offset >= 0) || offset != Math.floor(offset)) return E_INVALID_ADDRESS;
   return heapFreeAt(<u64>offset);
 }
+
+/** Caps every later metadata-lock wait of this instance at `ms` (< 0: no cap); a lease monitor's sweeps use a short one. */
+export function setLockWait(ms: f64): void { setLockWaitCap(ms); }
 
 /** Returns this client's cached objects and releases its slabs; returns how many objects. */
 export function heapRelease(): u32 { return heapFlush(); }

@@ -45,7 +45,7 @@
  * The magic is written last by `format`, so a half-formatted pool reads as
  * "not a pool" rather than as a pool with garbage metadata.
  */
-import { load64, store64 } from './imports';
+import { load64, readInto, store64 } from './imports';
 
 export const CHUNK_SHIFT: u32 = 12;
 export const CHUNK_BYTES: u64 = 1 << CHUNK_SHIFT;
@@ -69,7 +69,7 @@ export const DEFAULT_LEASE_MS: u64 = 1000;
 /** "DMEMPOOL" read as a little-endian u64. */
 export const MAGIC: u64 = 0x4C4F4F504D454D44;
 /** Bumped on any change to the meaning of a byte of pool metadata. */
-export const LAYOUT_VERSION: u32 = 2;
+export const LAYOUT_VERSION: u32 = 3;
 
 /** Superblock words used after format (see the table above). */
 export const SB_EPOCH: u64 = 112;
@@ -95,6 +95,8 @@ export const E_EXISTS: i32 = -10;
 export const E_NOT_FOUND: i32 = -11;
 /** A pool metadata lock stayed held by a live client past the wait limit. */
 export const E_BUSY: i32 = -12;
+/** This client's own lease was revoked: its host must fence it (LeaseExpiredError). */
+export const E_LEASE_EXPIRED: i32 = -13;
 
 // Geometry of the attached pool (set by format/attach, read everywhere).
 export let poolBytes: u64 = 0;
@@ -180,29 +182,77 @@ export function writeMagic(): void {
   store64(0, MAGIC);
 }
 
+/** The superblock word that made the last `readSuperblock` return E_CORRUPT: its byte offset, and its value. */
+export let corruptWord: u32 = 0;
+export let corruptValue: u64 = 0;
+
+/** Records superblock word `off` (value `v`) as the reason for E_CORRUPT; returns E_CORRUPT. */
+function corrupt(off: u32, v: u64): i32 {
+  corruptWord = off;
+  corruptValue = v;
+  return E_CORRUPT;
+}
+
+/** True when `off` is 0 or a 4 KiB aligned offset of the data area (with `lowBits` allowed set). */
+@inline function dataOffsetOk(off: u64, lowBits: u64): bool {
+  const o = off & ~lowBits;
+  return off == 0 || (o >= dataOff && o < dataOff + <u64>nSections * SECTION_BYTES && (o & (CHUNK_BYTES - 1)) == 0);
+}
+
+/** True when `w` can be a metadata lock word (assembly/lock.ts): zero top bits, holder 0..maxClients. */
+@inline function lockWordOk(w: u64): bool {
+  return (w >> 50) == 0 && (<u32>w & 0xFFF) <= maxClients;
+}
+
 /**
  * Reads and checks the superblock of a pool of `transportBytes`, filling the
  * geometry globals. Returns OK, E_NOT_A_POOL (wrong magic), E_VERSION or
- * E_CORRUPT (geometry that does not add up). Writes nothing.
+ * E_CORRUPT (a word that does not add up; `corruptWord` and `corruptValue`
+ * say which and what it held: word 16 with the pool size when the medium is
+ * shorter than the superblock says). Writes nothing. Every word is checked
+ * (issue 9, finding 8): geometry against the layout it implies, the lease
+ * against its legal range, the ring and region-directory offsets against
+ * the data area, lock words against the client table, and the unused tail
+ * of the superblock against zero.
  */
 export function readSuperblock(transportBytes: u64): i32 {
   if (transportBytes < HEADER_BYTES) return E_NOT_A_POOL;
   if (load64(0) != MAGIC) return E_NOT_A_POOL;
   const w8 = load64(8);
   if (<u32>w8 != LAYOUT_VERSION) return E_VERSION;
+  if ((w8 >> 32) != HEADER_BYTES) return corrupt(8, w8);
   const bytes = load64(16);
   const w24 = load64(24);
   const n = <u32>w24;
   const clients = <u32>(w24 >> 32);
   const geo = load64(72);
-  if (<u32>geo != CHUNK_SHIFT || <u32>(geo >> 32) != SPAN_CHUNKS || <u32>load64(80) != SECTION_SPANS) return E_CORRUPT;
-  if (bytes > transportBytes || clients == 0 || clients > MAX_CLIENTS) return E_CORRUPT;
-  if (planLayout(bytes, clients) != n) return E_CORRUPT;
-  if (load64(32) != clientTableOff || load64(40) != sectionHdrOff || load64(48) != spanHdrOff
-    || load64(56) != ownerLogOff || load64(64) != dataOff) return E_CORRUPT;
+  if (<u32>geo != CHUNK_SHIFT || <u32>(geo >> 32) != SPAN_CHUNKS) return corrupt(72, geo);
+  if (load64(80) != <u64>SECTION_SPANS) return corrupt(80, load64(80));
+  if (bytes > transportBytes) return corrupt(16, bytes);
+  if (clients == 0 || clients > MAX_CLIENTS) return corrupt(24, w24);
+  if (planLayout(bytes, clients) != n || n == 0) return corrupt(24, w24);
+  for (let off: u32 = 32; off <= 64; off += 8) {
+    const want = off == 32 ? clientTableOff : off == 40 ? sectionHdrOff : off == 48 ? spanHdrOff : off == 56 ? ownerLogOff : dataOff;
+    if (load64(off) != want) return corrupt(off, load64(off));
+  }
+  const lease = load64(104);
+  if (lease < 10 || lease > 86400000) return corrupt(104, lease);
+  if (!dataOffsetOk(load64(SB_LIMBO), 0)) return corrupt(<u32>SB_LIMBO, load64(SB_LIMBO));
+  if (!lockWordOk(load64(SB_LIMBO_LOCK))) return corrupt(<u32>SB_LIMBO_LOCK, load64(SB_LIMBO_LOCK));
+  if (!dataOffsetOk(load64(SB_REGION_DIR), 1)) return corrupt(<u32>SB_REGION_DIR, load64(SB_REGION_DIR));
+  if (!lockWordOk(load64(SB_REGION_LOCK))) return corrupt(<u32>SB_REGION_LOCK, load64(SB_REGION_LOCK));
+  readInto(SB_END, sbTail, <u32>(HEADER_BYTES - SB_END));
+  for (let off: u32 = 0; off < <u32>(HEADER_BYTES - SB_END); off += 8) {
+    const v = load<u64>(sbTail + off);
+    if (v != 0) return corrupt(<u32>SB_END + off, v);
+  }
   attached = true;
   return OK;
 }
+
+/** First byte after the last superblock word in use; the rest is zero. */
+const SB_END: u64 = 152;
+const sbTail = memory.data(<i32>(4096 - 152));
 
 /** Layout version this build reads and writes. */
 export function layoutVersion(): u32 {

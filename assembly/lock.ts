@@ -16,11 +16,13 @@
  * RECOVERING, or holds a later generation, the same test as a recovery
  * takeover (src/monitor.ts). A holder that is LIVE or only REVOKED (maybe
  * stopped, maybe about to write) is waited for, up to `waitMs` of wall
- * clock, then the caller gets E_BUSY. Whoever steals a lock must repair what
+ * clock, then the caller gets E_BUSY; the waiter renews its own lease
+ * meanwhile (see acquireLock). Whoever steals a lock must repair what
  * a dead holder may have left half done; each structure's comment says how.
  */
-import { SLOT_LIVE, SLOT_REVOKED, slotGen, slotOff, slotState, validClient } from './client';
+import { SLOT_LIVE, SLOT_REVOKED, renewSlot, slotGen, slotOff, slotState, validClient } from './client';
 import { cas64, load64, nowMs, store64 } from './imports';
+import { E_BUSY, E_LEASE_EXPIRED } from './layout';
 
 @inline function holderOf(w: u64): u32 { return <u32>w & 0xFFF; }
 @inline function genOf(w: u64): u32 { return (<u32>w >> 12) & 0x3FFFF; }
@@ -41,16 +43,37 @@ function holderGone(w: u64): bool {
 
 /** Set by `acquireLock` when it stole the lock from a dead holder. */
 export let lockStolen = false;
+/** Why the last `acquireLock` failed: E_BUSY, or E_LEASE_EXPIRED when the waiter itself was revoked. */
+export let lockFailure: i32 = E_BUSY;
+/** Upper bound on every wait (ms), or -1 for none: a lease monitor sets a short one so a stuck lock never stalls its sweeps. */
+let waitCap: f64 = -1;
+
+/** Caps every later lock wait of this instance at `ms` (< 0: no cap). */
+export function setLockWaitCap(ms: f64): void {
+  waitCap = ms;
+}
+
+/** Renewals of the waiter's own lease while it waits: at most one per this many ms. */
+const RENEW_EVERY_MS: f64 = 1;
 
 /**
  * Takes the lock at `off` for client (`id`, `gen`), waiting at most `waitMs`.
  * Returns true when held; `lockStolen` tells whether a dead holder's lock was
  * taken over (the caller then repairs its structure).
+ *
+ * While it waits the caller renews its own lease (at most once a ms), so a
+ * holder that is paused past its lease gets the holder revoked, never its
+ * waiters (issue 9, finding 5); and it stops at once, with `lockFailure` =
+ * E_LEASE_EXPIRED, if its own slot is no longer LIVE in `gen` (it was
+ * revoked before it started waiting: its host then fences it).
  */
 export function acquireLock(off: u64, id: u32, gen: u32, waitMs: f64): bool {
-  const deadline = nowMs() + waitMs;
+  const start = nowMs();
+  const deadline = start + (waitCap >= 0 ? min(waitMs, waitCap) : waitMs);
+  let renewed = start;
   let w = load64(off);
   lockStolen = false;
+  lockFailure = E_BUSY;
   while (true) {
     const free = holderOf(w) == 0;
     if (free || holderGone(w)) {
@@ -59,7 +82,14 @@ export function acquireLock(off: u64, id: u32, gen: u32, waitMs: f64): bool {
       w = old;
       continue;
     }
-    if (nowMs() > deadline) return false;
+    const now = nowMs();
+    if (now > deadline) return false;
+    if (now - renewed >= RENEW_EVERY_MS) {
+      const s = load64(slotOff(id));
+      if (slotState(s) != SLOT_LIVE || slotGen(s) != (gen & 0x3FFFF)) { lockFailure = E_LEASE_EXPIRED; return false; }
+      renewSlot(id, <u64>now);
+      renewed = now;
+    }
     w = load64(off);
   }
 }

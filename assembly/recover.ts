@@ -35,9 +35,10 @@ import { SLOT_LIVE, SLOT_RECOVERING, beginRecovery, releaseSlot, slotGen, slotOf
 import { CP_RECOVER_CLAIMED, CP_RECOVER_PARTIAL, CP_RECOVER_RECLAIMED, crashPoint } from './crash';
 import { cas64, load64, readInto, store64 } from './imports';
 import {
-  E_INVALID_ARGUMENT, SECTION_CHUNKS, SECTION_SPANS, logOff, maxClients, nSections, sectionHdr, spanHdr,
+  E_INVALID_ARGUMENT, SB_LIMBO, SECTION_CHUNKS, SECTION_SPANS, logOff, maxClients, nSections, sectionHdr, spanHdr,
 } from './layout';
 import { isSlabEntry, reclaimSlab } from './slab';
+import { lockRing, unlockRing } from './epoch';
 import {
   CLASS_LARGE, LOG_HELD, groupChunk, heldBy, heldGroups, isPoolOwner, logClass, logClient, logGen, logSections, logState,
 } from './ownerlog';
@@ -55,8 +56,13 @@ import {
  *   [0] blocks freed  [1] chunks freed  [2] spans unsealed  [3] sections fixed
  *   [4] owner-log entries scanned  [5] in-flight operations completed
  *   [6] status (0 or a negative E_*)  [7] heap objects freed (slabs)
+ *   [8] 0 when complete, else why heap objects were left for a later run
+ *       (E_BUSY: the delayed-free ring's lock stayed held by a live client)
  */
-const out = memory.data(8 * 8);
+const OUT_WORDS: u32 = 9;
+const out = memory.data(8 * OUT_WORDS);
+/** False while this reclaim could not take the ring's lock: slab objects are left alone. */
+let slabsLocked = true;
 const spans = memory.data(8 * 16);
 const logs = memory.data(8 * 512);
 
@@ -84,8 +90,15 @@ let partialFired = false;
  * counters.
  */
 export function reclaimClient(x: u32, gen: u32): usize {
-  memory.fill(out, 0, 8 * 8);
+  memory.fill(out, 0, 8 * OUT_WORDS);
   partialFired = false;
+  // Heap objects are freed under the delayed-free ring's lock, so that none
+  // is retired (handed to the ring) between reading its tag and clearing its
+  // bit (assembly/epoch.ts, "Ownership").
+  const ring = load64(SB_LIMBO);
+  const lock = ring == 0 ? 0 : lockRing(ring);
+  slabsLocked = lock == 0;
+  if (!slabsLocked) store<f64>(out + 64, <f64>lock);
   for (let sec: u32 = 0; sec < nSections; sec++) {
     const sw = load64(sectionHdr(sec));
     const mode = sectionMode(sw);
@@ -97,6 +110,7 @@ export function reclaimClient(x: u32, gen: u32): usize {
       reclaimChunkSection(sec, sw, x, gen);
     }
   }
+  if (ring != 0 && slabsLocked) unlockRing();
   return out;
 }
 
@@ -166,9 +180,10 @@ function reclaimChunkSection(sec: u32, sw: u64, x: u32, gen: u32): void {
     const w = load<u64>(spans + (j << 3));
     if (isSealed(w)) {
       // x died before unsealing a section it had claimed; the claimant owns
-      // these seals (assembly/section.ts), so a plain store is enough.
-      if (claimedByX) {
-        store64(spanHdr(span), spanWord(0, clientId, OP_NONE, 0, 0, 0));
+      // these seals (assembly/section.ts). A CAS from the word read: a
+      // recoverer that resumes late (its snapshot stale) cannot undo seals
+      // that a later retire wrote (issue 9, finding 9).
+      if (claimedByX && cas64(spanHdr(span), w, nextSpanWord(w, 0, clientId, OP_NONE, 0, 0)) == w) {
         markSpan(span, ST_EMPTY);
         add(2, 1);
       }
@@ -207,7 +222,7 @@ function reclaimChunkSection(sec: u32, sw: u64, x: u32, gen: u32): void {
       covered |= groupMask(k, cls);
       if (logClient(e) == x && logGen(e) == (gen & 0x3FFF)) {
         if (freeChunks((span << 5) + k, cls, e) == 0) freedBlock(<f64>(1 << cls));
-      } else if (isSlabEntry(e)) {
+      } else if (slabsLocked && isSlabEntry(e)) {
         add(7, <f64>reclaimSlab((span << 5) + k, e, x, gen));
       }
     }
@@ -235,14 +250,16 @@ function reclaimChunkSection(sec: u32, sw: u64, x: u32, gen: u32): void {
 export function recoverClient(id: u32, deadRecoverer: u32): usize {
   const gen = beginRecovery(id, clientId, deadRecoverer);
   if (gen < 0) {
-    memory.fill(out, 0, 8 * 8);
+    memory.fill(out, 0, 8 * OUT_WORDS);
     store<f64>(out + 48, <f64>E_INVALID_ARGUMENT);
     return out;
   }
   crashPoint(CP_RECOVER_CLAIMED);
   reclaimClient(id, <u32>gen);
   crashPoint(CP_RECOVER_RECLAIMED);
-  releaseSlot(id, SLOT_RECOVERING);
+  // Incomplete (heap objects left): the slot stays RECOVERING by this
+  // client, and the next run (this recoverer again, or a takeover) finishes.
+  if (load<f64>(out + 64) == 0) releaseSlot(id, SLOT_RECOVERING);
   return out;
 }
 
@@ -250,11 +267,13 @@ export function recoverClient(id: u32, deadRecoverer: u32): usize {
  * Slot facts for monitors, f64 each: [0] state, [1] gen, [2] pid (0 while
  * RECOVERING), [3] heartbeat ms, [4] host id low 32 bits, [5] host id high
  * 32 bits, [6] process start time, [7] fence acknowledged (1/0),
- * [8] recoverer, [9] recoverer's gen (while RECOVERING).
+ * [8] recoverer, [9] recoverer's gen (while RECOVERING), [10] PID namespace,
+ * [11] boot id (52 bits), [12] the pid the identity words were written for
+ * (assembly/client.ts: equal to [2] when they describe this owner).
  */
-const slotOut = memory.data(8 * 10);
+const slotOut = memory.data(8 * 13);
 export function slotInfo(id: u32): usize {
-  memory.fill(slotOut, 0, 8 * 10);
+  memory.fill(slotOut, 0, 8 * 13);
   if (id < 1 || id > maxClients) return slotOut;
   const off = slotOff(id);
   const w = load64(off);
@@ -271,6 +290,10 @@ export function slotInfo(id: u32): usize {
   store<f64>(slotOut + 56, ack == ((<u64>(slotGen(w)) & 0x3FFFF) | (<u64>1 << 32)) ? 1 : 0);
   store<f64>(slotOut + 64, <f64>((<u32>w >> 2) & 0xFFF));
   store<f64>(slotOut + 72, recovering ? <f64>(<u32>(w >> 32)) : 0);
+  const ident = load64(off + 48);
+  store<f64>(slotOut + 80, <f64>(ident >> 32));
+  store<f64>(slotOut + 88, <f64>(load64(off + 56) & 0xFFFFFFFFFFFFF));
+  store<f64>(slotOut + 96, <f64>(<u32>ident));
   return slotOut;
 }
 

@@ -81,7 +81,7 @@ import {
   CHUNK_BYTES, CHUNK_SHIFT, E_BUSY, E_CORRUPT, E_EXHAUSTED, E_EXISTS, E_INVALID_ARGUMENT, E_NOT_ATTACHED, E_NOT_FOUND, OK,
   SB_REGION_DIR, SB_REGION_LOCK, SECTION_BYTES, attached, dataOff, leaseMs, logOff, nSections,
 } from './layout';
-import { acquireLock, lockStolen, releaseLock } from './lock';
+import { acquireLock, lockFailure, lockStolen, releaseLock } from './lock';
 import { CLASS_LARGE, LOG_HELD, OWNER_REGION, logEntry } from './ownerlog';
 
 const DEBUG = !ASC_NO_ASSERT;
@@ -366,7 +366,7 @@ export function regionCreate(nameLen: u32, bytes: f64): f64 {
   if (clientId == 0) return E_NOT_ATTACHED;
   if (!takeName(nameLen) || !(bytes >= 1) || bytes != Math.floor(bytes)) return E_INVALID_ARGUMENT;
   if (bytes > <f64>(<u64>nSections * SECTION_BYTES)) return E_EXHAUSTED;
-  if (!lockDirectory()) return E_BUSY;
+  if (!lockDirectory()) return lockFailure;
   const r = createLocked(<u64>bytes);
   releaseLock(SB_REGION_LOCK);
   return r;
@@ -381,7 +381,7 @@ export function regionCreate(nameLen: u32, bytes: f64): f64 {
 export function regionDestroy(nameLen: u32): i32 {
   if (clientId == 0) return E_NOT_ATTACHED;
   if (!takeName(nameLen)) return E_INVALID_ARGUMENT;
-  if (!lockDirectory()) return E_BUSY;
+  if (!lockDirectory()) return lockFailure;
   const r = destroyLocked();
   releaseLock(SB_REGION_LOCK);
   return r;

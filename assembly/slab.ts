@@ -31,6 +31,11 @@
  *               | requested bytes:16  | gen:4| client:12   |
  *               +---------------------+------+-------------+
  *               requested 0 = claimed into the client's cache, not handed out
+ *               requested RETIRED (0xFFFF) = handed out, then queued for a
+ *               delayed free: the delayed-free ring owns it now
+ *               (assembly/epoch.ts), so neither its taker's recovery or
+ *               close nor any public free touches it; only the ring's pop
+ *               frees it
  *
  *    +META      N objects of OBJECT_SIZES[ocls] bytes (META = bitmap + tags,
  *               rounded up to 64 B); objects never start at the slab's
@@ -40,7 +45,12 @@
  * that claims every free object of the word (the refill), after writing
  * their tags; bits are cleared by any client's free, one CAS each. So a set
  * bit always has its taker's tag: the tags of free objects are written only
- * by the owner, before the CAS that takes them. Ownership itself changes by
+ * by the owner, before the CAS that takes them. Tags are u32, two to a
+ * 64-bit word, and the one write by a non-owner (the ring's retag, a CAS of
+ * the whole word) may hit a word whose other half the owner is writing: so
+ * the owner writes tags 4 bytes at a time, only the halves it owns (free
+ * objects, or its own cached or handed-out ones), never a whole word from
+ * an older read of it. Ownership itself changes by
  * CAS on the owner-log entry (acquire: owner 0 -> me; release: me -> 0).
  * A client's cache only holds objects of slabs it owns (the refill runs when
  * the cache is empty and releases an exhausted slab only then), so the tag
@@ -143,6 +153,10 @@ const S_FULL: u32 = 1 << 26;
 }
 @inline export function tagTaker(t: u32): u32 { return t & 0xFFFF; }
 @inline export function tagRequested(t: u32): u32 { return t >> 16; }
+/** `requested` of an object the delayed-free ring owns (above every object size). */
+export const RETIRED: u32 = 0xFFFF;
+/** True when tag `t` is an object handed out to a caller and not queued for a delayed free. */
+@inline export function tagHandedOut(t: u32): bool { const r = t >> 16; return r != 0 && r != RETIRED; }
 
 // --------------------------------------------------- create, release, free
 
@@ -207,8 +221,10 @@ export function releaseSlab(head: u32, e: u64): bool {
 export function freeObject(head: u32, e: u64, idx: u32, handedOut: bool): i32 {
   const base = chunkOffset(head);
   if (handedOut) {
+    // In a cache (never handed out), or queued for a delayed free (the ring
+    // owns it): either way not the caller's to free.
     const k = slabClassOf(logSections(e != 0 ? e : load64(logOff(head))));
-    if (tagRequested(loadTag(base, k, idx)) == 0) return E_DOUBLE_FREE;
+    if (!tagHandedOut(loadTag(base, k, idx))) return E_DOUBLE_FREE;
   }
   const off = base + (<u64>(idx >> 6) << 3);
   const bit = <u64>1 << (idx & 63);
@@ -246,8 +262,11 @@ const tags = memory.data(4 * 1024);
 
 /**
  * Frees every taken object of the slab at `head` (entry `e`) whose tag
- * names (x, gen), releases the slab if x owned it, and frees it when it is
- * then empty and unowned. Returns how many objects were freed.
+ * names (x, gen), except those queued for a delayed free (the ring owns
+ * them), releases the slab if x owned it, and frees it when it is then
+ * empty and unowned. Returns how many objects were freed. The caller holds
+ * the ring's lock (assembly/recover.ts), so no object is retired between
+ * the tag read here and the bitmap CAS.
  */
 export function reclaimSlab(head: u32, e: u64, x: u32, gen: u32): u32 {
   const st = logSections(e);
@@ -267,7 +286,8 @@ export function reclaimSlab(head: u32, e: u64, x: u32, gen: u32): u32 {
     while (rest != 0) {
       const b = <u32>ctz(rest);
       rest &= rest - 1;
-      if (tagTaker(load<u32>(tags + (((i << 6) + b) << 2))) == who) mask |= <u64>1 << b;
+      const t = load<u32>(tags + (((i << 6) + b) << 2));
+      if (tagTaker(t) == who && tagRequested(t) != RETIRED) mask |= <u64>1 << b;
     }
     if (mask == 0) continue;
     const off = base + (<u64>i << 3);
