@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
   ClientTableFullError, CorruptPoolError, DmemError, DoubleFreeError, InvalidAddressError, InvalidArgumentError,
-  NotAPoolError, PoolBusyError, PoolExhaustedError, RegionExistsError, RegionNotFoundError, VersionMismatchError,
+  LeaseExpiredError, NotAPoolError, PoolBusyError, PoolExhaustedError, RegionExistsError, RegionNotFoundError, VersionMismatchError,
 } from './errors.js';
 import type { Transport } from './transport.js';
 import { WindowedTransport } from './transports/windows.js';
@@ -28,6 +28,7 @@ export const Status = {
   EXISTS: -10,
   NOT_FOUND: -11,
   BUSY: -12,
+  LEASE_EXPIRED: -13,
 } as const;
 
 /** The core's exports, as docs/abi.md describes them. */
@@ -36,7 +37,7 @@ export interface CoreExports {
   init(seed: bigint): void;
   format(bytes: number, clients: number): number;
   attach(transportBytes: number): number;
-  register(pid: number, hostId: bigint, startTime: bigint): number;
+  register(pid: number, hostId: bigint, startTime: bigint, pidNs: number, bootId: number): number;
   renew(): void;
   unregister(): number;
   releaseHeld(): number;
@@ -47,6 +48,9 @@ export interface CoreExports {
   lease(): number;
   setLease(ms: number): number;
   crashAt(point: number, skip: number): void;
+  setLockWait(ms: number): void;
+  corruptOffset(): number;
+  corruptWordValue(): bigint;
   scanOrphans(): number;
   orphanRecords(): number;
   reclaimOrphan(kind: number, index: number, word: bigint): number;
@@ -176,9 +180,14 @@ export function coreImports(transport: Transport, memory: () => WebAssembly.Memo
   };
 }
 
-/** The default crash-point action: die at once, as a crash would (no cleanup, no exit handlers). */
+/**
+ * The default crash-point action: die at once, as a crash would (no
+ * cleanup, no exit handlers); with DMEM_CRASH_ACTION=stop, freeze instead
+ * (SIGSTOP), so a test holds the client at that exact step and resumes it
+ * there with SIGCONT: a paused client, the adversary of docs/recovery.md.
+ */
 function crashNow(): void {
-  process.kill(process.pid, 'SIGKILL');
+  process.kill(process.pid, process.env.DMEM_CRASH_ACTION === 'stop' ? 'SIGSTOP' : 'SIGKILL');
 }
 
 /** Fields of `geometry(i)`. */
@@ -238,9 +247,10 @@ export function check(r: number, what: string): number {
     case Status.EXISTS: throw new RegionExistsError(`${what}: a region of that name exists already; nothing was changed`);
     case Status.NOT_FOUND: throw new RegionNotFoundError(`${what}: no region of that name`);
     case Status.BUSY: throw new PoolBusyError(`${what}: a pool metadata lock stayed held by a live client; nothing was changed, try again`);
+    case Status.LEASE_EXPIRED: throw new LeaseExpiredError(`${what}: this client's lease was revoked while it waited; open the pool again to continue`);
     default: throw new DmemError('CORE_STATUS', `${what}: unexpected core status ${r}`);
   }
 }
 
 /** Layout version of the pools this build reads and writes (assembly/layout.ts). */
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;

@@ -28,6 +28,9 @@ export const CRASH_POINTS = [
   'recover.claimed',
   'recover.partial',
   'recover.reclaimed',
+  'ring.entry-written',
+  'ring.retired',
+  'ring.popped',
 ] as const;
 
 export type CrashPointName = (typeof CRASH_POINTS)[number];

@@ -2,36 +2,38 @@
  * The lease monitor: finds clients that stopped renewing their lease,
  * revokes them, and once each is fenced reclaims everything it held, while
  * the other clients keep allocating (online recovery, HPE gull; FineMem
- * only recovers when an operator asks). It runs inside `dmem server
- * --lease-ms N`, or in any process through `new LeaseMonitor(pool).start()`.
+ * only recovers when an operator asks). It runs inside `dmem server`, or in
+ * any process through `new LeaseMonitor(pool).start()`.
  *
  * One pass (`sweep`):
  *  1. LIVE slot whose heartbeat is older than the lease -> revoke (CAS).
- *  2. REVOKED slot that is fenced -> recover. Fenced means: the owner wrote
- *     its acknowledgement, or (same host) its process is gone or is another
- *     process now, or (other host) nothing was heard for `fenceTimeoutMs`.
- *     A revoked owner that is alive but stopped (SIGSTOP) is waited for:
- *     reclaiming under it could let its next write land in memory handed
- *     to someone else (assembly/client.ts has the whole argument).
- *  3. RECOVERING slot whose recoverer is gone (its slot free, recovering, or
- *     reused by a later generation) -> take over.
- *  4. Orphans (allocated, owned by no live client) seen in two passes a full
- *     lease apart, unchanged, with every live client renewed in between and
- *     no client still to be fenced -> freed (assembly/audit.ts).
+ *  2. REVOKED slot -> recover once the fencing authority (src/fencing.ts)
+ *     says it is fenced: acknowledged, provably gone, or cut off by its
+ *     memory node. Otherwise it is waited for, and the reason is logged
+ *     once: a paused client resumes inside its operation, and reclaiming
+ *     under it could let its next write land in memory handed to someone
+ *     else (docs/recovery.md).
+ *  3. RECOVERING slot whose recoverer can no longer act -> take over (the
+ *     same authority decides).
+ *  4. Once a lease, orphans (allocated, owned by no live client) seen a full
+ *     lease earlier with the same header word are freed, but only when the
+ *     grace rule holds on the slots read *after* this pass's revocations:
+ *     nobody revoked or recovering, and every client live back then has
+ *     renewed or released its slot since (`everyoneMovedOn`).
+ * Metadata locks are waited for briefly here (a quarter of the sweep
+ * period): housekeeping or a recovery that meets a lock held by a paused
+ * client is retried at the next sweep instead of stalling the monitor.
  * Each recovery is logged with its counts and duration.
  */
 import type { Logger } from 'pino';
 import type { ClientSlot, OrphanRecord, Pool, ReclaimReport } from './pool.js';
-import { Pool as PoolClass } from './pool.js';
-import { PoolBusyError } from './errors.js';
-import { processAlive } from './proc.js';
+import { LeaseExpiredError, PoolBusyError } from './errors.js';
+import { everyoneMovedOn, fenceOf, type FenceReason } from './fencing.js';
 
 /** Options of `LeaseMonitor`. */
 export interface MonitorOptions {
   /** Period of the sweep (ms; default a quarter of the pool's lease). */
   intervalMs?: number;
-  /** Clients on other hosts are taken as fenced this long after their last heartbeat (ms; default 2 leases). */
-  fenceTimeoutMs?: number;
   /** Where recoveries and revocations are logged (pino); default: nowhere. */
   logger?: Logger;
   /** Called after every recovery. */
@@ -42,8 +44,8 @@ export interface MonitorOptions {
 export interface RecoveryEvent {
   client: number;
   pid: number;
-  /** Why the client counted as fenced. */
-  reason: 'acknowledged' | 'process-gone' | 'fence-timeout' | 'takeover';
+  /** Why the client counted as fenced (src/fencing.ts). */
+  reason: FenceReason;
   /** Time from the client's last heartbeat to the end of its recovery (ms). */
   sinceHeartbeatMs: number;
   /** Duration of the reclaim itself (ms). */
@@ -55,14 +57,16 @@ export interface RecoveryEvent {
 export interface SweepResult {
   revoked: number[];
   recovered: RecoveryEvent[];
-  /** Revoked clients still waiting to be fenced (alive, not acknowledged). */
-  waiting: number[];
+  /** Revoked clients (or recoveries) still waiting to be fenced, with the authority's reason. */
+  waiting: Array<{ client: number; why: string }>;
+  /** Recoveries that could not finish this pass (a metadata lock was busy): retried next pass. */
+  unfinished: number[];
   orphansFreed: number;
 }
 
 interface OrphanSnapshot {
   at: number;
-  heartbeats: Map<number, number>;
+  slots: ClientSlot[];
   records: Map<string, OrphanRecord>;
 }
 
@@ -87,6 +91,7 @@ export class LeaseMonitor {
   start(): this {
     if (this.timer) return this;
     const every = this.opts.intervalMs ?? Math.max(5, Math.floor(this.pool.leaseMs / 4));
+    this.pool.setLockWait(Math.max(1, Math.floor(every / 4)));
     this.timer = setInterval(() => {
       try {
         this.sweep();
@@ -108,9 +113,8 @@ export class LeaseMonitor {
   sweep(now = Date.now()): SweepResult {
     const lease = this.effectiveLease(now);
     const me = this.pool.clientId;
-    const result: SweepResult = { revoked: [], recovered: [], waiting: [], orphansFreed: 0 };
-    const slots = this.pool.clientSlots();
-    for (const slot of slots) {
+    const result: SweepResult = { revoked: [], recovered: [], waiting: [], unfinished: [], orphansFreed: 0 };
+    for (const slot of this.pool.clientSlots()) {
       if (slot.id === me || slot.state === 'free') continue;
       let s = slot;
       if (s.state === 'live' && now - s.heartbeatMs > lease) {
@@ -119,23 +123,21 @@ export class LeaseMonitor {
         this.opts.logger?.warn({ client: s.id, clientPid: s.pid, silentMs: now - s.heartbeatMs, leaseMs: lease }, 'lease expired: client revoked');
         s = this.pool.clientSlot(s.id);
       }
-      if (s.state === 'revoked') {
-        const reason = this.fenced(s, now, lease);
-        if (reason === null) {
-          result.waiting.push(s.id);
-          const key = `${s.id}:${s.gen}`;
-          if (!this.waitingLogged.has(key)) {
-            this.waitingLogged.add(key);
-            this.opts.logger?.warn({ client: s.id, clientPid: s.pid }, 'revoked client is alive and has not acknowledged: waiting for it to exit or acknowledge');
-          }
-          continue;
+      if (s.state !== 'revoked' && s.state !== 'recovering') continue;
+      const verdict = fenceOf(this.pool, s);
+      if (!verdict.fenced) {
+        result.waiting.push({ client: s.id, why: verdict.why });
+        const key = `${s.id}:${s.gen}:${s.state}`;
+        if (!this.waitingLogged.has(key)) {
+          this.waitingLogged.add(key);
+          this.opts.logger?.warn({ client: s.id, clientPid: s.pid, why: verdict.why }, 'client not fenced yet: nothing it holds is freed until it acknowledges, is gone, or is cut off');
         }
-        this.recover(s, 0, reason, result);
-      } else if (s.state === 'recovering' && this.recovererGone(s)) {
-        this.recover(s, s.recoverer, 'takeover', result);
+        continue;
       }
+      this.recover(s, s.state === 'recovering' ? s.recoverer : 0, verdict.reason, result);
     }
-    result.orphansFreed = this.sweepOrphans(now, lease, slots);
+    // The grace rule reads the slots as they are now, after this pass's revocations.
+    result.orphansFreed = this.sweepOrphans(now, lease);
     return result;
   }
 
@@ -150,23 +152,8 @@ export class LeaseMonitor {
       const slabs = this.pool.heap.trim();
       if (delayed > 0 || slabs > 0) this.opts.logger?.debug({ delayed, slabs }, 'delayed frees and empty slabs freed');
     } catch (err) {
-      if (!(err instanceof PoolBusyError)) throw err;
+      if (!(err instanceof PoolBusyError) && !(err instanceof LeaseExpiredError)) throw err;
     }
-  }
-
-  /**
-   * True when the client recovering `s` can no longer act: its slot is free,
-   * recovering itself, or owned by a later generation. A recoverer that is
-   * only REVOKED may still be running (stopped) and is waited for until it
-   * is fenced and recovered. This client's own recoveries are synchronous,
-   * so one left RECOVERING here was cut short (a trap) and is taken over.
-   */
-  private recovererGone(s: ClientSlot): boolean {
-    if (s.recoverer === 0) return true;
-    const r = this.pool.clientSlot(s.recoverer);
-    if ((r.gen & 0x3FFFF) !== (s.recovererGen & 0x3FFFF)) return true;
-    if (s.recoverer === this.pool.clientId) return true;
-    return r.state !== 'live' && r.state !== 'revoked';
   }
 
   /**
@@ -183,16 +170,21 @@ export class LeaseMonitor {
     return now < this.oldLeaseUntil ? Math.max(lease, this.oldLease) : lease;
   }
 
-  private fenced(s: ClientSlot, now: number, lease: number): RecoveryEvent['reason'] | null {
-    if (s.acknowledged) return 'acknowledged';
-    if (s.hostId === PoolClass.hostId) return processAlive(s.pid, s.startTime) ? null : 'process-gone';
-    return now - s.heartbeatMs > (this.opts.fenceTimeoutMs ?? 2 * lease) ? 'fence-timeout' : null;
-  }
-
   private recover(s: ClientSlot, deadRecoverer: number, reason: RecoveryEvent['reason'], result: SweepResult): void {
     const t0 = performance.now();
-    const report = this.pool.recoverClient(s.id, deadRecoverer);
+    let report: ReclaimReport | null;
+    try {
+      report = this.pool.recoverClient(s.id, deadRecoverer);
+    } catch (err) {
+      if (!(err instanceof PoolBusyError)) throw err;
+      report = null;
+    }
     if (report === null) return;
+    if (!report.complete) {
+      result.unfinished.push(s.id);
+      this.opts.logger?.info({ client: s.id }, 'recovery left heap objects for the next sweep: the delayed-free ring lock is busy');
+      return;
+    }
     const event: RecoveryEvent = {
       client: s.id, pid: s.pid, reason, report,
       durationMs: performance.now() - t0,
@@ -205,33 +197,29 @@ export class LeaseMonitor {
   }
 
   /**
-   * Grace sweep: orphans seen in the previous snapshot, at least a lease ago,
-   * unchanged, with every then-live client renewed since and nobody waiting
-   * to be fenced, are freed. Returns how many were freed.
+   * Grace sweep, once a lease: orphans seen in the previous snapshot, at
+   * least a lease ago, with the very same header word, are freed when the
+   * fencing authority's grace rule holds between that snapshot's slots and
+   * the slots now (src/fencing.ts, `everyoneMovedOn`). Returns how many were
+   * freed.
    */
-  private sweepOrphans(now: number, lease: number, slots: ClientSlot[]): number {
+  private sweepOrphans(now: number, lease: number): number {
     const prev = this.snapshot;
     if (prev !== null && now - prev.at < lease) return 0;
-    const pending = slots.some((s) => s.state === 'revoked' || s.state === 'recovering');
     const records = new Map<string, OrphanRecord>();
     for (const r of this.pool.scanOrphans()) records.set(`${r.kind}:${r.index}:${r.word}`, r);
-    const heartbeats = new Map<number, number>();
-    for (const s of this.pool.clientSlots()) if (s.state === 'live') heartbeats.set(s.id, s.heartbeatMs);
+    // Read after the scan: any operation in flight during the scan belongs
+    // to a client listed here, and its next renewal comes after it ended.
+    const slots = this.pool.clientSlots();
     let freed = 0;
-    if (prev !== null && !pending) {
-      const everyoneRenewed = [...prev.heartbeats].every(([id, hb]) => {
-        const now2 = this.pool.clientSlot(id);
-        return now2.state !== 'live' || now2.heartbeatMs > hb || id === this.pool.clientId;
-      });
-      if (everyoneRenewed) {
-        for (const [key, r] of records) {
-          if (prev.records.has(key) && this.pool.reclaimOrphan(r)) freed++;
-        }
+    if (prev !== null && everyoneMovedOn(prev.slots, slots, this.pool.clientId)) {
+      for (const [key, r] of records) {
+        if (prev.records.has(key) && this.pool.reclaimOrphan(r)) freed++;
       }
     }
     if (freed > 0) this.opts.logger?.info({ freed }, 'orphans freed after a full lease');
     this.housekeeping();
-    this.snapshot = { at: now, heartbeats, records };
+    this.snapshot = { at: now, slots, records };
     return freed;
   }
 }

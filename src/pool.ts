@@ -11,7 +11,7 @@ import { parseCrashPoint } from './crash.js';
 import {
   DmemError, InvalidAddressError, InvalidArgumentError, LeaseExpiredError, NotAPoolError, PoolClosedError,
 } from './errors.js';
-import { processStartTime } from './proc.js';
+import { bootId, pidNamespace, processStartTime } from './proc.js';
 import { MAX_NODE, nodeOf, offsetOf, toGaddr } from './gaddr.js';
 import { Heap } from './heap.js';
 import type { PoolInternals } from './internals.js';
@@ -63,6 +63,12 @@ export interface ClientSlot {
   recoverer: number;
   /** While recovering: the recoverer's slot gen when it began (tells it from a later owner of its slot). */
   recovererGen: number;
+  /** Owner's PID namespace (inode of /proc/PID/ns/pid), 0 if unknown. */
+  pidNs: number;
+  /** Owner's kernel boot id (52-bit hash), 0 if unknown. */
+  bootId: number;
+  /** The pid the identity fields (startTime, pidNs, bootId) were written for; they describe this owner only when it equals `pid`. */
+  identityPid: number;
 }
 
 /** Allocated metadata that no live client owns (assembly/audit.ts). */
@@ -103,6 +109,12 @@ export interface ReclaimReport {
   inFlight: number;
   /** Heap objects freed from slabs (handed out or cached by the client). */
   objects: number;
+  /**
+   * False when heap objects were left for a later run (the delayed-free
+   * ring's lock stayed held by a live client); a recovery then stays begun
+   * and is finished by the next run.
+   */
+  complete: boolean;
 }
 
 /** The attached pool's geometry. Offsets are bytes from the pool start. */
@@ -270,7 +282,7 @@ export class Pool {
       const { id, skip } = parseCrashPoint(crash);
       x.crashAt(id, skip);
     }
-    check(x.register(process.pid, hostId(), processStartTime(process.pid) ?? 0n), 'register');
+    check(x.register(process.pid, hostId(), processStartTime(process.pid) ?? 0n, pidNamespace(), bootId()), 'register');
     const pool = new Pool(transport, core, node);
     pool.watchSlot();
     pool.fixedHeartbeat = opts.heartbeatMs ?? null;
@@ -417,11 +429,26 @@ export class Pool {
     let freed = 0;
     try {
       if (this.fenced === null && this.slotIsOurs()) {
-        freed = this.core.floats(this.x.releaseHeld(), 1)[0];
+        // The delayed-free ring's lock may be busy (a paused holder): try a
+        // few times (each waits up to two leases, renewing); if it stays
+        // busy, keep the slot and the transport so a later close() retries.
+        for (let attempt = 0; ; attempt++) {
+          const f = this.core.floats(this.x.releaseHeld(), 9);
+          freed += f[0];
+          if (f[8] === 0) break;
+          if (attempt === 2) {
+            this.closed = false;
+            this.schedule(true);
+            check(f[8], 'close');
+          }
+        }
         this.x.unregister();
+      } else if (this.fenced === null) {
+        // Revoked without noticing (no call since): acknowledge, so recovery may proceed.
+        this.acknowledgeIfRevoked();
       }
     } finally {
-      if (owners.has(this)) this.transport.close();
+      if (this.closed && owners.has(this)) this.transport.close();
     }
     return freed;
   }
@@ -499,13 +526,13 @@ export class Pool {
 
   /** Slot `id` of the client table. */
   clientSlot(id: number): ClientSlot {
-    const f = this.core.floats(this.x.slotInfo(id), 10);
+    const f = this.core.floats(this.x.slotInfo(id), 13);
     const states = ['free', 'live', 'revoked', 'recovering'] as const;
     return {
       id, state: states[f[0]], gen: f[1], pid: f[2], heartbeatMs: f[3],
       hostId: BigInt.asIntN(64, (BigInt(f[5]) << 32n) | BigInt(f[4])),
       startTime: BigInt(f[6]), acknowledged: f[7] === 1, recoverer: f[8],
-      recovererGen: f[9],
+      recovererGen: f[9], pidNs: f[10], bootId: f[11], identityPid: f[12],
     };
   }
 
@@ -528,9 +555,20 @@ export class Pool {
    */
   recoverClient(id: number, deadRecoverer = 0): ReclaimReport | null {
     this.guard();
-    const f = this.core.floats(this.x.recover(id, deadRecoverer), 8);
+    const f = this.core.floats(this.x.recover(id, deadRecoverer), 9);
     if (f[6] < 0) return null;
-    return { blocks: f[0], chunks: f[1], spansUnsealed: f[2], sectionsFixed: f[3], entriesScanned: f[4], inFlight: f[5], objects: f[7] };
+    return reclaimReport(f);
+  }
+
+  /**
+   * Caps every later wait of this client on a pool metadata lock (ms; < 0
+   * removes the cap). A lease monitor sets a short cap, so that a lock held
+   * by a paused client never stalls its sweeps (the work is retried at the
+   * next sweep).
+   */
+  setLockWait(ms: number): void {
+    this.guard();
+    this.x.setLockWait(ms);
   }
 
   /** Lists allocated units no live client owns (at most 2048): in-flight operations or leaks. */
@@ -661,10 +699,10 @@ export class Pool {
     this.schedule();
   }
 
-  /** (Re)starts the idle heartbeat timer when its period no longer matches the lease. */
-  private schedule(): void {
+  /** (Re)starts the idle heartbeat timer when its period no longer matches the lease (or `force`). */
+  private schedule(force = false): void {
     const every = this.fixedHeartbeat ?? this.renewEvery;
-    if (every === this.timerEvery || this.closed) return;
+    if ((every === this.timerEvery && !force) || this.closed) return;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.timerEvery = every;
@@ -673,11 +711,18 @@ export class Pool {
     this.timer.unref();
   }
 
+  /** Writes the fence acknowledgement if this client's slot is REVOKED in its own generation. */
+  private acknowledgeIfRevoked(): void {
+    const id = this.clientId;
+    if (id <= 0) return;
+    const slot = this.clientSlot(id);
+    if (slot.state === 'revoked' && slot.gen === this.x.geometry(Geometry.slotGen)) this.x.acknowledgeRevoked();
+  }
+
   /** The slot is no longer ours: acknowledge (so recovery may proceed) and refuse every later call. */
   private fence(): never {
     const id = this.clientId;
-    const slot = this.clientSlot(id);
-    if (slot.state === 'revoked' && slot.gen === this.x.geometry(Geometry.slotGen)) this.x.acknowledgeRevoked();
+    this.acknowledgeIfRevoked();
     if (this.timer) clearInterval(this.timer);
     this.fenced = new LeaseExpiredError(`client ${id}'s lease expired (no renewal within ${this.x.lease()} ms) and was revoked; its memory is reclaimed: open the pool again to continue`);
     throw this.fenced;
@@ -728,3 +773,11 @@ function hostId(): bigint {
 }
 
 export { DmemError };
+
+/** The reclaim counters the core wrote (9 floats, assembly/recover.ts) as a report. */
+function reclaimReport(f: Float64Array): ReclaimReport {
+  return {
+    blocks: f[0], chunks: f[1], spansUnsealed: f[2], sectionsFixed: f[3], entriesScanned: f[4], inFlight: f[5], objects: f[7],
+    complete: f[8] === 0,
+  };
+}

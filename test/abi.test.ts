@@ -69,7 +69,7 @@ interface CoreExports {
   init(seed: bigint): void;
   format(bytes: number, clients: number): number;
   attach(transportBytes: number): number;
-  register(pid: number, hostId: bigint, startTime: bigint): number;
+  register(pid: number, hostId: bigint, startTime: bigint, pidNs: number, bootId: number): number;
   renew(): void;
   unregister(): number;
   alloc(cls: number): number;
@@ -223,7 +223,7 @@ function formatted(size: number, seed = 1n, clients = 16): { pool: Pool; h: Host
   const h = host(pool);
   h.core.init(seed);
   assert.is(h.core.format(size, clients), Status.OK, 'format');
-  const id = h.core.register(process.pid, 0n, 0n);
+  const id = h.core.register(process.pid, 0n, 0n, 0, 0);
   assert.ok(id >= 1 && id <= 4093, `register returned ${id}`);
   return { pool, h, id };
 }
@@ -269,7 +269,7 @@ test('format: geometry, magic and layout version', () => {
   assert.is(view.getUint32(8, true), core.layoutVersion(), 'layout version at offset 8');
   assert.ok(core.layoutVersion() > 0, 'layout version is set');
 
-  const id = core.register(process.pid, 0n, 0n);
+  const id = core.register(process.pid, 0n, 0n, 0, 0);
   assert.is(core.geometry(Geometry.clientId), id, 'geometry 8 is this client id');
 });
 
@@ -399,7 +399,7 @@ test('two clients over one pool never overlap across 2000 interleaved allocs', (
   const b = host(pool);
   b.core.init(12n);
   assert.is(b.core.attach(size), Status.OK, 'second instance attaches');
-  const idB = b.core.register(process.pid, 1n, 0n);
+  const idB = b.core.register(process.pid, 1n, 0n, 0, 0);
   assert.ok(idB >= 1 && idB <= 4093, `second register returned ${idB}`);
   assert.is.not(idA, idB, 'distinct client ids');
   assert.is(a.scanPool()[ScanIndex.liveClients], 2, 'two live client slots');
@@ -491,7 +491,7 @@ test('determinism: same seed, same offsets; another seed, other offsets', () => 
     const h = host(pool, { now: () => 1_700_000_000_000 });
     h.core.init(seed);
     assert.is(h.core.format(size, 8), Status.OK);
-    assert.ok(h.core.register(4242, 7n, 0n) > 0);
+    assert.ok(h.core.register(4242, 7n, 0n, 0, 0) > 0);
     const random = rng(99);
     const live: number[] = [];
     const seen: number[] = [];
@@ -523,7 +523,7 @@ test('debug build instantiates with env.abort and allocates', () => {
   const { core } = host(pool, { debug: true });
   core.init(5n);
   assert.is(core.format(size, 4), Status.OK, 'debug format');
-  const id = core.register(process.pid, 0n, 0n);
+  const id = core.register(process.pid, 0n, 0n, 0, 0);
   assert.ok(id >= 1 && id <= 4095, `debug register ${id}`);
   const { start, end } = dataArea(core);
   const offset = core.alloc(2);

@@ -208,7 +208,7 @@ test('recover --client refuses a running client (naming its pid), recovers it on
       const id = String(held.clientId);
       const alive = dmem('recover', '--pool', name, '--client', id);
       assert.is(alive.status, 1);
-      assert.ok(alive.stderr.includes(`client ${id} (pid ${held.pid}) is alive`), alive.stderr);
+      assert.ok(alive.stderr.includes(`client ${id} (pid ${held.pid}`) && alive.stderr.includes(`pid ${held.pid} is alive`), alive.stderr);
       const aliveJson = jsonLines(dmem('recover', '--pool', name, '--client', id, '--json').stdout);
       assert.is((aliveJson[0].error as { code: string }).code, 'CLIENT_ALIVE');
       const before = stat(name);

@@ -7,7 +7,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { InvalidAddressError, LeaseMonitor, openPool, type Pool } from '../src/index.js';
+import { DoubleFreeError, InvalidAddressError, LeaseMonitor, openPool, type Pool } from '../src/index.js';
 import { is, withPoolName } from './helpers.js';
 
 /** Slab objects handed out in the whole pool. */
@@ -112,7 +112,7 @@ test('bad delayed frees are refused and change nothing', async () => {
   }
 });
 
-test('a queued object whose allocator closed is never freed under the next holder of its memory', async () => {
+test('a queued object belongs to the ring: its allocator\'s close leaves it, no second free is accepted, and it is freed once', async () => {
   await withPoolName('epoch-close', async (name) => {
     const a = await openPool(`shm:${name}`, { size: '16MiB' });
     const b = await openPool(`shm:${name}`, { create: false });
@@ -120,20 +120,51 @@ test('a queued object whose allocator closed is never freed under the next holde
       const g = a.heap.alloc(64);
       const op = openOperation(b);
       a.heap.freeDelayed(g);
+      assert.throws(() => a.heap.free(g), is(DoubleFreeError), 'a queued object is already freed (delayed)');
+      assert.throws(() => b.heap.freeDelayed(g), is(InvalidAddressError), 'and cannot be queued twice');
       a.close();
-      assert.is(b.census().chunks.held, 32, 'the delayed-free ring (128 KiB) outlives the client that created it; the rest of a is freed');
+      assert.is(b.census().chunks.held, 32 + 16, 'the ring (128 KiB) and the slab holding g outlive a: the ring owns g');
       assert.is(b.epochState().pending, 1);
       op.end();
       await op.done;
-      // a's close freed g with the rest of its memory; b may now get it.
-      const mine = Array.from({ length: 2000 }, () => b.heap.alloc(64));
-      assert.ok(mine.includes(g), 'b got the memory back');
-      for (let i = 0; i < 4; i++) b.reclaim();
-      assert.is(b.epochState().pending, 0, 'the stale entry was dropped');
-      assert.is(objects(b), 2000, 'all of b\'s objects are still handed out');
-      for (const o of mine) b.heap.free(o);
+      let freed = 0;
+      for (let i = 0; i < 4; i++) freed += b.reclaim();
+      assert.is(freed, 1, 'g was freed once, by the ring');
+      assert.is(b.epochState().pending, 0);
+      assert.is(b.heap.trim(), 1, 'its slab, now empty and unowned, goes back');
+      assert.is(b.census().chunks.held, 32, 'only the ring is left');
     } finally {
       a.close();
+      b.close();
+    }
+  });
+});
+
+test('a stale ring entry never frees a later object of a reused slot (slot generation 16 later, same size, same memory)', async () => {
+  await withPoolName('epoch-wrap', async (name) => {
+    // One client slot besides b's: every new client reuses it, its generation climbing.
+    const b = await openPool(`shm:${name}`, { size: '16MiB', clients: 2 });
+    try {
+      const a = await openPool(`shm:${name}`, { create: false });
+      const g = a.heap.alloc(64);
+      const op = openOperation(b);
+      a.heap.freeDelayed(g);
+      a.close();
+      for (let i = 0; i < 15; i++) (await openPool(`shm:${name}`, { create: false })).close();
+      const c = await openPool(`shm:${name}`, { create: false });
+      try {
+        const mine = Array.from({ length: 2000 }, () => c.heap.alloc(64));
+        assert.not.ok(mine.includes(g), 'g is still the ring\'s: nobody else can be handed its memory');
+        op.end();
+        await op.done;
+        for (let i = 0; i < 4; i++) b.reclaim();
+        assert.is(b.epochState().pending, 0);
+        assert.is(objects(c), 2000, 'all of c\'s objects are still handed out after the ring popped g');
+        for (const o of mine) c.heap.free(o);
+      } finally {
+        c.close();
+      }
+    } finally {
       b.close();
     }
   });

@@ -144,7 +144,7 @@ function surveyClients(pool: Pool): Survey {
   const survey: Survey = { active: [], dead: [], dying: [] };
   for (const slot of pool.clientSlots()) {
     if (slot.id === me || slot.state === 'free') continue;
-    const reason = fenceOf(pool, slot, now);
+    const reason = fenceOf(pool, slot);
     if (reason === null) survey.active.push(slot);
     else if (slot.state === 'live' && !leaseExpired(pool, slot, now)) survey.dying.push({ slot, reason });
     else survey.dead.push({ slot, reason });

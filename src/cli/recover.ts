@@ -17,18 +17,12 @@ import type { Command } from 'commander';
 import type { Logger } from 'pino';
 import { openPool, Pool, type ClientSlot, type ReclaimReport } from '../pool.js';
 import { ClientAliveError, InvalidArgumentError } from '../errors.js';
-import { processAlive } from '../proc.js';
+import { fenceOf as verdictOf, goneOrWhy, type FenceReason } from '../fencing.js';
 import { intIn, parsePoolName } from './options.js';
 import { fixed, pairs } from './format.js';
 import { Output } from './output.js';
 
-/**
- * Why a client can no longer touch the pool: it acknowledged its
- * revocation, its process is gone (same host), nothing was heard from it for
- * two leases (another host), its recoverer is gone (takeover of a recovery),
- * or the operator forced it (--force).
- */
-export type FenceReason = 'acknowledged' | 'process-gone' | 'fence-timeout' | 'takeover' | 'forced';
+export type { FenceReason };
 
 /** One recovery done by `dmem recover` or `dmem fsck --repair`. */
 export interface ForcedRecovery {
@@ -47,21 +41,21 @@ export function leaseExpired(pool: Pool, slot: ClientSlot, now = Date.now()): bo
 
 /**
  * Why the client of non-free `slot` can no longer touch the pool, or null
- * while it may still run (see the file comment). A RECOVERING slot is
- * fenced ('takeover') when its recoverer is this client's own slot (a dead
- * previous owner of it), no longer LIVE, or itself fenced.
+ * while it may still run: the fencing authority's verdict (src/fencing.ts),
+ * plus, for a LIVE slot (not revoked yet), whether its owner is provably
+ * gone (the caller then revokes it before recovering).
  */
-export function fenceOf(pool: Pool, slot: ClientSlot, now = Date.now()): FenceReason | null {
-  if (slot.state === 'free') return null;
-  if (slot.state === 'recovering') {
-    const r = slot.recoverer;
-    if (r === 0 || r === pool.clientId) return 'takeover';
-    const rs = pool.clientSlot(r);
-    return rs.state !== 'live' || fenceOf(pool, rs, now) !== null ? 'takeover' : null;
-  }
-  if (slot.state === 'revoked' && slot.acknowledged) return 'acknowledged';
-  if (slot.hostId === Pool.hostId) return processAlive(slot.pid, slot.startTime) ? null : 'process-gone';
-  return now - slot.heartbeatMs > 2 * pool.leaseMs ? 'fence-timeout' : null;
+export function fenceOf(pool: Pool, slot: ClientSlot): FenceReason | null {
+  if (slot.state === 'live') return goneOrWhy(slot) === null ? 'process-gone' : null;
+  const v = verdictOf(pool, slot);
+  return v.fenced ? v.reason : null;
+}
+
+/** Why `slot`'s client may still run (for messages), from the fencing authority. */
+export function whyAlive(pool: Pool, slot: ClientSlot): string {
+  if (slot.state === 'live') return goneOrWhy(slot) ?? 'its process is gone';
+  const v = verdictOf(pool, slot);
+  return v.fenced ? `fenced (${v.reason})` : v.why;
 }
 
 /** "client 3 (pid 1234, live, renewed 120 ms ago)": a slot for messages. */
@@ -108,7 +102,7 @@ export function recoveryLines(r: ForcedRecovery): string[] {
 const REASONS: Record<FenceReason, string> = {
   'acknowledged': 'it acknowledged its revocation',
   'process-gone': 'its process is gone',
-  'fence-timeout': 'on another host, silent for two leases',
+  'transport-cut': 'its memory node cut its transport',
   'takeover': 'took over a recovery whose recoverer is gone',
   'forced': 'forced: its process may still be running',
 };
@@ -170,12 +164,7 @@ async function recoverOne(pool: Pool, flags: RecoverFlags, log: Logger): Promise
 
   let reason = fenceOf(pool, slot);
   if (reason === null && !flags.force) {
-    const what = slot.state === 'recovering'
-      ? `client ${id} is being recovered by client ${slot.recoverer}, which is alive: wait for it to finish, or pass --force to take over`
-      : slot.hostId === Pool.hostId
-        ? `client ${id} (pid ${slot.pid}) is alive: stop it first or pass --force`
-        : `client ${id} (pid ${slot.pid} on another host) renewed its lease ${Date.now() - slot.heartbeatMs} ms ago: stop it first, or pass --force`;
-    throw new ClientAliveError(`${what}; nothing was changed`);
+    throw new ClientAliveError(`${describeClient(pool, slot)} may still run: ${whyAlive(pool, slot)}; stop it first, or pass --force; nothing was changed`);
   }
   if (reason === null) {
     if (slot.state === 'live' && !pool.revokeClient(id, slot.gen)) return changed(pool, id);
