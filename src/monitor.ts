@@ -82,16 +82,18 @@ export class LeaseMonitor {
   private oldLease = 0;
   private oldLeaseUntil = 0;
 
+  /** Caps `pool`'s metadata-lock waits at a quarter of the sweep period (see the file comment). */
   constructor(pool: Pool, opts: MonitorOptions = {}) {
     this.pool = pool;
     this.opts = opts;
+    const every = opts.intervalMs ?? Math.max(5, Math.floor(pool.leaseMs / 4));
+    pool.setLockWait(Math.max(1, Math.floor(every / 4)));
   }
 
   /** Starts sweeping every `intervalMs`; returns this. */
   start(): this {
     if (this.timer) return this;
     const every = this.opts.intervalMs ?? Math.max(5, Math.floor(this.pool.leaseMs / 4));
-    this.pool.setLockWait(Math.max(1, Math.floor(every / 4)));
     this.timer = setInterval(() => {
       try {
         this.sweep();

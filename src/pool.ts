@@ -9,7 +9,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import { Core, Geometry, Status, check } from './core.js';
 import { parseCrashPoint } from './crash.js';
 import {
-  DmemError, InvalidAddressError, InvalidArgumentError, LeaseExpiredError, NotAPoolError, PoolClosedError,
+  CorruptPoolError, DmemError, InvalidAddressError, InvalidArgumentError, LeaseExpiredError, NotAPoolError, PoolClosedError,
 } from './errors.js';
 import { bootId, pidNamespace, processStartTime } from './proc.js';
 import { MAX_NODE, nodeOf, offsetOf, toGaddr } from './gaddr.js';
@@ -753,10 +753,29 @@ export class Pool {
   }
 }
 
+/** Names of the superblock words (docs/layout.md), for CorruptPoolError messages. */
+const SUPERBLOCK_WORDS: Record<number, string> = {
+  8: 'version and headerBytes', 16: 'poolBytes', 24: 'nSections and maxClients', 32: 'clientTableOff', 40: 'sectionHdrOff',
+  48: 'spanHdrOff', 56: 'ownerLogOff', 64: 'dataOff', 72: 'chunkShift and spanChunks', 80: 'sectionSpans', 104: 'leaseMs',
+  120: 'limboOff (delayed-free ring)', 128: 'limboLock', 136: 'regionDirOff (region directory)', 144: 'regionLock',
+};
+
+/** The CorruptPoolError for an attach the core refused: which superblock word, what it holds, and what that means. */
+function corruptSuperblock(core: Core, transport: Transport): CorruptPoolError {
+  const off = core.exports.corruptOffset();
+  const value = BigInt.asUintN(64, core.exports.corruptWordValue());
+  if (off === 16) {
+    return new CorruptPoolError(`attach: the ${transport.kind} medium is ${transport.size} bytes, but its superblock says the pool is ${value} bytes (truncated?); nothing was changed`);
+  }
+  const name = SUPERBLOCK_WORDS[off] ?? 'a reserved word (must be zero)';
+  return new CorruptPoolError(`attach: superblock word at byte ${off} (${name}) holds 0x${value.toString(16)}, which this layout cannot hold; nothing was changed`);
+}
+
 function attachWhenFormatted(core: Core, transport: Transport, timeoutMs: number): void {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = core.exports.attach(transport.size);
+    if (r === Status.CORRUPT) throw corruptSuperblock(core, transport);
     if (r !== Status.NOT_A_POOL) { check(r, 'attach'); return; }
     // An all-zero superblock may be a pool whose creator is still formatting.
     if (transport.size < 8 || transport.load64(0) !== 0n || Date.now() >= deadline) {
