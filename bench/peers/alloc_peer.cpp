@@ -52,7 +52,9 @@
 #include <vector>
 
 #include <sched.h>
+#include <csignal>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -282,6 +284,15 @@ double percentile(const std::vector<double>& sorted, double q) {
   return sorted[rank - 1];
 }
 
+// The segment's name, for the signal handler: an interrupted run removes its
+// segment (shm_unlink is async-signal-safe) instead of leaving it in /dev/shm.
+char g_segment[64] = "";
+
+void on_signal(int sig) {
+  if (g_segment[0]) shm_unlink(g_segment);
+  _exit(128 + sig);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -337,6 +348,9 @@ int main(int argc, char** argv) {
     seg_bytes = segment_bytes(o);
     try {
       bip::shared_memory_object::remove(seg_name.c_str());
+      std::snprintf(g_segment, sizeof g_segment, "/%s", seg_name.c_str());
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
       seg.reset(new bip::managed_shared_memory(bip::create_only, seg_name.c_str(), seg_bytes));
       free_before = seg->get_free_memory();
     } catch (const std::exception& e) {
@@ -348,6 +362,7 @@ int main(int argc, char** argv) {
 
   std::fflush(stdout);
   std::vector<pid_t> kids;
+  const pid_t parent = getpid();
   for (int p = 0; p < o.procs; p++) {
     pid_t pid = fork();
     if (pid < 0) {
@@ -355,6 +370,9 @@ int main(int argc, char** argv) {
       break;
     }
     if (pid == 0) {
+      // Die with the parent (a timeout or signal that reaches only it).
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(1);
       ProcResult& r = ctl->results[p];
       const uint32_t seed = derive_seed(o.seed, static_cast<uint32_t>(p));
       try {
