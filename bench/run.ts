@@ -14,6 +14,11 @@
  *   heap: ns per alloc+free pair of pool.heap for 64 B, 256 B, 1 KiB objects
  *     with 1 and 2 processes against @thi.ng/malloc's MemPool in this
  *     process (src/bench/heap.ts); median of 3
+ *   compare (short): dmem against Boost.Interprocess and glibc malloc
+ *     (src/bench/compare.ts; bench/peers/alloc_peer.cpp built with g++),
+ *     classes 0, 4, 9 and heap 64/256/1024 B at 1 and 2 processes, 500
+ *     epochs / rounds, 3 interleaved repetitions; the peers are skipped with
+ *     a printed reason without g++ or the Boost headers
  *
  * Benchmarks never fail the test pass; this script exits 1 only when a run
  * itself fails (an error, a leak, a failed allocation in a replay).
@@ -29,6 +34,8 @@ import { benchDeathToFree, benchRecoveryScan, type DeathResult, type ScanResult 
 import { checkMicro, checkTrace, heapBench, traceTable } from '../src/cli/bench.js';
 import { fixed, formatCount, formatNs, table } from '../src/cli/format.js';
 import { withInterrupt } from '../src/cli/interrupt.js';
+import { runCompare } from '../src/bench/compare.js';
+import { compareTable } from '../src/cli/compare.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TRACES_DIR = join(ROOT, '..', 'shared', 'traces');
@@ -104,6 +111,9 @@ async function main(): Promise<void> {
   const rec = await recovery();
   process.stderr.write('heap: 64 B, 256 B, 1 KiB objects, 1 and 2 processes, against MemPool\n');
   const heap = await heapBench({ sizes: [64, 256, 1024], procs: [1, 2], live: 1000, rounds: 1000, churn: 250, reps: 3, seed: 1, json: false }, false);
+  process.stderr.write('compare: dmem against Boost.Interprocess and malloc, 3 interleaved repetitions\n');
+  const COMPARE = { classes: CLASSES, objects: [64, 256, 1024], procs: PROCS, reps: 3, epochs: 500, blocks: 1000, churn: 250, live: 1000, rounds: 500, heapChurn: 250, seed: 1 };
+  const compare = await withInterrupt((signal) => runCompare({ ...COMPARE, signal }));
   const report = {
     date: started.toISOString(),
     node: process.version,
@@ -114,6 +124,7 @@ async function main(): Promise<void> {
     trace: { procs: 2, epochs: 1, results: trace.results, ...(trace.skipped ? { skipped: trace.skipped } : {}) },
     recovery: rec,
     heap,
+    compare: { ...COMPARE, cells: compare.cells, skipped: compare.skipped, boostVersion: compare.boostVersion },
   };
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
@@ -140,6 +151,10 @@ async function main(): Promise<void> {
       [{ header: 'size B' }, { header: 'procs' }, { header: 'dmem ns/pair' }, { header: 'MemPool ns/pair' }, { header: 'dmem/MemPool' }],
       heap.map((c) => [String(c.size), String(c.procs), fixed(c.dmemNsPerPair, 0), c.baselineNsPerPair === null ? '-' : fixed(c.baselineNsPerPair, 0), c.ratio === null ? '-' : fixed(c.ratio, 2)]),
     ),
+    '',
+    `compare (frag 500 epochs, heap 500 rounds; median of 3 interleaved; speed ratios dmem / peer)${compare.boostVersion ? `, Boost ${compare.boostVersion}` : ''}`,
+    ...Object.entries(compare.skipped).map(([side, why]) => `skip: ${side}: ${why}`),
+    ...compareTable(compare.cells),
     '',
     `written ${file} (${fixed((Date.now() - started.getTime()) / 1000, 1)} s)`,
   ];

@@ -18,6 +18,7 @@ import { intIn, parseClass, parseClassList, parseExistingFile, parsePoolName, pa
 import { Output } from './output.js';
 import { progress } from './progress.js';
 import { withInterrupt } from './interrupt.js';
+import { addCompareCommand } from './compare.js';
 
 interface MicroFlags {
   pool?: string;
@@ -43,7 +44,7 @@ interface TraceFlags {
 
 /** Adds `bench micro` and `bench trace` to `program`. */
 export function addBenchCommands(program: Command): void {
-  const bench = program.command('bench').description('benchmarks: micro (FineMem frag), trace (FineMem stage replay), recovery, heap');
+  const bench = program.command('bench').description('benchmarks: micro (FineMem frag), trace (FineMem stage replay), recovery, heap, compare (against Boost.Interprocess and malloc)');
 
   bench
     .command('micro')
@@ -127,6 +128,8 @@ export function addBenchCommands(program: Command): void {
     .action(async (flags: HeapFlags) => {
       await heapBench(flags);
     });
+
+  addCompareCommand(bench);
 }
 
 interface HeapFlags {
@@ -141,14 +144,14 @@ interface HeapFlags {
 }
 
 /** Comma-separated object sizes 1 .. 3072 bytes (slab objects). */
-function parseSizeList(text: string): number[] {
+export function parseSizeList(text: string): number[] {
   const values = text.split(',').map(Number);
   if (values.some((v) => !Number.isInteger(v) || v < 1 || v > 3072)) throw new InvalidArgumentError(`expected comma-separated sizes 1..3072 (bytes), got "${text}"`);
   return values;
 }
 
 /** Comma-separated process counts 1..64. */
-function parseProcList(text: string): number[] {
+export function parseProcList(text: string): number[] {
   const values = text.split(',').map(Number);
   if (values.some((v) => !Number.isInteger(v) || v < 1 || v > 64)) throw new InvalidArgumentError(`expected comma-separated process counts 1..64, got "${text}"`);
   return values;

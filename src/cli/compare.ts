@@ -1,0 +1,106 @@
+/**
+ * `dmem bench compare`: dmem against Boost.Interprocess and glibc malloc on
+ * FineMem's frag pattern and the heap pattern (src/bench/compare.ts), one
+ * table of medians and speed ratios, or JSON lines.
+ */
+import type { Command } from 'commander';
+import { runCompare, workloadLabel, type CompareCell, type CompareResult, type Peer, type PeerSkip } from '../bench/compare.js';
+import { fixed, formatCount, table } from './format.js';
+import { intIn, parseClassList, parseSeed } from './options.js';
+import { Output } from './output.js';
+import { progress } from './progress.js';
+import { withInterrupt } from './interrupt.js';
+import { parseProcList, parseSizeList } from './bench.js';
+
+/** Flags of `dmem bench compare`. */
+export interface CompareFlags {
+  classes: number[];
+  objects: number[];
+  procs: number[];
+  reps: number;
+  epochs: number;
+  blocks: number;
+  churn: number;
+  live: number;
+  rounds: number;
+  seed: number;
+  json: boolean;
+}
+
+/** Adds `compare` to the `bench` command. */
+export function addCompareCommand(bench: Command): void {
+  bench
+    .command('compare')
+    .description('dmem against Boost.Interprocess managed_shared_memory and glibc malloc on the frag and heap patterns, interleaved, medians and ratios')
+    .option('--classes <list>', 'size classes of the frag pattern, e.g. 0,4,9 or 0-3', parseClassList, [0, 4, 9])
+    .option('--objects <bytes>', 'object sizes of the heap pattern, comma-separated (bytes)', parseSizeList, [64, 256, 1024])
+    .option('--procs <list>', 'process counts, comma-separated', parseProcList, [1, 2])
+    .option('--reps <n>', 'interleaved repetitions; medians are reported', intIn(1, 100), 5)
+    .option('--epochs <e>', 'frag: epochs per run', intIn(1, 1e9), 1000)
+    .option('--blocks <n>', 'frag: blocks each process holds', intIn(1, 1e8), 1000)
+    .option('--churn <m>', 'frag: blocks freed and allocated per epoch; heap: objects per round', intIn(1, 1e8), 250)
+    .option('--live <n>', 'heap: objects each process holds', intIn(1, 1_000_000), 1000)
+    .option('--rounds <n>', 'heap: rounds', intIn(1, 1_000_000), 1000)
+    .option('--seed <s>', 'PRNG seed of the patterns (repetition r uses seed + r)', parseSeed, 1)
+    .option('--json', 'print one JSON object per run and per cell on stdout', false)
+    .addHelpText('after', [
+      '',
+      'The peers are bench/peers/alloc_peer.cpp, built with g++ into build/peers/ (rebuilt when the source',
+      'changes); without g++ they are skipped with the reason, without the Boost headers (libboost-dev) Boost is.',
+      'frag: ops/s = (allocs + frees) / the slowest process\'s loop, every 8th allocation timed (as bench micro);',
+      'heap: ns per alloc+free pair, mean over the processes (as bench heap). Ratios are speed ratios dmem / peer',
+      '(above 1: dmem is faster), the median of the per-repetition ratios.',
+      '',
+      'Example:',
+      '  dmem bench compare --classes 0 --objects 64 --procs 1,2 --reps 3',
+    ].join('\n'))
+    .action(async (flags: CompareFlags, cmd: Command) => {
+      if (flags.churn > flags.blocks) cmd.error(`error: --churn (${flags.churn}) must not exceed --blocks (${flags.blocks})`, { exitCode: 2 });
+      await compare(flags);
+    });
+}
+
+/** Human table of compare cells. */
+export function compareTable(cells: readonly CompareCell[]): string[] {
+  const value = (c: CompareCell, v: number | null): string => (v === null ? '-' : c.unit === 'ops/s' ? formatCount(v) : fixed(v, 0));
+  const ratio = (v: number | null): string => (v === null ? '-' : `${fixed(v, 2)}x`);
+  return table(
+    [{ header: 'workload', left: true }, { header: 'procs' }, { header: 'unit', left: true }, { header: 'dmem' }, { header: 'Boost' }, { header: 'malloc' },
+      { header: 'dmem/Boost' }, { header: 'dmem/malloc' }],
+    cells.map((c) => [workloadLabel(c), String(c.procs), c.unit, value(c, c.dmem), value(c, c.boost), value(c, c.malloc), ratio(c.dmemVsBoost), ratio(c.dmemVsMalloc)]),
+  );
+}
+
+/**
+ * Runs the comparison and prints it: skip lines for peers that cannot run,
+ * then (human) one header and table, or (--json) one line per run and per cell.
+ * @throws every error of runCompare
+ */
+export async function compare(flags: CompareFlags, peer?: Peer | PeerSkip): Promise<CompareResult> {
+  const out = new Output(flags.json);
+  const bar = progress('compare runs');
+  let result: CompareResult;
+  try {
+    result = await withInterrupt((signal) => runCompare({
+      classes: flags.classes, objects: flags.objects, procs: flags.procs, reps: flags.reps,
+      epochs: flags.epochs, blocks: flags.blocks, churn: flags.churn, live: flags.live, rounds: flags.rounds, heapChurn: flags.churn,
+      seed: flags.seed, peer, signal,
+      onRun: (run, done, total) => {
+        bar.update(done, total);
+        out.result({ test: 'compare', ...run }, () => []);
+      },
+    }));
+  } finally {
+    bar.stop();
+  }
+  for (const [side, reason] of Object.entries(result.skipped)) {
+    out.result({ test: 'compare', skipped: side, reason }, () => [`skip: ${side === 'boost' ? 'Boost.Interprocess' : 'glibc malloc'}: ${reason}`]);
+  }
+  if (out.json) for (const c of result.cells) out.result({ test: 'compare-cell', ...c }, () => []);
+  out.lines([
+    `compare: frag ${flags.blocks} blocks, ${flags.churn} churn, ${flags.epochs} epochs; heap ${flags.live} live, ${flags.churn} churn, ${flags.rounds} rounds;`
+      + ` median of ${flags.reps} interleaved repetitions${result.boostVersion ? `; Boost ${result.boostVersion}` : ''}; ratios: speed dmem / peer (>1: dmem faster)`,
+    ...compareTable(result.cells),
+  ]);
+  return result;
+}

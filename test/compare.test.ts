@@ -1,0 +1,124 @@
+/**
+ * `dmem bench compare` and its C++ peer (bench/peers/alloc_peer.cpp): the
+ * peer builds, runs both patterns on Boost.Interprocess and malloc with 1
+ * and 2 processes and prints well-formed JSON with the counts the pattern
+ * implies; the CLI prints a table and JSON with dmem and the peers; without
+ * a peer dmem still runs and the skip reason is reported. Tiny parameters:
+ * no performance is asserted.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildPeer, runCompare, runPeer, type Peer, type PeerFragResult, type PeerHeapResult } from '../src/bench/compare.js';
+import { ROOT } from './helpers.js';
+
+const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+const cache = mkdtempSync(join(tmpdir(), 'dmem-peer-test-'));
+const built = buildPeer(cache);
+const peer: Peer | null = 'skipped' in built ? null : built;
+const skipReason = 'skipped' in built ? built.skipped : '';
+
+test.after(() => rmSync(cache, { recursive: true, force: true }));
+
+test('the peer builds into the cache folder and a second build takes the cached binary', () => {
+  if (!peer) { console.log(`skip: ${skipReason}`); return; }
+  assert.ok(peer.built, 'first build compiles');
+  assert.ok(peer.path.startsWith(cache));
+  assert.ok(peer.allocators.includes('malloc'));
+  const again = buildPeer(cache);
+  assert.ok(!('skipped' in again) && !again.built && again.path === peer.path);
+});
+
+test('the peer runs the frag pattern with 1 and 2 processes and prints well-formed JSON', () => {
+  if (!peer) { console.log(`skip: ${skipReason}`); return; }
+  for (const allocator of peer.allocators) {
+    for (const procs of [1, 2]) {
+      const r = runPeer<PeerFragResult>(peer, ['--allocator', allocator, '--pattern', 'frag', '--procs', String(procs), '--class', '2', '--epochs', '7', '--blocks', '20', '--churn', '5', '--seed', '3'], 60_000);
+      assert.is(r.allocator, allocator);
+      assert.is(r.pattern, 'frag');
+      assert.is(r.procs, procs);
+      assert.is(r.blockBytes, 4096 * 4);
+      assert.is(r.allocs, 7 * 5 * procs);
+      assert.is(r.frees, 7 * 5 * procs);
+      assert.is(r.latency.samples, Math.ceil((7 * 5) / 8) * procs, 'every 8th allocation timed');
+      assert.ok(r.loopMs > 0 && r.opsPerSec > 0);
+      assert.ok(r.latency.p50Ns > 0 && r.latency.p50Ns <= r.latency.p99Ns && r.latency.p99Ns <= r.latency.maxNs);
+      if (allocator === 'boost') assert.is(r.allFreed, true);
+    }
+  }
+});
+
+test('the peer runs the heap pattern and counts its pairs', () => {
+  if (!peer) { console.log(`skip: ${skipReason}`); return; }
+  for (const allocator of peer.allocators) {
+    const r = runPeer<PeerHeapResult>(peer, ['--allocator', allocator, '--pattern', 'heap', '--procs', '2', '--size', '256', '--live', '30', '--rounds', '4', '--churn', '10'], 60_000);
+    assert.is(r.pattern, 'heap');
+    assert.is(r.size, 256);
+    assert.is(r.pairs, 4 * 10 * 2);
+    assert.ok(r.nsPerPair > 0 && r.pairsPerSec > 0);
+  }
+});
+
+test('the peer rejects bad arguments with exit status 2 and a usage line', () => {
+  if (!peer) { console.log(`skip: ${skipReason}`); return; }
+  const r = spawnSync(peer.path, ['--allocator', 'malloc', '--pattern', 'frag', '--class', '12'], { encoding: 'utf8' });
+  assert.is(r.status, 2);
+  assert.match(r.stderr, /--class must be an integer from 0 to 9/);
+  const bad = spawnSync(peer.path, ['--allocator', 'tcmalloc'], { encoding: 'utf8' });
+  assert.is(bad.status, 2);
+});
+
+const TINY = ['--classes', '0', '--objects', '64', '--procs', '1', '--reps', '1', '--epochs', '5', '--blocks', '20', '--churn', '5', '--live', '20', '--rounds', '5'];
+
+test('dmem bench compare --json prints runs and cells with dmem and the peers', () => {
+  const r = spawnSync(process.execPath, [CLI, 'bench', 'compare', ...TINY, '--json'], { encoding: 'utf8', timeout: 120_000 });
+  assert.is(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const cells = lines.filter((l) => l.test === 'compare-cell');
+  assert.is(cells.length, 2);
+  const frag = cells.find((c) => c.workload === 'frag')!;
+  const heap = cells.find((c) => c.workload === 'heap')!;
+  assert.is(frag.unit, 'ops/s');
+  assert.is(heap.unit, 'ns/pair');
+  for (const c of [frag, heap]) {
+    assert.ok((c.dmem as number) > 0);
+    if (peer) {
+      assert.ok((c.malloc as number) > 0 && (c.dmemVsMalloc as number) > 0);
+      if (peer.allocators.includes('boost')) assert.ok((c.boost as number) > 0 && (c.dmemVsBoost as number) > 0);
+    } else {
+      assert.is(c.boost, null);
+    }
+  }
+  const runs = lines.filter((l) => l.test === 'compare' && 'side' in l);
+  assert.is(runs.length, 2 * (1 + (peer ? peer.allocators.length : 0)));
+});
+
+test('dmem bench compare prints one table with both sides and the ratios', () => {
+  const r = spawnSync(process.execPath, [CLI, 'bench', 'compare', ...TINY], { encoding: 'utf8', timeout: 120_000 });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /workload\s+procs\s+unit\s+dmem\s+Boost\s+malloc\s+dmem\/Boost\s+dmem\/malloc/);
+  assert.match(r.stdout, /class 0 \(4 KiB\)\s+1\s+ops\/s/);
+  assert.match(r.stdout, /heap 64 B\s+1\s+ns\/pair/);
+  if (peer?.allocators.includes('boost')) assert.match(r.stdout, /Boost 1\.\d+/);
+});
+
+test('without a peer, compare still runs dmem and reports why the peers were skipped', async () => {
+  const res = await runCompare({
+    classes: [1], objects: [128], procs: [1], reps: 1, epochs: 3, blocks: 10, churn: 4, live: 10, rounds: 3, heapChurn: 4, seed: 9,
+    peer: { skipped: 'no g++ in this test' },
+  });
+  assert.equal(res.skipped, { boost: 'no g++ in this test', malloc: 'no g++ in this test' });
+  assert.is(res.runs.length, 2);
+  assert.ok(res.runs.every((r) => r.side === 'dmem' && r.value > 0));
+  for (const c of res.cells) {
+    assert.is(c.boost, null);
+    assert.is(c.malloc, null);
+    assert.is(c.dmemVsBoost, null);
+    assert.ok(c.dmem > 0);
+  }
+});
+
+test.run();
