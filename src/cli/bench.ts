@@ -19,6 +19,7 @@ import { Output } from './output.js';
 import { progress } from './progress.js';
 import { withInterrupt } from './interrupt.js';
 import { addCompareCommand } from './compare.js';
+import { addChaosCommand } from './chaos.js';
 
 interface MicroFlags {
   pool?: string;
@@ -130,6 +131,7 @@ export function addBenchCommands(program: Command): void {
     });
 
   addCompareCommand(bench);
+  addChaosCommand(bench);
 }
 
 interface HeapFlags {

@@ -1,0 +1,129 @@
+/**
+ * A client process of the chaos run (src/bench/chaos.ts): churns blocks of
+ * random size classes and heap objects, stamps every chunk (every object)
+ * it holds with (client id, serial, index), and checks the stamps before
+ * each free and, in `survive` mode, of everything it holds on every pass.
+ * The driver pauses it (SIGSTOP, often past the lease) and kills it; a
+ * worker that finds itself fenced on resuming reports it and exits, as a
+ * real client would before opening the pool again.
+ *
+ * argv: pool name, mode (churn | survive), seed.
+ * Messages: {type: 'ready', clientId, pid}; {type: 'mismatch', detail} for
+ * every stamp found overwritten (a double hold); {type: 'fenced'} then exit
+ * 3; {type: 'done', allocs, frees, checks, mismatches} on 'stop'; {type:
+ * 'error', code, message} then exit 1.
+ */
+import { LeaseExpiredError, openPool } from '../index.js';
+
+const [name, mode, seedArg] = process.argv.slice(2);
+const CHUNK = 4096;
+const MAGIC = 0x43484153;
+const pool = await openPool(`shm:${name}`, { create: false, seed: Number(seedArg) });
+const id = pool.clientId;
+let x = (Number(seedArg) >>> 0) || 1;
+const next = (): number => {
+  x ^= x << 13; x >>>= 0;
+  x ^= x >>> 17;
+  x ^= x << 5; x >>>= 0;
+  return x;
+};
+
+/** A held block or heap object: its gaddr, how many 4 KiB stamps (0: one object stamp), its serial. */
+interface Held { g: number; chunks: number; serial: number; heap: boolean }
+const held: Held[] = [];
+const stamp = new Uint8Array(16);
+const sv = new DataView(stamp.buffer);
+const got = new Uint8Array(16);
+const gv = new DataView(got.buffer);
+let serial = 0;
+let allocs = 0;
+let frees = 0;
+let checks = 0;
+let mismatches = 0;
+let stopping = false;
+
+function stampAt(g: number, b: Held, k: number): void {
+  sv.setUint32(0, MAGIC, true);
+  sv.setUint32(4, id, true);
+  sv.setUint32(8, b.serial, true);
+  sv.setUint32(12, k, true);
+  pool.write(g, stamp);
+}
+
+function take(): Held {
+  const r = next();
+  const pick = r % 100;
+  let b: Held;
+  if (pick < 25) {
+    b = { g: pool.heap.alloc(64 + ((r >>> 8) % 1000)), chunks: 1, serial: ++serial, heap: true };
+  } else {
+    const cls = pick < 90 ? pick % 5 : pick < 99 ? 5 + (pick % 3) : 9;
+    b = { g: pool.allocClass(cls), chunks: 2 ** cls, serial: ++serial, heap: false };
+  }
+  allocs++;
+  for (let k = 0; k < b.chunks; k++) stampAt(b.g + k * CHUNK, b, k);
+  return b;
+}
+
+function check(b: Held): void {
+  for (let k = 0; k < b.chunks; k++) {
+    pool.readInto(b.g + k * CHUNK, got);
+    checks++;
+    if (gv.getUint32(0, true) !== MAGIC || gv.getUint32(4, true) !== id || gv.getUint32(8, true) !== b.serial || gv.getUint32(12, true) !== k) {
+      mismatches++;
+      process.send!({ type: 'mismatch', detail: `client ${id} (pid ${process.pid}): ${b.heap ? 'object' : 'block'} ${b.g} chunk ${k} holds client ${gv.getUint32(4, true)} serial ${gv.getUint32(8, true)}` });
+    }
+  }
+}
+
+function release(i: number): void {
+  const b = held[i];
+  check(b);
+  if (b.heap) pool.heap.free(b.g); else pool.free(b.g);
+  frees++;
+  held[i] = held[held.length - 1];
+  held.pop();
+}
+
+function exitWith(type: string, code: number, extra: object = {}): void {
+  process.send!({ type, ...extra }, () => process.exit(code));
+}
+
+function onError(e: unknown): void {
+  if (e instanceof LeaseExpiredError) { exitWith('fenced', 3); return; }
+  const err = e as { code?: string; message?: string };
+  exitWith('error', 1, { code: err.code ?? 'ERROR', message: `client ${id} (pid ${process.pid}): ${err.message ?? String(e)}` });
+}
+
+process.on('message', (m) => { if (m === 'stop') stopping = true; });
+
+function finish(): void {
+  try {
+    while (held.length > 0) release(held.length - 1);
+    pool.close();
+  } catch (e) {
+    onError(e);
+    return;
+  }
+  exitWith('done', 0, { allocs, frees, checks, mismatches });
+}
+
+const MAX_LIVE = mode === 'survive' ? 12 : 24;
+function pass(): void {
+  if (stopping) { finish(); return; }
+  try {
+    if (mode === 'survive') for (const b of held) check(b);
+    for (let op = 0; op < 8; op++) {
+      const r = next();
+      if (held.length >= MAX_LIVE || (held.length > 0 && (r & 1) === 0)) release((r >>> 1) % held.length);
+      else held.push(take());
+    }
+  } catch (e) {
+    onError(e);
+    return;
+  }
+  setTimeout(pass, mode === 'survive' ? 2 : 0);
+}
+
+process.send!({ type: 'ready', clientId: id, pid: process.pid });
+pass();
