@@ -11,7 +11,6 @@ import {
   NotAPoolError, PoolBusyError, PoolExhaustedError, RegionExistsError, RegionNotFoundError, VersionMismatchError,
 } from './errors.js';
 import type { Transport } from './transport.js';
-import { WindowedTransport } from './transports/windows.js';
 
 /** Status codes returned by the core (assembly/layout.ts). */
 export const Status = {
@@ -117,8 +116,8 @@ function readString(memory: WebAssembly.Memory, ptr: number): string {
  */
 export function coreImports(transport: Transport, memory: () => WebAssembly.Memory, onCrash: (point: number) => void = crashNow): WebAssembly.Imports {
   const t = transport;
-  const words = t instanceof WindowedTransport ? t.singleWindow() : null;
-  const windows = t instanceof WindowedTransport && !words ? t.windowArrays() : null;
+  const words = t.mapped?.singleWindow() ?? null;
+  const windows = t.mapped && !words ? t.mapped.windowArrays() : null;
   // Hot path: pools in memory bind the word ops straight to Atomics (a
   // window index and a subtraction for pools of several windows).
   let word;

@@ -56,6 +56,11 @@ export class TransportUnavailableError extends DmemError {
   constructor(message: string, options?: { cause?: unknown }) { super('TRANSPORT_UNAVAILABLE', message, options); }
 }
 
+/** A call on a transport after its `close()` (the memory is unmapped or the connection gone). */
+export class TransportClosedError extends DmemError {
+  constructor(message: string) { super('TRANSPORT_CLOSED', message); }
+}
+
 /** Pool metadata breaks an invariant of ../shared/DESIGN.md (found by a check, never silently repaired). */
 export class CorruptPoolError extends DmemError {
   constructor(message: string) { super('CORRUPT_POOL', message); }

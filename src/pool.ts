@@ -1,25 +1,36 @@
 /**
- * The public API over one memory node's pool (../shared/DESIGN.md, "client
- * API"): `openPool(uri)` creates or attaches, then alloc/free/read/write/
- * cas/faa by gaddr. In one-sided mode (memory, cxl-shm) the Wasm core runs
- * here, in the client, and every call is synchronous.
+ * One client's handle on one memory node's pool (docs/design.md, "Client
+ * API"): alloc/free/read/write/cas/faa by gaddr, and the facades of the
+ * pool's heap, named regions and epochs. In one-sided mode (memory, cxl-shm)
+ * the Wasm core runs here, in the client, and every call is synchronous.
+ *
+ * Where the rest lives:
+ *   src/open.ts    openPool(uri) and the transport registry
+ *   src/lease.ts   heartbeat, revocation watch and fencing of this client
+ *   src/admin.ts   decoders of the core's reports (census, stats, fsck, slots, orphans)
+ *   src/heap.ts, src/region.ts   the heap and region facades
  */
 import { hostname } from 'node:os';
 import { randomBytes, createHash } from 'node:crypto';
+import {
+  readCensus, readFsck, readGeometry, readOrphans, readReclaim, readSlot, readStats,
+  type ClientSlot, type ClientStats, type FsckReport, type OrphanRecord, type PoolCensus, type PoolGeometry, type ReclaimReport,
+} from './admin.js';
 import { Core, Geometry, Status, check } from './core.js';
 import { parseCrashPoint } from './crash.js';
-import {
-  DmemError, InvalidAddressError, InvalidArgumentError, LeaseExpiredError, NotAPoolError, PoolClosedError,
-} from './errors.js';
+import { DmemError, InvalidAddressError, InvalidArgumentError, NotAPoolError, PoolClosedError } from './errors.js';
 import { processStartTime } from './proc.js';
 import { MAX_NODE, nodeOf, offsetOf, toGaddr } from './gaddr.js';
 import { Heap } from './heap.js';
 import type { PoolInternals } from './internals.js';
+import { ClientLease } from './lease.js';
 import { RegionDirectory, type Region, type RegionInfo } from './region.js';
 import type { Transport } from './transport.js';
-import { memoryTransport } from './transports/memory.js';
-import { WindowedTransport } from './transports/windows.js';
-import { parseBytes } from './units.js';
+
+export { openPool } from './open.js';
+export type {
+  ClientSlot, ClientStats, FsckReport, OrphanRecord, PoolCensus, PoolGeometry, ReclaimReport,
+} from './admin.js';
 
 /** Options of `openPool` and `Pool.attach`. */
 export interface PoolOptions {
@@ -45,146 +56,11 @@ export interface PoolOptions {
   crashPoint?: string;
 }
 
-/** One client-table slot, as a lease monitor sees it. */
-export interface ClientSlot {
-  id: number;
-  state: 'free' | 'live' | 'revoked' | 'recovering';
-  gen: number;
-  pid: number;
-  /** Last lease renewal, ms since the Unix epoch. */
-  heartbeatMs: number;
-  /** Hash of the owner's host name (compare with `Pool.hostId`). */
-  hostId: bigint;
-  /** Owner process start time (clock ticks since boot), 0 if unknown. */
-  startTime: bigint;
-  /** The owner acknowledged the revocation of this generation (it is fenced). */
-  acknowledged: boolean;
-  /** While recovering: the recoverer's client id. */
-  recoverer: number;
-  /** While recovering: the recoverer's slot gen when it began (tells it from a later owner of its slot). */
-  recovererGen: number;
-}
-
-/** Allocated metadata that no live client owns (assembly/audit.ts). */
-export interface OrphanRecord {
-  /** 1 chunk bits of a span, 2 a whole-span header, 3 a LARGE section header. */
-  kind: 1 | 2 | 3;
-  /** Global span index (kinds 1, 2) or section index (kind 3). */
-  index: number;
-  /** The header word as seen; reclaim acts only if it is unchanged. */
-  word: bigint;
-}
-
-/** fsck's findings (docs/layout.md lists the invariants). */
-export interface FsckReport {
-  sections: number;
-  orphanChunks: number;
-  blocksOfDeadClients: number;
-  sealedSpansInChunkSections: number;
-  retiringSections: number;
-  unsealedSpansInFreeSections: number;
-  largeTailsWithoutHead: number;
-  hintMismatches: number;
-  entriesScanned: number;
-  repaired: number;
-  /** True when no invariant is broken (hint mismatches are not invariants). */
-  clean: boolean;
-}
-
-/** What one reclaim or recovery gave back. */
-export interface ReclaimReport {
-  blocks: number;
-  chunks: number;
-  spansUnsealed: number;
-  sectionsFixed: number;
-  /** Owner-log entries read. */
-  entriesScanned: number;
-  /** Operations the client left half done, completed or undone. */
-  inFlight: number;
-  /** Heap objects freed from slabs (handed out or cached by the client). */
-  objects: number;
-}
-
-/** The attached pool's geometry. Offsets are bytes from the pool start. */
-export interface PoolGeometry {
-  poolBytes: number;
-  sections: number;
-  sectionBytes: number;
-  chunkBytes: number;
-  dataOffset: number;
-  dataBytes: number;
-  maxClients: number;
-  layoutVersion: number;
-}
-
-/** This client's counters since it attached. */
-export interface ClientStats {
-  clientId: number;
-  allocs: number;
-  frees: number;
-  /** CAS issued (all paths) and alloc CAS that failed and were retried. */
-  cas: { attempts: number; retries: number; retriesPerAlloc: number; maxRetries: number };
-  /** Transport operations (load/store/CAS/bulk read) per alloc and per free. */
-  transportOps: { total: number; perAlloc: number; perFree: number };
-  /** Blocks allocated / freed by this client per size class 0..9; index 10 = blocks above 2 MiB. */
-  perClass: { allocated: number[]; freed: number[] };
-}
-
-/** Pool-wide census, read from metadata alone. */
-export interface PoolCensus {
-  sections: { total: number; free: number; chunk: number; large: number };
-  chunks: { total: number; free: number; held: number; orphan: number };
-  freeBytes: number;
-  /** Largest run of free chunks, in bytes (upper bound on one more allocation). */
-  largestFreeBytes: number;
-  /** External fragmentation, 1 - largestFree / free (0 = all free space in one run). */
-  fragmentation: number;
-  sealedSpans: number;
-  liveClients: number;
-  /** Per size class 0..9 and index 10 (above 2 MiB): blocks held and chunks they cover. */
-  perClass: Array<{ blocks: number; chunks: number }>;
-}
-
-const CHUNK_BYTES = 4096;
-const SECTION_BYTES = 2 * 1024 * 1024;
-
-/**
- * Opens a pool by URI, creating and formatting it when absent:
- *   `shm:NAME`          /dev/shm/dmem-NAME, shared by every process of the host
- *   `shm:/path`         a file on tmpfs or hugetlbfs (/dev/hugepages/...), or a devdax device (/dev/dax0.0)
- *   `memory:`           a private in-process pool (size required)
- * @throws InvalidArgumentError bad URI or options; NotAPoolError / VersionMismatchError for a
- *   file that is not a pool of this layout (nothing is written to it); TransportUnavailableError
- *   when the medium cannot be opened; ClientTableFullError
- */
-export async function openPool(uri: string, opts: PoolOptions = {}): Promise<Pool> {
-  const colon = uri.indexOf(':');
-  const scheme = colon < 0 ? '' : uri.slice(0, colon);
-  const rest = uri.slice(colon + 1);
-  const size = opts.size === undefined ? undefined : parseBytes(opts.size);
-  if (scheme === 'memory') {
-    if (size === undefined) throw new InvalidArgumentError('memory: pools need a size, e.g. openPool("memory:", { size: "64MiB" })');
-    return own(Pool.attach(memoryTransport(size), { ...opts, create: true }));
-  }
-  if (scheme === 'shm' || scheme === 'dax') {
-    if (rest === '') throw new InvalidArgumentError(`"${uri}" names no pool: write shm:NAME or shm:/path/to/file`);
-    const { openShm, removeShm } = await import('../plugins/cxl-shm/index.js');
-    const m = openShm(rest, { size, create: opts.create ?? true, windowBytes: opts.windowBytes });
-    try {
-      if (m.created && size === undefined) throw new InvalidArgumentError(`pool ${m.path} does not exist: give a size to create it`);
-      return own(Pool.attach(m.transport, { ...opts, create: m.created }));
-    } catch (e) {
-      m.transport.close();
-      if (m.created) removeShm(m.path);
-      throw e;
-    }
-  }
-  throw new InvalidArgumentError(`unknown pool URI "${uri}": use shm:NAME, shm:/path or memory:`);
-}
-
 /** Pools whose transport they opened themselves, and so close. */
 const owners = new WeakSet<Pool>();
-function own(pool: Pool): Pool {
+
+/** Marks `pool` as the owner of its transport: `close()` closes it too (src/open.ts). @internal */
+export function ownTransport(pool: Pool): Pool {
   owners.add(pool);
   return pool;
 }
@@ -200,36 +76,20 @@ export class Pool {
   private readonly dataOffset: number;
   private readonly dataEnd: number;
   private readonly base: number;
-  private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  /** Set once the lease was found revoked: every later call throws it. */
-  private fenced: LeaseExpiredError | null = null;
-  /** The low half of this client's slot owner word, watched on every call (null: transport without a view). */
-  private slotLow: Int32Array | null = null;
-  private liveLow = 0;
-  private ops = 0;
-  private renewAt = 0;
-  private renewEvery = 250;
-  /** The caller's heartbeatMs, or null to follow the lease (a quarter of it). */
-  private fixedHeartbeat: number | null = null;
-  private timerEvery = 0;
+  private readonly lease: ClientLease;
 
   /** What this Pool's heap, regions and epochs see of it (src/internals.ts). */
   private readonly internals: PoolInternals;
   private heapHandle: Heap | undefined;
   private epochDepth = 0;
 
-  private constructor(transport: Transport, core: Core, node: number) {
+  private constructor(transport: Transport, core: Core, node: number, heartbeatMs: number | null) {
     this.transport = transport;
     this.core = core;
     this.x = core.exports;
     this.node = node;
-    const g = (f: number) => this.x.geometry(f);
-    this.geometry = {
-      poolBytes: g(Geometry.poolBytes), sections: g(Geometry.sections), sectionBytes: SECTION_BYTES,
-      chunkBytes: CHUNK_BYTES, dataOffset: g(Geometry.dataOffset), dataBytes: g(Geometry.sections) * SECTION_BYTES,
-      maxClients: g(Geometry.maxClients), layoutVersion: this.x.layoutVersion(),
-    };
+    this.geometry = readGeometry(core);
     this.dataOffset = this.geometry.dataOffset;
     this.dataEnd = this.dataOffset + this.geometry.dataBytes;
     this.base = toGaddr(node, 0);
@@ -240,6 +100,7 @@ export class Pool {
       offset: (gaddr) => this.offset(gaddr),
       gaddr: (offset) => this.base + offset,
     };
+    this.lease = new ClientLease(core, transport, heartbeatMs);
   }
 
   /**
@@ -271,11 +132,7 @@ export class Pool {
       x.crashAt(id, skip);
     }
     check(x.register(process.pid, hostId(), processStartTime(process.pid) ?? 0n), 'register');
-    const pool = new Pool(transport, core, node);
-    pool.watchSlot();
-    pool.fixedHeartbeat = opts.heartbeatMs ?? null;
-    pool.schedule();
-    return pool;
+    return new Pool(transport, core, node, opts.heartbeatMs ?? null);
   }
 
   /** Hash of this host's name, as recorded in client slots. */
@@ -368,38 +225,13 @@ export class Pool {
   /** This client's counters (allocs, frees, CAS retries, transport ops per op). */
   stats(): ClientStats {
     this.guard();
-    const s = this.core.floats(this.x.stats(), 30);
-    const allocs = s[0];
-    const frees = s[1];
-    return {
-      clientId: this.clientId,
-      allocs, frees,
-      cas: { attempts: s[2], retries: s[3], retriesPerAlloc: allocs ? s[3] / allocs : 0, maxRetries: s[4] },
-      transportOps: { total: s[7], perAlloc: allocs ? s[5] / allocs : 0, perFree: frees ? s[6] / frees : 0 },
-      perClass: { allocated: Array.from(s.subarray(8, 19)), freed: Array.from(s.subarray(19, 30)) },
-    };
+    return readStats(this.core, this.clientId);
   }
 
   /** Pool-wide census from metadata (reads every header: O(pool size / 2 MiB) bulk reads). */
   census(): PoolCensus {
     this.live();
-    const s = this.core.floats(this.x.scanPool(), 30);
-    const total = this.geometry.sections * 512;
-    const perClass = [];
-    for (let c = 0; c <= 10; c++) perClass.push({ blocks: s[8 + c], chunks: s[19 + c] });
-    const held = perClass.reduce((a, p) => a + p.chunks, 0);
-    const freeBytes = s[3] * CHUNK_BYTES;
-    const largest = s[5] * CHUNK_BYTES;
-    return {
-      sections: { total: this.geometry.sections, free: s[0], chunk: s[1], large: s[2] },
-      chunks: { total, free: s[3], held, orphan: s[4] },
-      freeBytes,
-      largestFreeBytes: largest,
-      fragmentation: freeBytes > 0 ? 1 - largest / freeBytes : 0,
-      sealedSpans: s[6],
-      liveClients: s[7],
-      perClass,
-    };
+    return readCensus(this.core, this.geometry.sections);
   }
 
   /**
@@ -413,10 +245,10 @@ export class Pool {
   close(): number {
     if (this.closed) return 0;
     this.closed = true;
-    if (this.timer) clearInterval(this.timer);
+    this.lease.stop();
     let freed = 0;
     try {
-      if (this.fenced === null && this.slotIsOurs()) {
+      if (this.lease.fenced === null && this.lease.slotIsOurs()) {
         freed = this.core.floats(this.x.releaseHeld(), 1)[0];
         this.x.unregister();
       }
@@ -442,7 +274,7 @@ export class Pool {
     try {
       return await fn();
     } finally {
-      if (--this.epochDepth === 0 && !this.closed && this.fenced === null) this.x.epochExit();
+      if (--this.epochDepth === 0 && !this.closed && this.lease.fenced === null) this.x.epochExit();
     }
   }
 
@@ -484,9 +316,7 @@ export class Pool {
   setLeaseMs(ms: number): void {
     this.live();
     if (this.x.setLease(ms) !== 0) throw new InvalidArgumentError(`lease must be 10 .. 86400000 ms, got ${ms}`);
-    this.renewEvery = Math.max(5, Math.floor(ms / 4));
-    this.renewAt = Math.min(this.renewAt, Date.now() + this.renewEvery);
-    this.schedule();
+    this.lease.leaseChanged(ms);
   }
 
   /** Every slot of the client table (a monitor's view; reads 6 words per slot). */
@@ -499,14 +329,7 @@ export class Pool {
 
   /** Slot `id` of the client table. */
   clientSlot(id: number): ClientSlot {
-    const f = this.core.floats(this.x.slotInfo(id), 10);
-    const states = ['free', 'live', 'revoked', 'recovering'] as const;
-    return {
-      id, state: states[f[0]], gen: f[1], pid: f[2], heartbeatMs: f[3],
-      hostId: BigInt.asIntN(64, (BigInt(f[5]) << 32n) | BigInt(f[4])),
-      startTime: BigInt(f[6]), acknowledged: f[7] === 1, recoverer: f[8],
-      recovererGen: f[9],
-    };
+    return readSlot(this.core, id);
   }
 
   /**
@@ -528,19 +351,13 @@ export class Pool {
    */
   recoverClient(id: number, deadRecoverer = 0): ReclaimReport | null {
     this.guard();
-    const f = this.core.floats(this.x.recover(id, deadRecoverer), 8);
-    if (f[6] < 0) return null;
-    return { blocks: f[0], chunks: f[1], spansUnsealed: f[2], sectionsFixed: f[3], entriesScanned: f[4], inFlight: f[5], objects: f[7] };
+    return readReclaim(this.core, this.x.recover(id, deadRecoverer));
   }
 
   /** Lists allocated units no live client owns (at most 2048): in-flight operations or leaks. */
   scanOrphans(): OrphanRecord[] {
     this.guard();
-    const n = this.x.scanOrphans();
-    const w = this.core.words(this.x.orphanRecords(), n * 3);
-    const out: OrphanRecord[] = [];
-    for (let i = 0; i < n; i++) out.push({ kind: Number(w[i * 3]) as 1 | 2 | 3, index: Number(w[i * 3 + 1]), word: w[i * 3 + 2] });
-    return out;
+    return readOrphans(this.core, this.x.scanOrphans());
   }
 
   /**
@@ -560,15 +377,7 @@ export class Pool {
    */
   fsck(opts: { repair?: boolean } = {}): FsckReport {
     this.guard();
-    const f = this.core.floats(this.x.fsck(opts.repair ? 1 : 0), 10);
-    const r = {
-      sections: f[0], orphanChunks: f[1], blocksOfDeadClients: f[2], sealedSpansInChunkSections: f[3],
-      retiringSections: f[4], unsealedSpansInFreeSections: f[5], largeTailsWithoutHead: f[6], hintMismatches: f[7],
-      entriesScanned: f[8], repaired: f[9],
-    };
-    const broken = r.orphanChunks + r.blocksOfDeadClients + r.sealedSpansInChunkSections + r.retiringSections
-      + r.unsealedSpansInFreeSections + r.largeTailsWithoutHead;
-    return { ...r, clean: broken === 0 };
+    return readFsck(this.core, this.x.fsck(opts.repair ? 1 : 0));
   }
 
   private live(): void {
@@ -618,69 +427,14 @@ export class Pool {
   }
 
   /**
-   * Every call's entry check: closed, fenced, lease revoked (one Atomics.load
-   * of this client's slot word, ~7 ns), and every 64 calls a clock read to
-   * renew the lease while a caller loops without yielding to the event loop.
+   * Every call's entry check: closed, then the lease (src/lease.ts): fenced,
+   * revoked (one Atomics.load of this client's slot word, ~7 ns), and every
+   * 64 calls a clock read to renew the lease while a caller loops without
+   * yielding to the event loop.
    */
   private guard(): void {
     if (this.closed) throw new PoolClosedError('pool is closed');
-    if (this.fenced !== null) throw this.fenced;
-    if (this.slotLow !== null && Atomics.load(this.slotLow, 0) !== this.liveLow) this.fence();
-    if ((++this.ops & 63) === 0 && Date.now() >= this.renewAt) this.heartbeat();
-  }
-
-  private watchSlot(): void {
-    const off = this.x.geometry(Geometry.slotOffset);
-    const bytes = this.transport instanceof WindowedTransport ? this.transport.view(off, 8) : null;
-    if (bytes) {
-      this.slotLow = new Int32Array(bytes.buffer, bytes.byteOffset, 2);
-      this.liveLow = Atomics.load(this.slotLow, 0);
-    }
-    this.renewEvery = Math.max(5, Math.floor(this.x.lease() / 4));
-    this.renewAt = Date.now() + this.renewEvery;
-  }
-
-  /** True while this client's slot is LIVE in the generation it registered. */
-  private slotIsOurs(): boolean {
-    const id = this.clientId;
-    if (id <= 0) return false;
-    const slot = this.clientSlot(id);
-    return slot.state === 'live' && slot.gen === this.x.geometry(Geometry.slotGen);
-  }
-
-  /** Renews the lease, or fences this client if it was revoked. */
-  private heartbeat(): void {
-    if (this.closed || this.fenced !== null) return;
-    if (!this.slotIsOurs()) {
-      try { this.fence(); } catch { /* recorded in this.fenced */ }
-      return;
-    }
-    this.x.renew();
-    this.renewEvery = Math.max(5, Math.floor(this.x.lease() / 4));
-    this.renewAt = Date.now() + this.renewEvery;
-    this.schedule();
-  }
-
-  /** (Re)starts the idle heartbeat timer when its period no longer matches the lease. */
-  private schedule(): void {
-    const every = this.fixedHeartbeat ?? this.renewEvery;
-    if (every === this.timerEvery || this.closed) return;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    this.timerEvery = every;
-    if (every <= 0) return;
-    this.timer = setInterval(() => this.heartbeat(), every);
-    this.timer.unref();
-  }
-
-  /** The slot is no longer ours: acknowledge (so recovery may proceed) and refuse every later call. */
-  private fence(): never {
-    const id = this.clientId;
-    const slot = this.clientSlot(id);
-    if (slot.state === 'revoked' && slot.gen === this.x.geometry(Geometry.slotGen)) this.x.acknowledgeRevoked();
-    if (this.timer) clearInterval(this.timer);
-    this.fenced = new LeaseExpiredError(`client ${id}'s lease expired (no renewal within ${this.x.lease()} ms) and was revoked; its memory is reclaimed: open the pool again to continue`);
-    throw this.fenced;
+    this.lease.check();
   }
 
   private offset(gaddr: number): number {

@@ -11,7 +11,6 @@ import {
   InvalidAddressError, InvalidArgumentError, RegionNotFoundError, TransportUnavailableError,
 } from './errors.js';
 import type { PoolInternals } from './internals.js';
-import { WindowedTransport } from './transports/windows.js';
 import { parseBytes } from './units.js';
 
 /** Longest region name, in bytes of UTF-8. */
@@ -102,10 +101,10 @@ export class Region implements RegionInfo {
   map(): Uint8Array {
     this.p.guard();
     const t = this.p.transport;
-    if (!(t instanceof WindowedTransport)) {
+    if (t.mapped === undefined) {
       throw new TransportUnavailableError(`region "${this.name}": the ${t.kind} transport does not map pool memory into this process, so map() has nothing to give; use region.read/write`);
     }
-    const view = t.view(this.offset, this.bytes);
+    const view = t.mapped.view(this.offset, this.bytes);
     if (view === null) {
       throw new TransportUnavailableError(`region "${this.name}" (${this.bytes} B at pool offset ${this.offset}) straddles two mapping windows of the ${t.kind} transport; open the pool with a larger windowBytes to map it, or use region.read/write`);
     }

@@ -49,8 +49,7 @@
  * it. Touching a page of a sparse tmpfs pool when /dev/shm is full, or after
  * another process truncated the file, raises SIGBUS.
  */
-import { InvalidArgumentError, TransportUnavailableError } from '../../src/errors.js';
-import { WindowedTransport } from '../../src/transports/windows.js';
+import { InvalidArgumentError, TransportUnavailableError, WindowedTransport } from 'dmem/transport';
 import {
   O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, SyscallError,
   closeFile, describeFd, describeFilesystem, describePath, ensureLibc, mapShared, openFile, pageSize, truncateFile, unlinkFile, unmap, viewOf,

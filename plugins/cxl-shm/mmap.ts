@@ -28,7 +28,7 @@
  */
 import { createRequire } from 'node:module';
 import { fstatSync, lstatSync, statfsSync } from 'node:fs';
-import { TransportUnavailableError } from '../../src/errors.js';
+import { TransportUnavailableError } from 'dmem/transport';
 
 type Koffi = typeof import('koffi').default;
 

@@ -1,0 +1,123 @@
+/**
+ * Opening a pool by URI, and the transport registry: the one module that
+ * names transport plugins. `openPool("SCHEME:ADDRESS")` looks the scheme up,
+ * lets its opener reach the medium (map a file, connect to a server), and
+ * attaches a Pool to the transport it returns; the Pool then owns the
+ * transport and closes it with itself.
+ *
+ * Schemes registered here:
+ *   `memory:`            a private in-process pool (src/transports/memory.ts)
+ *   `shm:NAME`           /dev/shm/dmem-NAME, shared by every process of the host (plugins/cxl-shm)
+ *   `shm:/path`, `dax:/path`  a file on tmpfs or hugetlbfs, or a devdax device (plugins/cxl-shm)
+ * Remote transports register theirs the same way, each in one line below:
+ * `tcp:HOST:PORT`, `unix:/path`, `verbs:DEVICE/...`, and `ofi+PROVIDER:...`
+ * (a scheme with a `+` falls back to the opener registered for its family,
+ * "ofi+", when no opener is registered for the whole scheme).
+ *
+ * Plugins are loaded with a dynamic import on first use, so a process that
+ * never opens `shm:` never loads koffi.
+ */
+import { InvalidArgumentError } from './errors.js';
+import { Pool, ownTransport, type PoolOptions } from './pool.js';
+import type { Transport } from './transport.js';
+import { memoryTransport } from './transports/memory.js';
+import { parseBytes } from './units.js';
+
+/** What a transport opener hands back to `openPool`. */
+export interface OpenedTransport {
+  /** The medium; `openPool` closes it when attaching fails, the Pool closes it otherwise. */
+  transport: Transport;
+  /** True when the medium is new and empty and this opener claimed it: the Pool formats it. */
+  created: boolean;
+  /** Undoes the creation (removes a created file) when formatting or attaching fails. */
+  discard?: () => void;
+}
+
+/**
+ * Reaches the medium of one URI scheme.
+ * @param address the URI after the first ':' ("demo" for "shm:demo")
+ * @param opts openPool's options, with `size` already parsed into bytes
+ * @param uri the whole URI, for messages
+ */
+export type TransportOpener = (
+  address: string,
+  opts: PoolOptions & { size?: number },
+  uri: string,
+) => Promise<OpenedTransport> | OpenedTransport;
+
+const openers = new Map<string, TransportOpener>();
+
+/**
+ * Registers (or replaces) the opener of URI scheme `scheme` (lower case,
+ * without the colon: "tcp", "verbs"; "ofi+" for a family of schemes).
+ * @throws InvalidArgumentError for a malformed scheme or a non-function opener
+ */
+export function registerTransport(scheme: string, opener: TransportOpener): void {
+  if (typeof scheme !== 'string' || !/^[a-z][a-z0-9.-]*\+?(?:[a-z0-9.-]+)?$/.test(scheme)) {
+    throw new InvalidArgumentError(`registerTransport: scheme must be lower-case letters, digits, '.', '-' and at most one '+', got ${JSON.stringify(scheme)}`);
+  }
+  if (typeof opener !== 'function') throw new InvalidArgumentError(`registerTransport("${scheme}"): opener must be a function`);
+  openers.set(scheme, opener);
+}
+
+/** The URI schemes `openPool` knows, sorted ("ofi+" stands for every "ofi+PROVIDER"). */
+export function transportSchemes(): string[] {
+  return [...openers.keys()].sort();
+}
+
+/**
+ * Opens a pool by URI, creating and formatting it when absent:
+ *   `shm:NAME`          /dev/shm/dmem-NAME, shared by every process of the host
+ *   `shm:/path`         a file on tmpfs or hugetlbfs (/dev/hugepages/...), or a devdax device (/dev/dax0.0)
+ *   `memory:`           a private in-process pool (size required)
+ * and whatever other scheme was registered (`registerTransport`).
+ * @param uri "SCHEME:ADDRESS"
+ * @param opts see PoolOptions; `size` (bytes or "64MiB") is needed only to create
+ * @throws InvalidArgumentError bad URI or options; NotAPoolError / VersionMismatchError for a
+ *   file that is not a pool of this layout (nothing is written to it); CorruptPoolError for a
+ *   pool whose superblock does not match its medium (a truncated file: the message names both
+ *   sizes); TransportUnavailableError when the medium cannot be opened; ClientTableFullError
+ */
+export async function openPool(uri: string, opts: PoolOptions = {}): Promise<Pool> {
+  if (typeof uri !== 'string') throw new InvalidArgumentError(`openPool: uri must be a string such as "shm:NAME" or "memory:", got ${describe(uri)}`);
+  if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError(`openPool("${uri}"): options must be an object, got ${describe(opts)}`);
+  const colon = uri.indexOf(':');
+  const scheme = colon < 0 ? '' : uri.slice(0, colon);
+  const opener = openers.get(scheme) ?? (scheme.includes('+') ? openers.get(scheme.slice(0, scheme.indexOf('+') + 1)) : undefined);
+  if (opener === undefined) {
+    throw new InvalidArgumentError(`unknown pool URI "${uri}": use ${transportSchemes().map((s) => `${s}...`).join(', ')}`);
+  }
+  const size = opts.size === undefined ? undefined : parseBytes(opts.size);
+  const opened = await opener(uri.slice(colon + 1), { ...opts, size }, uri);
+  try {
+    return ownTransport(Pool.attach(opened.transport, { ...opts, create: opened.created }));
+  } catch (e) {
+    opened.transport.close();
+    if (opened.created) opened.discard?.();
+    throw e;
+  }
+}
+
+/** A value as an error message shows it. */
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'bigint') return `${v}n`;
+  if (v === null || typeof v !== 'object') return String(v);
+  return Array.isArray(v) ? 'an array' : `a ${v.constructor?.name ?? 'object'}`;
+}
+
+// ---------------------------------------------------------------- the registry
+
+registerTransport('memory', (_address, opts) => {
+  if (opts.size === undefined) throw new InvalidArgumentError('memory: pools need a size, e.g. openPool("memory:", { size: "64MiB" })');
+  return { transport: memoryTransport(opts.size), created: true };
+});
+
+const openShmTransport: TransportOpener = async (address, opts, uri) => {
+  if (address === '') throw new InvalidArgumentError(`"${uri}" names no pool: write shm:NAME or shm:/path/to/file`);
+  const { openShm, removeShm } = await import('../plugins/cxl-shm/index.js');
+  const m = openShm(address, { size: opts.size, create: opts.create ?? true, windowBytes: opts.windowBytes });
+  return { transport: m.transport, created: m.created, discard: () => { removeShm(m.path); } };
+};
+registerTransport('shm', openShmTransport);
+registerTransport('dax', openShmTransport);
