@@ -5,12 +5,13 @@
  * its own memory and returns a pointer (docs/abi.md lists the blocks); this
  * module reads them and nothing else: no lease, no fencing, no decisions.
  */
-import { Geometry, type Core } from './core.js';
+import {
+  CensusField as C, FsckField as F, Geometry, Layout, Orphan, ReclaimField as R, SlotField as S, SlotState, StatsField as T,
+} from './abi.js';
+import type { Core } from './core.js';
 
-const CHUNK_BYTES = 4096;
-const SECTION_BYTES = 2 * 1024 * 1024;
-/** Chunks per 2 MiB section. */
-const SECTION_CHUNKS = SECTION_BYTES / CHUNK_BYTES;
+/** Size classes 0..9 and blocks above 2 MiB: the length of every per-class run. */
+const CLASS_SLOTS = Layout.maxClass + 2;
 
 /** One client-table slot, as a lease monitor sees it. */
 export interface ClientSlot {
@@ -112,85 +113,95 @@ export interface PoolCensus {
   perClass: Array<{ blocks: number; chunks: number }>;
 }
 
-const SLOT_STATES = ['free', 'live', 'revoked', 'recovering'] as const;
+const SLOT_STATES: ClientSlot['state'][] = [];
+for (const [name, v] of Object.entries(SlotState)) SLOT_STATES[v] = name as ClientSlot['state'];
 
 /** The attached pool's geometry (geometry(i) of the core). */
 export function readGeometry(core: Core): PoolGeometry {
   const g = (f: number): number => core.exports.geometry(f);
   return {
-    poolBytes: g(Geometry.poolBytes), sections: g(Geometry.sections), sectionBytes: SECTION_BYTES,
-    chunkBytes: CHUNK_BYTES, dataOffset: g(Geometry.dataOffset), dataBytes: g(Geometry.sections) * SECTION_BYTES,
+    poolBytes: g(Geometry.poolBytes), sections: g(Geometry.sections), sectionBytes: Layout.sectionBytes,
+    chunkBytes: Layout.chunkBytes, dataOffset: g(Geometry.dataOffset), dataBytes: g(Geometry.sections) * Layout.sectionBytes,
     maxClients: g(Geometry.maxClients), layoutVersion: core.exports.layoutVersion(),
   };
 }
 
-/** This client's counters (the core's stats() block, 30 f64). */
+/** This client's counters (the core's stats() block). */
 export function readStats(core: Core, clientId: number): ClientStats {
-  const s = core.floats(core.exports.stats(), 30);
-  const allocs = s[0];
-  const frees = s[1];
+  const s = core.floats(core.exports.stats(), T.fields);
+  const allocs = s[T.allocs];
+  const frees = s[T.frees];
+  const retries = s[T.casRetries];
   return {
     clientId,
     allocs, frees,
-    cas: { attempts: s[2], retries: s[3], retriesPerAlloc: allocs ? s[3] / allocs : 0, maxRetries: s[4] },
-    transportOps: { total: s[7], perAlloc: allocs ? s[5] / allocs : 0, perFree: frees ? s[6] / frees : 0 },
-    perClass: { allocated: Array.from(s.subarray(8, 19)), freed: Array.from(s.subarray(19, 30)) },
+    cas: { attempts: s[T.casAttempts], retries, retriesPerAlloc: allocs ? retries / allocs : 0, maxRetries: s[T.maxRetries] },
+    transportOps: { total: s[T.ops], perAlloc: allocs ? s[T.allocOps] / allocs : 0, perFree: frees ? s[T.freeOps] / frees : 0 },
+    perClass: {
+      allocated: Array.from(s.subarray(T.allocatedPerClass, T.allocatedPerClass + CLASS_SLOTS)),
+      freed: Array.from(s.subarray(T.freedPerClass, T.freedPerClass + CLASS_SLOTS)),
+    },
   };
 }
 
-/** Pool-wide census (the core's scanPool() block, 30 f64). */
+/** Pool-wide census (the core's scanPool() block). */
 export function readCensus(core: Core, sections: number): PoolCensus {
-  const s = core.floats(core.exports.scanPool(), 30);
+  const s = core.floats(core.exports.scanPool(), C.fields);
   const perClass = [];
-  for (let c = 0; c <= 10; c++) perClass.push({ blocks: s[8 + c], chunks: s[19 + c] });
+  for (let c = 0; c < CLASS_SLOTS; c++) perClass.push({ blocks: s[C.blocksPerClass + c], chunks: s[C.chunksPerClass + c] });
   const held = perClass.reduce((a, p) => a + p.chunks, 0);
-  const freeBytes = s[3] * CHUNK_BYTES;
-  const largest = s[5] * CHUNK_BYTES;
+  const freeBytes = s[C.freeChunks] * Layout.chunkBytes;
+  const largest = s[C.largestFreeChunks] * Layout.chunkBytes;
   return {
-    sections: { total: sections, free: s[0], chunk: s[1], large: s[2] },
-    chunks: { total: sections * SECTION_CHUNKS, free: s[3], held, orphan: s[4] },
+    sections: { total: sections, free: s[C.freeSections], chunk: s[C.chunkSections], large: s[C.largeSections] },
+    chunks: { total: sections * Layout.sectionSpans * Layout.spanChunks, free: s[C.freeChunks], held, orphan: s[C.orphanChunks] },
     freeBytes,
     largestFreeBytes: largest,
     fragmentation: freeBytes > 0 ? 1 - largest / freeBytes : 0,
-    sealedSpans: s[6],
-    liveClients: s[7],
+    sealedSpans: s[C.sealedSpans],
+    liveClients: s[C.liveClients],
     perClass,
   };
 }
 
-/** Slot `id` of the client table (the core's slotInfo(id) block, 10 f64). */
+/** Slot `id` of the client table (the core's slotInfo(id) block). */
 export function readSlot(core: Core, id: number): ClientSlot {
-  const f = core.floats(core.exports.slotInfo(id), 10);
+  const f = core.floats(core.exports.slotInfo(id), S.fields);
   return {
-    id, state: SLOT_STATES[f[0]], gen: f[1], pid: f[2], heartbeatMs: f[3],
-    hostId: BigInt.asIntN(64, (BigInt(f[5]) << 32n) | BigInt(f[4])),
-    startTime: BigInt(f[6]), acknowledged: f[7] === 1, recoverer: f[8],
-    recovererGen: f[9],
+    id, state: SLOT_STATES[f[S.state]], gen: f[S.gen], pid: f[S.pid], heartbeatMs: f[S.heartbeatMs],
+    hostId: BigInt.asIntN(64, (BigInt(f[S.hostHigh]) << 32n) | BigInt(f[S.hostLow])),
+    startTime: BigInt(f[S.startTime]), acknowledged: f[S.acknowledged] === 1, recoverer: f[S.recoverer],
+    recovererGen: f[S.recovererGen],
   };
 }
 
-/** A recover()/releaseHeld() counter block (8 f64), or null when [6] reports a refused recovery. */
+/** A recover()/releaseHeld() counter block, or null when its status reports a refused recovery. */
 export function readReclaim(core: Core, ptr: number): ReclaimReport | null {
-  const f = core.floats(ptr, 8);
-  if (f[6] < 0) return null;
-  return { blocks: f[0], chunks: f[1], spansUnsealed: f[2], sectionsFixed: f[3], entriesScanned: f[4], inFlight: f[5], objects: f[7] };
+  const f = core.floats(ptr, R.fields);
+  if (f[R.status] < 0) return null;
+  return {
+    blocks: f[R.blocks], chunks: f[R.chunks], spansUnsealed: f[R.spansUnsealed], sectionsFixed: f[R.sectionsFixed],
+    entriesScanned: f[R.entriesScanned], inFlight: f[R.inFlight], objects: f[R.objects],
+  };
 }
 
-/** The records of the last scanOrphans() (`n` of them, 3 i64 each). */
+/** The records of the last scanOrphans() (`n` of them). */
 export function readOrphans(core: Core, n: number): OrphanRecord[] {
-  const w = core.words(core.exports.orphanRecords(), n * 3);
+  const k = Orphan.recordWords;
+  const w = core.words(core.exports.orphanRecords(), n * k);
   const out: OrphanRecord[] = [];
-  for (let i = 0; i < n; i++) out.push({ kind: Number(w[i * 3]) as 1 | 2 | 3, index: Number(w[i * 3 + 1]), word: w[i * 3 + 2] });
+  for (let i = 0; i < n; i++) out.push({ kind: Number(w[i * k]) as 1 | 2 | 3, index: Number(w[i * k + 1]), word: w[i * k + 2] });
   return out;
 }
 
-/** An fsck() counter block (10 f64) as a report. */
+/** An fsck() counter block as a report. */
 export function readFsck(core: Core, ptr: number): FsckReport {
-  const f = core.floats(ptr, 10);
+  const f = core.floats(ptr, F.fields);
   const r = {
-    sections: f[0], orphanChunks: f[1], blocksOfDeadClients: f[2], sealedSpansInChunkSections: f[3],
-    retiringSections: f[4], unsealedSpansInFreeSections: f[5], largeTailsWithoutHead: f[6], hintMismatches: f[7],
-    entriesScanned: f[8], repaired: f[9],
+    sections: f[F.sections], orphanChunks: f[F.orphanChunks], blocksOfDeadClients: f[F.blocksOfDeadClients],
+    sealedSpansInChunkSections: f[F.sealedSpansInChunkSections], retiringSections: f[F.retiringSections],
+    unsealedSpansInFreeSections: f[F.unsealedSpansInFreeSections], largeTailsWithoutHead: f[F.largeTailsWithoutHead],
+    hintMismatches: f[F.hintMismatches], entriesScanned: f[F.entriesScanned], repaired: f[F.repaired],
   };
   const broken = r.orphanChunks + r.blocksOfDeadClients + r.sealedSpansInChunkSections + r.retiringSections
     + r.unsealedSpansInFreeSections + r.largeTailsWithoutHead;

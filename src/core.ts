@@ -4,30 +4,12 @@
  * is compiled once per process; each `Core` is one instance, serving one
  * client, so several clients can live in one process over one transport.
  */
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { Layout, Status, compiledCore } from './abi.js';
 import {
   ClientTableFullError, CorruptPoolError, DmemError, DoubleFreeError, InvalidAddressError, InvalidArgumentError,
   NotAPoolError, PoolBusyError, PoolExhaustedError, RegionExistsError, RegionNotFoundError, VersionMismatchError,
 } from './errors.js';
 import type { Transport } from './transport.js';
-
-/** Status codes returned by the core (assembly/layout.ts). */
-export const Status = {
-  OK: 0,
-  NOT_A_POOL: -1,
-  VERSION: -2,
-  CORRUPT: -3,
-  EXHAUSTED: -4,
-  INVALID_ADDRESS: -5,
-  DOUBLE_FREE: -6,
-  INVALID_ARGUMENT: -7,
-  CLIENT_TABLE_FULL: -8,
-  NOT_ATTACHED: -9,
-  EXISTS: -10,
-  NOT_FOUND: -11,
-  BUSY: -12,
-} as const;
 
 /** The core's exports, as docs/abi.md describes them. */
 export interface CoreExports {
@@ -78,29 +60,6 @@ export interface CoreExports {
 /** Raised when the core traps on a failed assert (debug build only). */
 export class CoreAbortError extends DmemError {
   constructor(message: string) { super('CORE_ABORT', message); }
-}
-
-const modules = new Map<string, WebAssembly.Module>();
-
-/** Path of the core build: release, or debug with asserts on. */
-export function corePath(debug = false): string {
-  return fileURLToPath(new URL(`../../build/dmem${debug ? '.debug' : ''}.wasm`, import.meta.url));
-}
-
-function compiled(debug: boolean): WebAssembly.Module {
-  const path = corePath(debug);
-  let mod = modules.get(path);
-  if (!mod) {
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      bytes = new Uint8Array(readFileSync(path));
-    } catch (cause) {
-      throw new DmemError('CORE_MISSING', `the Wasm core ${path} is missing: run \`npm run build\``, { cause });
-    }
-    mod = new WebAssembly.Module(bytes);
-    modules.set(path, mod);
-  }
-  return mod;
 }
 
 /** Reads the AssemblyScript string at `ptr` (UTF-16, length in bytes at ptr - 4). */
@@ -180,13 +139,6 @@ function crashNow(): void {
   process.kill(process.pid, 'SIGKILL');
 }
 
-/** Fields of `geometry(i)`. */
-export const Geometry = {
-  poolBytes: 0, sections: 1, maxClients: 2, dataOffset: 3, clientTableOffset: 4,
-  sectionHeaderOffset: 5, spanHeaderOffset: 6, ownerLogOffset: 7, clientId: 8, headerBytes: 9,
-  slotOffset: 10, slotGen: 11,
-} as const;
-
 /** One instance of the core bound to a transport. */
 export class Core {
   readonly exports: CoreExports;
@@ -199,7 +151,7 @@ export class Core {
    */
   constructor(transport: Transport, seed: bigint, debug = false) {
     let mem: WebAssembly.Memory | undefined;
-    const instance = new WebAssembly.Instance(compiled(debug), coreImports(transport, () => mem!));
+    const instance = new WebAssembly.Instance(compiledCore(debug), coreImports(transport, () => mem!));
     this.exports = instance.exports as unknown as CoreExports;
     mem = this.exports.memory;
     let view = new Float64Array(mem.buffer);
@@ -242,4 +194,6 @@ export function check(r: number, what: string): number {
 }
 
 /** Layout version of the pools this build reads and writes (assembly/layout.ts). */
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = Layout.version;
+
+export { Status, Geometry, corePath } from './abi.js';

@@ -5,6 +5,7 @@
  * per-client cache (assembly/heap.ts), so the common alloc makes no shared
  * CAS; larger ones are chunk blocks (FineMem's allocator).
  */
+import { HeapCensusField as H, Layout } from './abi.js';
 import { check } from './core.js';
 import { InvalidArgumentError } from './errors.js';
 import type { PoolInternals } from './internals.js';
@@ -37,8 +38,6 @@ export interface HeapStats {
   /** Objects in this client's caches. */
   cachedHere: number;
 }
-
-const SLAB_BYTES = 64 * 1024;
 
 /** One client's view of the pool's object heap. Get it as `pool.heap`. */
 export class Heap {
@@ -122,12 +121,15 @@ export class Heap {
   /** Pool-wide heap census, from slab metadata (reads every slab's bitmap and tags). */
   stats(): HeapStats {
     this.p.guard();
-    const f = this.p.core.floats(this.x.heapCensus(), 4 * this.classSizes.length);
-    const perClass: HeapClassStats[] = this.classSizes.map((size, k) => ({
-      objectBytes: size, objectsPerSlab: this.x.heapClassObjects(k),
-      slabs: f[4 * k], objects: f[4 * k + 1], cached: f[4 * k + 2], requestedBytes: f[4 * k + 3],
-    }));
-    const slabBytes = perClass.reduce((a, c) => a + c.slabs, 0) * SLAB_BYTES;
+    const f = this.p.core.floats(this.x.heapCensus(), H.fields * this.classSizes.length);
+    const perClass: HeapClassStats[] = this.classSizes.map((size, k) => {
+      const at = H.fields * k;
+      return {
+        objectBytes: size, objectsPerSlab: this.x.heapClassObjects(k),
+        slabs: f[at + H.slabs], objects: f[at + H.objects], cached: f[at + H.cached], requestedBytes: f[at + H.requestedBytes],
+      };
+    });
+    const slabBytes = perClass.reduce((a, c) => a + c.slabs, 0) * Layout.slabBytes;
     const reservedBytes = perClass.reduce((a, c) => a + c.objects * c.objectBytes, 0);
     const requestedBytes = perClass.reduce((a, c) => a + c.requestedBytes, 0);
     return {

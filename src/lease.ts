@@ -18,7 +18,8 @@
  * waiting for a timeout), stops its timer, and every later call throws the
  * same LeaseExpiredError. A fenced client never writes pool metadata again.
  */
-import { Geometry, type Core } from './core.js';
+import { Geometry } from './abi.js';
+import type { Core } from './core.js';
 import { readSlot } from './admin.js';
 import { LeaseExpiredError } from './errors.js';
 import type { Transport } from './transport.js';

@@ -16,7 +16,8 @@ import {
   readCensus, readFsck, readGeometry, readOrphans, readReclaim, readSlot, readStats,
   type ClientSlot, type ClientStats, type FsckReport, type OrphanRecord, type PoolCensus, type PoolGeometry, type ReclaimReport,
 } from './admin.js';
-import { Core, Geometry, Status, check } from './core.js';
+import { Geometry, Layout, Status } from './abi.js';
+import { Core, check } from './core.js';
 import { parseCrashPoint } from './crash.js';
 import { DmemError, InvalidAddressError, InvalidArgumentError, NotAPoolError, PoolClosedError } from './errors.js';
 import { processStartTime } from './proc.js';
@@ -117,7 +118,7 @@ export class Pool {
     const x = core.exports;
     if (opts.create) {
       const clients = opts.clients ?? 256;
-      if (!Number.isInteger(clients) || clients < 1 || clients > 4093) throw new InvalidArgumentError(`clients must be 1..4093, got ${clients}`);
+      if (!Number.isInteger(clients) || clients < 1 || clients > Layout.maxClients) throw new InvalidArgumentError(`clients must be 1..${Layout.maxClients}, got ${clients}`);
       const r = x.format(transport.size, clients);
       if (r === Status.INVALID_ARGUMENT) {
         throw new InvalidArgumentError(`cannot format a pool of ${transport.size} bytes with ${clients} clients: it needs at least one 2 MiB section plus metadata, and the medium must not already hold a pool`);
@@ -315,7 +316,7 @@ export class Pool {
    */
   setLeaseMs(ms: number): void {
     this.live();
-    if (this.x.setLease(ms) !== 0) throw new InvalidArgumentError(`lease must be 10 .. 86400000 ms, got ${ms}`);
+    if (this.x.setLease(ms) !== 0) throw new InvalidArgumentError(`lease must be ${Layout.minLeaseMs} .. ${Layout.maxLeaseMs} ms, got ${ms}`);
     this.lease.leaseChanged(ms);
   }
 

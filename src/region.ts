@@ -6,7 +6,8 @@
  * alone, and `pool.free` refuses it). The directory, its locking and the
  * crash argument are in assembly/region.ts and docs/regions.md.
  */
-import { Geometry, Status, check, type CoreExports } from './core.js';
+import { Geometry, Layout, RegionResult, Status } from './abi.js';
+import { check, type CoreExports } from './core.js';
 import {
   InvalidAddressError, InvalidArgumentError, RegionNotFoundError, TransportUnavailableError,
 } from './errors.js';
@@ -14,9 +15,7 @@ import type { PoolInternals } from './internals.js';
 import { parseBytes } from './units.js';
 
 /** Longest region name, in bytes of UTF-8. */
-export const REGION_NAME_MAX = 40;
-
-const SECTION_BYTES = 2 * 1024 * 1024;
+export const REGION_NAME_MAX = RegionResult.nameMax;
 
 /** What `Pool.listRegions` reports of one region. */
 export interface RegionInfo {
@@ -154,7 +153,7 @@ export class RegionDirectory {
    */
   create(name: string, bytes: number | string): Region {
     const size = parseBytes(bytes);
-    const dataBytes = this.x.geometry(Geometry.sections) * SECTION_BYTES;
+    const dataBytes = this.x.geometry(Geometry.sections) * Layout.sectionBytes;
     if (size < 1 || size > dataBytes) {
       throw new InvalidArgumentError(`region "${name}": size must be 1 B .. the pool's ${dataBytes} B of data, got ${size} B`);
     }
@@ -234,8 +233,10 @@ export class RegionDirectory {
   /** The result block of the last regionOpen / regionNext. */
   private result(): { name: string; bytes: number; offset: number } {
     const ptr = this.x.regionResult();
-    const [offset, bytes] = this.p.core.floats(ptr, 2);
-    const raw = new Uint8Array(this.x.memory.buffer, ptr + 16, REGION_NAME_MAX);
+    const f = this.p.core.floats(ptr, 2);
+    const offset = f[RegionResult.offset];
+    const bytes = f[RegionResult.bytes];
+    const raw = new Uint8Array(this.x.memory.buffer, ptr + RegionResult.nameAt, REGION_NAME_MAX);
     const end = raw.indexOf(0);
     return { name: decoder.decode(raw.subarray(0, end < 0 ? REGION_NAME_MAX : end)), bytes, offset };
   }
