@@ -17,9 +17,10 @@
  * Plugins are loaded with a dynamic import on first use, so a process that
  * never opens `shm:` never loads koffi.
  */
+import { show } from './args.js';
 import { InvalidArgumentError } from './errors.js';
-import { Pool, ownTransport, type PoolOptions } from './pool.js';
-import type { Transport } from './transport.js';
+import { Pool, checkPoolOptions, ownTransport, type PoolOptions } from './pool.js';
+import { FORMAT_CLAIM, type Transport } from './transport.js';
 import { memoryTransport } from './transports/memory.js';
 import { parseBytes } from './units.js';
 
@@ -29,8 +30,10 @@ export interface OpenedTransport {
   transport: Transport;
   /** True when the medium is new and empty and this opener claimed it: the Pool formats it. */
   created: boolean;
-  /** Undoes the creation (removes a created file) when formatting or attaching fails. */
+  /** Undoes the creation (removes a created file, drops a format claim) when formatting or attaching fails; called before close. */
   discard?: () => void;
+  /** The file, device or peer, as error messages name it. */
+  medium?: string;
 }
 
 /**
@@ -79,8 +82,8 @@ export function transportSchemes(): string[] {
  *   sizes); TransportUnavailableError when the medium cannot be opened; ClientTableFullError
  */
 export async function openPool(uri: string, opts: PoolOptions = {}): Promise<Pool> {
-  if (typeof uri !== 'string') throw new InvalidArgumentError(`openPool: uri must be a string such as "shm:NAME" or "memory:", got ${describe(uri)}`);
-  if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError(`openPool("${uri}"): options must be an object, got ${describe(opts)}`);
+  if (typeof uri !== 'string') throw new InvalidArgumentError(`openPool: uri must be a string such as "shm:NAME" or "memory:", got ${show(uri)}`);
+  checkPoolOptions(opts);
   const colon = uri.indexOf(':');
   const scheme = colon < 0 ? '' : uri.slice(0, colon);
   const opener = openers.get(scheme) ?? (scheme.includes('+') ? openers.get(scheme.slice(0, scheme.indexOf('+') + 1)) : undefined);
@@ -90,20 +93,15 @@ export async function openPool(uri: string, opts: PoolOptions = {}): Promise<Poo
   const size = opts.size === undefined ? undefined : parseBytes(opts.size);
   const opened = await opener(uri.slice(colon + 1), { ...opts, size }, uri);
   try {
-    return ownTransport(Pool.attach(opened.transport, { ...opts, create: opened.created }));
+    return ownTransport(Pool.attach(opened.transport, { ...opts, create: opened.created, medium: opened.medium ?? uri }));
   } catch (e) {
-    opened.transport.close();
-    if (opened.created) opened.discard?.();
+    try {
+      if (opened.created) opened.discard?.();
+    } finally {
+      opened.transport.close();
+    }
     throw e;
   }
-}
-
-/** A value as an error message shows it. */
-function describe(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'bigint') return `${v}n`;
-  if (v === null || typeof v !== 'object') return String(v);
-  return Array.isArray(v) ? 'an array' : `a ${v.constructor?.name ?? 'object'}`;
 }
 
 // ---------------------------------------------------------------- the registry
@@ -117,7 +115,8 @@ const openShmTransport: TransportOpener = async (address, opts, uri) => {
   if (address === '') throw new InvalidArgumentError(`"${uri}" names no pool: write shm:NAME or shm:/path/to/file`);
   const { openShm, removeShm } = await import('../plugins/cxl-shm/index.js');
   const m = openShm(address, { size: opts.size, create: opts.create ?? true, windowBytes: opts.windowBytes });
-  return { transport: m.transport, created: m.created, discard: () => { removeShm(m.path); } };
+  const discard = m.claimed ? () => { m.transport.cas64(0, FORMAT_CLAIM, 0n); } : () => { removeShm(m.path); };
+  return { transport: m.transport, created: m.created, discard, medium: m.path };
 };
 registerTransport('shm', openShmTransport);
 registerTransport('dax', openShmTransport);

@@ -19,14 +19,15 @@ import {
 import { Geometry, Layout, Status } from './abi.js';
 import { Core, check } from './core.js';
 import { parseCrashPoint } from './crash.js';
-import { DmemError, InvalidAddressError, InvalidArgumentError, NotAPoolError, PoolClosedError } from './errors.js';
+import { bytesOf, integerIn, optionsObject, show, sizeArgument, word64 } from './args.js';
+import { CorruptPoolError, DmemError, InvalidAddressError, InvalidArgumentError, NotAPoolError, PoolClosedError } from './errors.js';
 import { processStartTime } from './proc.js';
 import { MAX_NODE, nodeOf, offsetOf, toGaddr } from './gaddr.js';
 import { Heap } from './heap.js';
 import type { PoolInternals } from './internals.js';
 import { ClientLease } from './lease.js';
 import { RegionDirectory, type Region, type RegionInfo } from './region.js';
-import type { Transport } from './transport.js';
+import { FORMAT_CLAIM, type Transport } from './transport.js';
 
 export { openPool } from './open.js';
 export type {
@@ -55,6 +56,8 @@ export interface PoolOptions {
   heartbeatMs?: number;
   /** Arm a named crash point, "name" or "name:skip" (src/crash.ts; tests only). Default: DMEM_CRASH_POINT. */
   crashPoint?: string;
+  /** The file or device, as error messages name it (openPool passes the path). */
+  medium?: string;
 }
 
 /** Pools whose transport they opened themselves, and so close. */
@@ -108,24 +111,24 @@ export class Pool {
    * Formats (when `opts.create`) or attaches to the pool on `transport` and
    * registers a client. The transport stays the caller's: `close()` does not
    * close it (several Pools may share one transport, one per client).
-   * @throws see openPool
+   * @throws InvalidArgumentError (transport or an option of the wrong type or
+   *   range, named with its value), CorruptPoolError (a superblock that does not
+   *   fit the medium: the message gives both sizes); otherwise see openPool
    */
   static attach(transport: Transport, opts: PoolOptions = {}): Pool {
-    const node = opts.node ?? 0;
-    if (!Number.isInteger(node) || node < 0 || node > MAX_NODE) throw new InvalidArgumentError(`node must be 0..${MAX_NODE}, got ${node}`);
-    const seed = opts.seed === undefined ? randomBytes(8).readBigUInt64LE() : BigInt(opts.seed);
-    const core = new Core(transport, seed, opts.debug ?? false);
+    checkTransport(transport);
+    const o = checkPoolOptions(opts);
+    const core = new Core(transport, o.seed, opts.debug ?? false);
     const x = core.exports;
     if (opts.create) {
-      const clients = opts.clients ?? 256;
-      if (!Number.isInteger(clients) || clients < 1 || clients > Layout.maxClients) throw new InvalidArgumentError(`clients must be 1..${Layout.maxClients}, got ${clients}`);
+      const clients = o.clients;
       const r = x.format(transport.size, clients);
       if (r === Status.INVALID_ARGUMENT) {
         throw new InvalidArgumentError(`cannot format a pool of ${transport.size} bytes with ${clients} clients: it needs at least one 2 MiB section plus metadata, and the medium must not already hold a pool`);
       }
       check(r, 'format');
     } else {
-      attachWhenFormatted(core, transport, opts.attachTimeoutMs ?? 5000);
+      attachWhenFormatted(core, transport, o.attachTimeoutMs, opts.medium ?? `the ${transport.kind} medium`);
     }
     const crash = opts.crashPoint ?? process.env.DMEM_CRASH_POINT;
     if (crash) {
@@ -133,7 +136,7 @@ export class Pool {
       x.crashAt(id, skip);
     }
     check(x.register(process.pid, hostId(), processStartTime(process.pid) ?? 0n), 'register');
-    return new Pool(transport, core, node, opts.heartbeatMs ?? null);
+    return new Pool(transport, core, o.node, opts.heartbeatMs ?? null);
   }
 
   /** Hash of this host's name, as recorded in client slots. */
@@ -150,21 +153,26 @@ export class Pool {
    * Allocates at least `bytes` (1 B .. pool size): the smallest size class
    * 4 KiB * 2^c that fits up to 2 MiB (FineMem, section 4.1), whole 2 MiB
    * sections above. Returns the block's gaddr.
-   * @throws InvalidArgumentError (bytes < 1 or not a number), PoolExhaustedError
+   * @param bytes an integer from 1 to `geometry.dataBytes`
+   * @throws InvalidArgumentError (bytes not such an integer: 0, NaN, a
+   *   fraction, a BigInt, or more than the pool's data area),
+   *   PoolExhaustedError (no free run that large now), LeaseExpiredError, PoolClosedError
    */
   alloc(bytes: number): number {
     this.guard();
+    if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 1 || bytes > this.geometry.dataBytes) this.badSize('alloc', bytes);
     const r = this.x.allocBytes(bytes);
     if (r < 0) check(r, `alloc(${bytes})`);
     return this.base + r;
   }
 
   /**
-   * Allocates one block of size class `cls` (0..9: 4 KiB * 2^cls). Returns its gaddr.
-   * @throws InvalidArgumentError, PoolExhaustedError
+   * Allocates one block of size class `cls` (an integer 0..9: 4 KiB * 2^cls). Returns its gaddr.
+   * @throws InvalidArgumentError, PoolExhaustedError, LeaseExpiredError, PoolClosedError
    */
   allocClass(cls: number): number {
     this.guard();
+    integerIn('allocClass: cls', cls, 0, Layout.maxClass);
     const r = this.x.alloc(cls);
     if (r < 0) check(r, `allocClass(${cls})`);
     return this.base + r;
@@ -172,7 +180,8 @@ export class Pool {
 
   /**
    * Frees the block that starts at `gaddr` (any client may free any block).
-   * @throws InvalidAddressError (not the start of an allocated block), DoubleFreeError
+   * @throws InvalidArgumentError (gaddr not a number: a BigInt, a string),
+   *   InvalidAddressError (not the start of an allocated block), DoubleFreeError
    */
   free(gaddr: number): void {
     this.guard();
@@ -182,45 +191,70 @@ export class Pool {
 
   /**
    * Reads `length` bytes at `gaddr` into a new Uint8Array.
-   * @throws InvalidAddressError when any byte lies outside allocated blocks
+   * @param length an integer from 0 to the pool's data bytes
+   * @throws InvalidArgumentError (length not such an integer: NaN, negative,
+   *   a fraction), InvalidAddressError when any byte lies outside allocated blocks
    */
   read(gaddr: number, length: number): Uint8Array {
+    if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0 || length > this.geometry.dataBytes) {
+      integerIn('read: length', length, 0, this.geometry.dataBytes);
+    }
     const dst = new Uint8Array(length);
     this.readInto(gaddr, dst);
     return dst;
   }
 
-  /** Reads `dst.length` bytes at `gaddr` into `dst`. @throws InvalidAddressError */
-  readInto(gaddr: number, dst: Uint8Array): void {
-    const off = this.range(gaddr, dst.length, 'read');
-    this.transport.read(off, dst);
+  /**
+   * Reads `dst.byteLength` bytes at `gaddr` into `dst`, any typed array,
+   * DataView or Buffer (filled as bytes, in pool order).
+   * @throws InvalidArgumentError (dst not such a view), InvalidAddressError
+   */
+  readInto(gaddr: number, dst: ArrayBufferView): void {
+    const bytes = bytesOf('readInto: dst', dst);
+    const off = this.range(gaddr, bytes.length, 'read');
+    this.transport.read(off, bytes);
   }
 
-  /** Writes `bytes` at `gaddr`. @throws InvalidAddressError when any byte lies outside allocated blocks */
-  write(gaddr: number, bytes: Uint8Array): void {
-    const off = this.range(gaddr, bytes.length, 'write');
-    this.transport.write(off, bytes);
+  /**
+   * Writes `bytes` at `gaddr`. Any typed array, DataView or Buffer is written
+   * as the bytes it holds (a `Uint16Array([0x0102])` is 2 bytes, 02 01 on
+   * little-endian hosts; a `Float64Array` 8 bytes per element).
+   * @throws InvalidArgumentError (not a byte view: an Array of numbers, a
+   *   string), InvalidAddressError when any byte lies outside allocated blocks
+   */
+  write(gaddr: number, bytes: ArrayBufferView | ArrayBufferLike): void {
+    const src = bytesOf('write: bytes', bytes);
+    const off = this.range(gaddr, src.length, 'write');
+    this.transport.write(off, src);
   }
 
   /**
    * Atomic 64-bit compare-and-swap on the 8-aligned word at `gaddr`; returns
-   * the word found (== expected when the swap happened). Values are signed
-   * 64-bit (BigInt64).
-   * @throws InvalidAddressError (unaligned or outside allocated blocks)
+   * the word found (== expected when the swap happened), signed 64-bit.
+   * `expected` and `desired` are BigInts from -(2^63) to 2^64 - 1: a value
+   * of 2^63 or more is taken as its unsigned 64-bit pattern (2^64 - 1 is the
+   * same word as -1n); anything outside is refused, never wrapped.
+   * @throws InvalidArgumentError (not a BigInt, or out of that range),
+   *   InvalidAddressError (unaligned or outside allocated blocks)
    */
   cas(gaddr: number, expected: bigint, desired: bigint): bigint {
+    const e = word64('cas: expected', expected);
+    const d = word64('cas: desired', desired);
     const off = this.word(gaddr, 'cas');
-    return this.transport.cas64(off, BigInt.asIntN(64, expected), BigInt.asIntN(64, desired));
+    return this.transport.cas64(off, e, d);
   }
 
   /**
-   * Atomic 64-bit fetch-and-add (wrapping) on the 8-aligned word at `gaddr`;
-   * returns the word before the add.
-   * @throws InvalidAddressError (unaligned or outside allocated blocks)
+   * Atomic 64-bit fetch-and-add on the 8-aligned word at `gaddr` (the sum
+   * wraps modulo 2^64); returns the word before the add, signed 64-bit.
+   * `delta` is a BigInt from -(2^63) to 2^64 - 1, as for `cas`.
+   * @throws InvalidArgumentError (not a BigInt, or out of that range),
+   *   InvalidAddressError (unaligned or outside allocated blocks)
    */
   faa(gaddr: number, delta: bigint): bigint {
+    const d = word64('faa: delta', delta);
     const off = this.word(gaddr, 'faa');
-    return this.transport.faa64(off, BigInt.asIntN(64, delta));
+    return this.transport.faa64(off, d);
   }
 
   /** This client's counters (allocs, frees, CAS retries, transport ops per op). */
@@ -270,6 +304,7 @@ export class Pool {
    */
   async epoch<T>(fn: () => Promise<T> | T): Promise<T> {
     this.guard();
+    if (typeof fn !== 'function') throw new InvalidArgumentError(`epoch: fn must be a function, got ${show(fn)}`);
     if (this.epochDepth === 0) check(this.x.epochEnter(), 'epoch');
     this.epochDepth++;
     try {
@@ -312,10 +347,11 @@ export class Pool {
    * Sets the pool's client lease (ms, 10 .. 86,400,000), for every client;
    * other clients adapt at their next renewal, and a LeaseMonitor keeps
    * judging by the old lease for one old lease after a shortening.
-   * @throws InvalidArgumentError
+   * @throws InvalidArgumentError (not an integer in range)
    */
   setLeaseMs(ms: number): void {
     this.live();
+    integerIn('setLeaseMs: ms', ms, Layout.minLeaseMs, Layout.maxLeaseMs);
     if (this.x.setLease(ms) !== 0) throw new InvalidArgumentError(`lease must be ${Layout.minLeaseMs} .. ${Layout.maxLeaseMs} ms, got ${ms}`);
     this.lease.leaseChanged(ms);
   }
@@ -328,8 +364,9 @@ export class Pool {
     return slots;
   }
 
-  /** Slot `id` of the client table. */
+  /** Slot `id` (1 .. geometry.maxClients) of the client table. @throws InvalidArgumentError */
   clientSlot(id: number): ClientSlot {
+    integerIn('clientSlot: id', id, 1, this.geometry.maxClients);
     return readSlot(this.core, id);
   }
 
@@ -340,6 +377,8 @@ export class Pool {
    */
   revokeClient(id: number, gen: number): boolean {
     this.guard();
+    integerIn('revokeClient: id', id, 1, this.geometry.maxClients);
+    integerIn('revokeClient: gen', gen, 0, 2 ** 32 - 1);
     return this.x.revoke(id, gen) === 0;
   }
 
@@ -352,6 +391,8 @@ export class Pool {
    */
   recoverClient(id: number, deadRecoverer = 0): ReclaimReport | null {
     this.guard();
+    integerIn('recoverClient: id', id, 1, this.geometry.maxClients);
+    integerIn('recoverClient: deadRecoverer', deadRecoverer, 0, this.geometry.maxClients);
     return readReclaim(this.core, this.x.recover(id, deadRecoverer));
   }
 
@@ -369,6 +410,12 @@ export class Pool {
    */
   reclaimOrphan(r: OrphanRecord): boolean {
     this.guard();
+    if (r === null || typeof r !== 'object' || typeof r.word !== 'bigint') {
+      throw new InvalidArgumentError(`reclaimOrphan: r must be a record from scanOrphans(), got ${show(r)}`);
+    }
+    integerIn('reclaimOrphan: r.kind', r.kind, 1, 3);
+    integerIn('reclaimOrphan: r.index', r.index, 0, 2 ** 32 - 1);
+    word64('reclaimOrphan: r.word', r.word);
     return this.x.reclaimOrphan(r.kind, r.index, r.word) === 1;
   }
 
@@ -378,6 +425,7 @@ export class Pool {
    */
   fsck(opts: { repair?: boolean } = {}): FsckReport {
     this.guard();
+    optionsObject('fsck: opts', opts);
     return readFsck(this.core, this.x.fsck(opts.repair ? 1 : 0));
   }
 
@@ -438,8 +486,17 @@ export class Pool {
     this.lease.check();
   }
 
+  /** @throws InvalidArgumentError for a size that is not an integer in 1 .. dataBytes */
+  private badSize(what: string, bytes: unknown): never {
+    if (typeof bytes === 'number' && Number.isInteger(bytes) && bytes > this.geometry.dataBytes) {
+      throw new InvalidArgumentError(`${what}: bytes ${bytes} is more than the pool's whole data area (${this.geometry.dataBytes} bytes); it can never be allocated`);
+    }
+    throw new InvalidArgumentError(`${what}: bytes must be an integer from 1 to ${this.geometry.dataBytes}, got ${show(bytes)}`);
+  }
+
   private offset(gaddr: number): number {
-    if (typeof gaddr !== 'number' || !Number.isSafeInteger(gaddr) || gaddr <= 0) {
+    if (typeof gaddr !== 'number') throw new InvalidArgumentError(`gaddr must be a number (a gaddr from alloc), got ${show(gaddr)}`);
+    if (!Number.isSafeInteger(gaddr) || gaddr <= 0) {
       throw new InvalidAddressError(`${String(gaddr)} is not a gaddr (a positive integer below 2^53)`);
     }
     if (nodeOf(gaddr) !== this.node) throw new InvalidAddressError(`gaddr ${gaddr} is on node ${nodeOf(gaddr)}, this pool is node ${this.node}`);
@@ -449,7 +506,6 @@ export class Pool {
   private range(gaddr: number, length: number, what: string): number {
     this.guard();
     const off = this.offset(gaddr);
-    if (!Number.isSafeInteger(length) || length < 0) throw new InvalidArgumentError(`${what}: length must be a non-negative integer, got ${length}`);
     if (off < this.dataOffset || off + length > this.dataEnd || this.x.check(off, length) !== 0) {
       throw new InvalidAddressError(`${what}(${gaddr}, ${length} B): range is not inside allocated blocks`);
     }
@@ -463,17 +519,70 @@ export class Pool {
   }
 }
 
-function attachWhenFormatted(core: Core, transport: Transport, timeoutMs: number): void {
+/**
+ * Attaches the core to an existing pool, waiting up to `timeoutMs` while the
+ * superblock is all zero or carries an opener's FORMAT_CLAIM (a creator that
+ * is still formatting).
+ * @param medium the file or device, for messages
+ * @throws NotAPoolError, VersionMismatchError, CorruptPoolError (naming the
+ *   medium's size and the size its superblock expects when they disagree)
+ */
+function attachWhenFormatted(core: Core, transport: Transport, timeoutMs: number, medium: string): void {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = core.exports.attach(transport.size);
-    if (r !== Status.NOT_A_POOL) { check(r, 'attach'); return; }
-    // An all-zero superblock may be a pool whose creator is still formatting.
-    if (transport.size < 8 || transport.load64(0) !== 0n || Date.now() >= deadline) {
-      throw new NotAPoolError('attach: not a dmem pool (no dmem superblock magic); nothing was changed');
+    if (r === Status.CORRUPT && transport.size >= 24) {
+      const expected = Number(BigInt.asUintN(64, transport.load64(16)));
+      if (expected !== transport.size) {
+        throw new CorruptPoolError(`${medium} is ${transport.size} bytes but its superblock says the pool is ${expected} bytes: the file was truncated or resized after it was created; nothing was changed`);
+      }
+    }
+    if (r !== Status.NOT_A_POOL) { check(r, `attach ${medium}`); return; }
+    // An all-zero superblock, or a claimed one, may be a pool whose creator is still formatting.
+    const first = transport.size < 8 ? -1n : transport.load64(0);
+    if ((first !== 0n && first !== FORMAT_CLAIM) || Date.now() >= deadline) {
+      const why = first === FORMAT_CLAIM
+        ? `another process claimed it for formatting ${timeoutMs} ms ago and has not finished; if none is running, clear its first 8 bytes and open it again`
+        : 'no dmem superblock magic';
+      throw new NotAPoolError(`attach ${medium}: not a dmem pool (${why}); nothing was changed`);
     }
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
   }
+}
+
+/**
+ * Checks the options of Pool.attach and openPool, and returns the ones with defaults. @internal
+ * @throws InvalidArgumentError naming the first bad option and its value
+ */
+export function checkPoolOptions(opts: PoolOptions): { node: number; seed: bigint; clients: number; attachTimeoutMs: number } {
+  optionsObject('Pool.attach: opts', opts);
+  const o = opts as Record<string, unknown>;
+  if (o.size !== undefined) sizeArgument('size', o.size);
+  for (const k of ['create', 'debug'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new InvalidArgumentError(`option ${k} must be true or false, got ${show(o[k])}`);
+  }
+  for (const k of ['crashPoint', 'medium'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'string') throw new InvalidArgumentError(`option ${k} must be a string, got ${show(o[k])}`);
+  }
+  if (o.heartbeatMs !== undefined) integerIn('option heartbeatMs', o.heartbeatMs, 0, Layout.maxLeaseMs);
+  if (o.windowBytes !== undefined) integerIn('option windowBytes', o.windowBytes, 1, 2 ** 32);
+  const node = o.node === undefined ? 0 : integerIn('option node', o.node, 0, MAX_NODE);
+  const clients = o.clients === undefined ? 256 : integerIn('option clients', o.clients, 1, Layout.maxClients);
+  const attachTimeoutMs = o.attachTimeoutMs === undefined ? 5000 : integerIn('option attachTimeoutMs', o.attachTimeoutMs, 0, 2 ** 31 - 1);
+  let seed: bigint;
+  if (o.seed === undefined) seed = randomBytes(8).readBigUInt64LE();
+  else if (typeof o.seed === 'bigint') seed = word64('option seed', o.seed);
+  else seed = BigInt(integerIn('option seed', o.seed, 0, Number.MAX_SAFE_INTEGER));
+  return { node, seed, clients, attachTimeoutMs };
+}
+
+/** @throws InvalidArgumentError unless `t` has the shape of a Transport */
+function checkTransport(t: unknown): asserts t is Transport {
+  const ops = ['load64', 'store64', 'cas64', 'faa64', 'read', 'write', 'close'] as const;
+  const bad = t === null || typeof t !== 'object'
+    || ops.some((k) => typeof (t as Record<string, unknown>)[k] !== 'function')
+    || typeof (t as Transport).size !== 'number' || !Number.isSafeInteger((t as Transport).size) || (t as Transport).size < 0;
+  if (bad) throw new InvalidArgumentError(`Pool.attach: transport must implement Transport (dmem/transport: size, ${ops.join(', ')}), got ${show(t)}`);
 }
 
 let cachedHostId: bigint | undefined;

@@ -12,6 +12,7 @@ import {
   InvalidAddressError, InvalidArgumentError, RegionNotFoundError, TransportUnavailableError,
 } from './errors.js';
 import type { PoolInternals } from './internals.js';
+import { bytesOf, show, sizeArgument } from './args.js';
 import { parseBytes } from './units.js';
 
 /** Longest region name, in bytes of UTF-8. */
@@ -79,12 +80,15 @@ export class Region implements RegionInfo {
   }
 
   /**
-   * Writes `bytes` at byte `offset` of the region.
-   * @throws InvalidArgumentError, InvalidAddressError (as `read`)
+   * Writes `bytes` at byte `offset` of the region: any typed array, DataView
+   * or Buffer, as the bytes it holds (as `Pool.write`).
+   * @throws InvalidArgumentError (not a byte view; offset not a non-negative
+   *   integer), InvalidAddressError (as `read`)
    */
-  write(offset: number, bytes: Uint8Array): void {
-    const at = this.range(offset, bytes.length, 'write');
-    this.p.transport.write(at, bytes);
+  write(offset: number, bytes: ArrayBufferView | ArrayBufferLike): void {
+    const src = bytesOf(`region "${this.name}" write: bytes`, bytes);
+    const at = this.range(offset, src.length, 'write');
+    this.p.transport.write(at, src);
   }
 
   /**
@@ -114,7 +118,7 @@ export class Region implements RegionInfo {
   private range(offset: number, length: number, what: string): number {
     this.p.guard();
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
-      throw new InvalidArgumentError(`region "${this.name}" ${what}: offset and length must be non-negative integers, got ${offset} and ${length}`);
+      throw new InvalidArgumentError(`region "${this.name}" ${what}: offset and length must be non-negative integers, got ${show(offset)} and ${show(length)}`);
     }
     if (offset + length > this.bytes) {
       throw new InvalidAddressError(`region "${this.name}" ${what}(${offset}, ${length} B): the range ends at byte ${offset + length}, past the region's ${this.bytes} B`);
@@ -152,7 +156,7 @@ export class RegionDirectory {
    *   PoolBusyError (the region lock stayed held by a live client)
    */
   create(name: string, bytes: number | string): Region {
-    const size = parseBytes(bytes);
+    const size = parseBytes(sizeArgument(`createRegion("${String(name)}"): bytes`, bytes));
     const dataBytes = this.x.geometry(Geometry.sections) * Layout.sectionBytes;
     if (size < 1 || size > dataBytes) {
       throw new InvalidArgumentError(`region "${name}": size must be 1 B .. the pool's ${dataBytes} B of data, got ${size} B`);

@@ -32,6 +32,16 @@ import { InvalidArgumentError, TransportClosedError } from './errors.js';
 
 export { DmemError, InvalidArgumentError, TransportClosedError, TransportUnavailableError } from './errors.js';
 
+/**
+ * Word 0 of a medium an opener found empty (all zero) and claimed for
+ * formatting, by cas64(0, 0n, FORMAT_CLAIM) ("DMEMFMT?" little-endian).
+ * Exactly one opener wins the CAS and reports `created`; the Pool formats the
+ * medium (format writes the magic over this word last), and every other
+ * opener waits while it reads this value. Only media that cannot be created
+ * exclusively (a devdax device) need it: a file is claimed by O_EXCL.
+ */
+export const FORMAT_CLAIM = 0x3F544D464D454D44n;
+
 /** The pool medium, as the core and the client API see it. */
 export interface Transport {
   /** Short name of the medium, such as `'memory'` or `'cxl-shm'`. */
