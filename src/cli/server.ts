@@ -74,6 +74,19 @@ async function serve(flags: ServerFlags): Promise<void> {
   const monitorLog = log.child({ component: 'lease-monitor' }, { level: 'info' });
   const onRecovery = flags.json ? (e: RecoveryEvent): void => out.result({ event: 'recovered', pool: flags.pool, ...e }, () => []) : undefined;
   const monitor = flags.monitor ? new LeaseMonitor(pool, { logger: monitorLog, onRecovery, intervalMs: quarterMs }).start() : null;
+  // Listen before saying "started": a supervisor may signal as soon as it reads that line.
+  const stopped = new Promise<NodeJS.Signals>((resolve) => {
+    // Signal listeners do not keep Node alive; this timer does.
+    const keepAlive = setInterval(() => undefined, 2 ** 30);
+    const stop = (sig: NodeJS.Signals): void => {
+      clearInterval(keepAlive);
+      process.removeListener('SIGINT', stop);
+      process.removeListener('SIGTERM', stop);
+      resolve(sig);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
   const g = pool.geometry;
   const created = !existed;
   const lease = leaseChanged
@@ -99,18 +112,7 @@ async function serve(flags: ServerFlags): Promise<void> {
   if (leaseChanged) log.warn({ pool: flags.pool, leaseMs: pool.leaseMs, previousLeaseMs }, 'pool lease changed by --lease-ms');
   log.info({ pool: flags.pool, path, created, leaseMs: pool.leaseMs, monitor: monitor !== null }, 'pool up');
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    // Signal listeners do not keep Node alive; this timer does.
-    const keepAlive = setInterval(() => undefined, 2 ** 30);
-    const stop = (sig: NodeJS.Signals): void => {
-      clearInterval(keepAlive);
-      process.removeListener('SIGINT', stop);
-      process.removeListener('SIGTERM', stop);
-      resolve(sig);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  const signal = await stopped;
   log.info({ signal }, 'shutting down');
   monitor?.stop();
   // Who else holds the pool, read while this server still holds its slot.
