@@ -1,6 +1,6 @@
 /**
  * Typed errors. Every failure a caller can cause or meet is a `DmemError`
- * subclass with a stable `code` (../shared/DESIGN.md, "Errors"); codes never
+ * subclass with a stable `code` (docs/design.md, "Errors"); codes never
  * change meaning between versions, so callers may switch on them.
  */
 
@@ -61,7 +61,7 @@ export class TransportClosedError extends DmemError {
   constructor(message: string) { super('TRANSPORT_CLOSED', message); }
 }
 
-/** Pool metadata breaks an invariant of ../shared/DESIGN.md (found by a check, never silently repaired). */
+/** Pool metadata breaks an invariant of docs/design.md (found by a check, never silently repaired). */
 export class CorruptPoolError extends DmemError {
   constructor(message: string) { super('CORRUPT_POOL', message); }
 }

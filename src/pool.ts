@@ -20,7 +20,7 @@ import { Geometry, Layout, Status } from './abi.js';
 import { Core, check } from './core.js';
 import { parseCrashPoint } from './crash.js';
 import { bytesOf, integerIn, optionsObject, show, sizeArgument, word64 } from './args.js';
-import { CorruptPoolError, DmemError, InvalidAddressError, InvalidArgumentError, NotAPoolError, PoolClosedError } from './errors.js';
+import { CorruptPoolError, InvalidAddressError, InvalidArgumentError, NotAPoolError, PoolClosedError } from './errors.js';
 import { processStartTime } from './proc.js';
 import { MAX_NODE, nodeOf, offsetOf, toGaddr } from './gaddr.js';
 import { Heap } from './heap.js';
@@ -591,4 +591,3 @@ function hostId(): bigint {
   return cachedHostId;
 }
 
-export { DmemError };

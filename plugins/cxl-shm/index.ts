@@ -3,7 +3,7 @@
  * every process on the host (or, on a CXL 3 shared-memory device exposed as
  * /dev/daxX.Y, every host on the fabric) with plain loads, stores and atomic
  * instructions. This is the "CXL tier" of Rcmp and the one-sided medium of
- * FineMem (../shared/DESIGN.md, "Two ways to run the core").
+ * FineMem (docs/design.md, "Layers").
  *
  * Media:
  *   /dev/shm/dmem-NAME     tmpfs file, sparse: pages are allocated on first touch

@@ -1,7 +1,7 @@
 /**
  * `dmem server`: creates (or attaches to) a shared-memory pool and keeps it
  * mapped until SIGINT or SIGTERM. In one-sided mode the memory node does no
- * work per allocation (docs/design.md, "Two ways to run the core"):
+ * work per allocation (docs/design.md, "Layers"):
  * the server formats the pool (--size is needed only then), holds one client
  * slot whose lease it renews, and on shutdown unmaps cleanly; the pool file
  * persists unless --remove-on-exit is given and no other client is live.
