@@ -7,9 +7,8 @@
  */
 import { InvalidArgumentError } from './errors.js';
 
-/** Smallest and largest BigInt a 64-bit word op takes: signed or unsigned 64-bit. */
-export const WORD_MIN = -(2n ** 63n);
-export const WORD_LIMIT = 2n ** 64n;
+/** One past the largest BigInt a 64-bit word op takes (2^64 - 1, the unsigned maximum); the smallest is -(2^63). */
+const WORD_LIMIT = 2n ** 64n;
 
 /** A value as an error message shows it: strings quoted, BigInts with n, objects by their class. */
 export function show(v: unknown): string {
@@ -40,10 +39,12 @@ export function integerIn(what: string, v: unknown, min: number, max: number): n
  * @throws InvalidArgumentError for a non-BigInt or a value outside that range
  */
 export function word64(what: string, v: unknown): bigint {
-  if (typeof v !== 'bigint' || v < WORD_MIN || v >= WORD_LIMIT) {
-    throw new InvalidArgumentError(`${what} must be a BigInt from -(2^63) to 2^64 - 1 (a 64-bit word), got ${show(v)}`);
+  if (typeof v === 'bigint') {
+    // Common case first: one asIntN and one compare for a value that is already signed 64-bit.
+    const w = BigInt.asIntN(64, v);
+    if (w === v || (v > 0n && v < WORD_LIMIT)) return w;
   }
-  return BigInt.asIntN(64, v);
+  throw new InvalidArgumentError(`${what} must be a BigInt from -(2^63) to 2^64 - 1 (a 64-bit word), got ${show(v)}`);
 }
 
 /**

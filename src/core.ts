@@ -1,8 +1,10 @@
 /**
- * Loads the Wasm core (build/dmem.wasm, or build/dmem.debug.wasm with
+ * Instantiates the Wasm core (build/dmem.wasm, or build/dmem.debug.wasm with
  * asserts on) and binds its imports to a transport (docs/abi.md). The module
- * is compiled once per process; each `Core` is one instance, serving one
- * client, so several clients can live in one process over one transport.
+ * is compiled once per process (src/abi.ts); each `Core` is one instance,
+ * serving one client, so several clients can live in one process over one
+ * transport. Where the transport maps pool memory (`transport.mapped`), the
+ * word imports are bound straight to Atomics on it.
  */
 import { Layout, Status, compiledCore } from './abi.js';
 import {

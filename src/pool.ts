@@ -572,7 +572,7 @@ export function checkPoolOptions(opts: PoolOptions): { node: number; seed: bigin
   let seed: bigint;
   if (o.seed === undefined) seed = randomBytes(8).readBigUInt64LE();
   else if (typeof o.seed === 'bigint') seed = word64('option seed', o.seed);
-  else seed = BigInt(integerIn('option seed', o.seed, 0, Number.MAX_SAFE_INTEGER));
+  else seed = BigInt(integerIn('option seed', o.seed, -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER));
   return { node, seed, clients, attachTimeoutMs };
 }
 
