@@ -88,7 +88,7 @@ export async function openPool(uri: string, opts: PoolOptions = {}): Promise<Poo
   const scheme = colon < 0 ? '' : uri.slice(0, colon);
   const opener = openers.get(scheme) ?? (scheme.includes('+') ? openers.get(scheme.slice(0, scheme.indexOf('+') + 1)) : undefined);
   if (opener === undefined) {
-    throw new InvalidArgumentError(`unknown pool URI "${uri}": use ${transportSchemes().map((s) => `${s}...`).join(', ')}`);
+    throw new InvalidArgumentError(`unknown pool URI "${uri}": use ${transportSchemes().map((s) => (s.endsWith('+') ? `${s}PROVIDER:...` : `${s}:...`)).join(', ')}`);
   }
   const size = opts.size === undefined ? undefined : parseBytes(opts.size);
   const opened = await opener(uri.slice(colon + 1), { ...opts, size }, uri);
@@ -105,6 +105,11 @@ export async function openPool(uri: string, opts: PoolOptions = {}): Promise<Poo
 }
 
 // ---------------------------------------------------------------- the registry
+//
+// One registerTransport call per scheme, and nowhere else. Remote transports
+// add theirs below when they land: tcp (src/transports/tcp.ts), unix (the
+// compute-node service's socket), verbs and the ofi+ family (plugins/rdma),
+// each opener loading its module with a dynamic import as shm does.
 
 registerTransport('memory', (_address, opts) => {
   if (opts.size === undefined) throw new InvalidArgumentError('memory: pools need a size, e.g. openPool("memory:", { size: "64MiB" })');
