@@ -376,3 +376,6 @@ export function reclaim(): f64 {
 
 /** Delayed frees waiting. */
 export function delayedPending(): f64 { return <f64>pendingDelayed(); }
+
+// Host ABI numbers as Wasm globals (assembly/abi.ts).
+export * from './abi';

@@ -1,35 +1,17 @@
 /**
- * Loads the Wasm core (build/dmem.wasm, or build/dmem.debug.wasm with
+ * Instantiates the Wasm core (build/dmem.wasm, or build/dmem.debug.wasm with
  * asserts on) and binds its imports to a transport (docs/abi.md). The module
- * is compiled once per process; each `Core` is one instance, serving one
- * client, so several clients can live in one process over one transport.
+ * is compiled once per process (src/abi.ts); each `Core` is one instance,
+ * serving one client, so several clients can live in one process over one
+ * transport. Where the transport maps pool memory (`transport.mapped`), the
+ * word imports are bound straight to Atomics on it.
  */
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { Layout, Status, compiledCore } from './abi.js';
 import {
   ClientTableFullError, CorruptPoolError, DmemError, DoubleFreeError, InvalidAddressError, InvalidArgumentError,
   LeaseExpiredError, NotAPoolError, PoolBusyError, PoolExhaustedError, RegionExistsError, RegionNotFoundError, VersionMismatchError,
 } from './errors.js';
 import type { Transport } from './transport.js';
-import { WindowedTransport } from './transports/windows.js';
-
-/** Status codes returned by the core (assembly/layout.ts). */
-export const Status = {
-  OK: 0,
-  NOT_A_POOL: -1,
-  VERSION: -2,
-  CORRUPT: -3,
-  EXHAUSTED: -4,
-  INVALID_ADDRESS: -5,
-  DOUBLE_FREE: -6,
-  INVALID_ARGUMENT: -7,
-  CLIENT_TABLE_FULL: -8,
-  NOT_ATTACHED: -9,
-  EXISTS: -10,
-  NOT_FOUND: -11,
-  BUSY: -12,
-  LEASE_EXPIRED: -13,
-} as const;
 
 /** The core's exports, as docs/abi.md describes them. */
 export interface CoreExports {
@@ -85,29 +67,6 @@ export class CoreAbortError extends DmemError {
   constructor(message: string) { super('CORE_ABORT', message); }
 }
 
-const modules = new Map<string, WebAssembly.Module>();
-
-/** Path of the core build: release, or debug with asserts on. */
-export function corePath(debug = false): string {
-  return fileURLToPath(new URL(`../../build/dmem${debug ? '.debug' : ''}.wasm`, import.meta.url));
-}
-
-function compiled(debug: boolean): WebAssembly.Module {
-  const path = corePath(debug);
-  let mod = modules.get(path);
-  if (!mod) {
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      bytes = new Uint8Array(readFileSync(path));
-    } catch (cause) {
-      throw new DmemError('CORE_MISSING', `the Wasm core ${path} is missing: run \`npm run build\``, { cause });
-    }
-    mod = new WebAssembly.Module(bytes);
-    modules.set(path, mod);
-  }
-  return mod;
-}
-
 /** Reads the AssemblyScript string at `ptr` (UTF-16, length in bytes at ptr - 4). */
 function readString(memory: WebAssembly.Memory, ptr: number): string {
   if (ptr === 0) return '';
@@ -121,8 +80,8 @@ function readString(memory: WebAssembly.Memory, ptr: number): string {
  */
 export function coreImports(transport: Transport, memory: () => WebAssembly.Memory, onCrash: (point: number) => void = crashNow): WebAssembly.Imports {
   const t = transport;
-  const words = t instanceof WindowedTransport ? t.singleWindow() : null;
-  const windows = t instanceof WindowedTransport && !words ? t.windowArrays() : null;
+  const words = t.mapped?.singleWindow() ?? null;
+  const windows = t.mapped && !words ? t.mapped.windowArrays() : null;
   // Hot path: pools in memory bind the word ops straight to Atomics (a
   // window index and a subtraction for pools of several windows).
   let word;
@@ -190,13 +149,6 @@ function crashNow(): void {
   process.kill(process.pid, process.env.DMEM_CRASH_ACTION === 'stop' ? 'SIGSTOP' : 'SIGKILL');
 }
 
-/** Fields of `geometry(i)`. */
-export const Geometry = {
-  poolBytes: 0, sections: 1, maxClients: 2, dataOffset: 3, clientTableOffset: 4,
-  sectionHeaderOffset: 5, spanHeaderOffset: 6, ownerLogOffset: 7, clientId: 8, headerBytes: 9,
-  slotOffset: 10, slotGen: 11,
-} as const;
-
 /** One instance of the core bound to a transport. */
 export class Core {
   readonly exports: CoreExports;
@@ -209,7 +161,7 @@ export class Core {
    */
   constructor(transport: Transport, seed: bigint, debug = false) {
     let mem: WebAssembly.Memory | undefined;
-    const instance = new WebAssembly.Instance(compiled(debug), coreImports(transport, () => mem!));
+    const instance = new WebAssembly.Instance(compiledCore(debug), coreImports(transport, () => mem!));
     this.exports = instance.exports as unknown as CoreExports;
     mem = this.exports.memory;
     let view = new Float64Array(mem.buffer);
@@ -253,4 +205,6 @@ export function check(r: number, what: string): number {
 }
 
 /** Layout version of the pools this build reads and writes (assembly/layout.ts). */
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = Layout.version;
+
+export { Status, Geometry, corePath } from './abi.js';

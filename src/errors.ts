@@ -1,6 +1,6 @@
 /**
  * Typed errors. Every failure a caller can cause or meet is a `DmemError`
- * subclass with a stable `code` (../shared/DESIGN.md, "Errors"); codes never
+ * subclass with a stable `code` (docs/design.md, "Errors"); codes never
  * change meaning between versions, so callers may switch on them.
  */
 
@@ -56,7 +56,12 @@ export class TransportUnavailableError extends DmemError {
   constructor(message: string, options?: { cause?: unknown }) { super('TRANSPORT_UNAVAILABLE', message, options); }
 }
 
-/** Pool metadata breaks an invariant of ../shared/DESIGN.md (found by a check, never silently repaired). */
+/** A call on a transport after its `close()` (the memory is unmapped or the connection gone). */
+export class TransportClosedError extends DmemError {
+  constructor(message: string) { super('TRANSPORT_CLOSED', message); }
+}
+
+/** Pool metadata breaks an invariant of docs/design.md (found by a check, never silently repaired). */
 export class CorruptPoolError extends DmemError {
   constructor(message: string) { super('CORRUPT_POOL', message); }
 }

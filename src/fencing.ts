@@ -31,7 +31,7 @@
  * rules above. A recoverer that is merely revoked may still be paused
  * inside its recovery, so two recoverers never free at once.
  */
-import type { ClientSlot } from './pool.js';
+import type { ClientSlot } from './admin.js';
 import { bootId, pidNamespace, processAlive, processState } from './proc.js';
 
 /** Why a client counts as fenced. */

@@ -5,6 +5,8 @@
  * per-client cache (assembly/heap.ts), so the common alloc makes no shared
  * CAS; larger ones are chunk blocks (FineMem's allocator).
  */
+import { Geometry, HeapCensusField as H, Layout } from './abi.js';
+import { show } from './args.js';
 import { check } from './core.js';
 import { InvalidArgumentError } from './errors.js';
 import type { PoolInternals } from './internals.js';
@@ -38,14 +40,13 @@ export interface HeapStats {
   cachedHere: number;
 }
 
-const SLAB_BYTES = 64 * 1024;
-
 /** One client's view of the pool's object heap. Get it as `pool.heap`. */
 export class Heap {
   private readonly p: PoolInternals;
   private readonly x: PoolInternals['x'];
   /** Object size per object class (bytes). */
   readonly classSizes: readonly number[];
+  private readonly dataBytes: number;
 
   /** @internal built by Pool */
   constructor(p: PoolInternals) {
@@ -54,20 +55,23 @@ export class Heap {
     const sizes: number[] = [];
     for (let k = 0; this.x.heapClassSize(k) > 0; k++) sizes.push(this.x.heapClassSize(k));
     this.classSizes = sizes;
+    this.dataBytes = this.x.geometry(Geometry.sections) * Layout.sectionBytes;
   }
 
   /**
    * Allocates an object of at least `bytes` (1 .. pool size). Up to 3 KiB it
    * is a slab object (64-byte granularity at the small end), above that a
    * chunk block of 4 KiB * 2^c, or whole sections above 2 MiB.
+   * @param bytes an integer from 1 to the pool's data bytes
    * @returns its gaddr
-   * @throws InvalidArgumentError (bytes not a positive number), PoolExhaustedError,
+   * @throws InvalidArgumentError (bytes not such an integer: 0, NaN, a
+   *   fraction, a BigInt, more than the pool's data area), PoolExhaustedError,
    *   LeaseExpiredError, PoolClosedError
    */
   alloc(bytes: number): number {
     this.p.guard();
-    if (typeof bytes !== 'number' || !(bytes >= 1) || !Number.isFinite(bytes)) {
-      throw new InvalidArgumentError(`heap.alloc: bytes must be a number >= 1, got ${String(bytes)}`);
+    if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 1 || bytes > this.dataBytes) {
+      throw new InvalidArgumentError(`heap.alloc: bytes must be an integer from 1 to the pool's ${this.dataBytes} data bytes, got ${show(bytes)}`);
     }
     return this.p.gaddr(check(this.x.heapAlloc(bytes), `heap.alloc(${bytes})`));
   }
@@ -75,7 +79,7 @@ export class Heap {
   /**
    * Frees an object (or a heap block above 3 KiB) by gaddr, whichever client
    * allocated it.
-   * @throws InvalidAddressError (not the start of a heap object or block),
+   * @throws InvalidArgumentError (gaddr not a number), InvalidAddressError (not the start of a heap object or block),
    *   DoubleFreeError, LeaseExpiredError, PoolClosedError
    */
   free(gaddr: number): void {
@@ -122,12 +126,15 @@ export class Heap {
   /** Pool-wide heap census, from slab metadata (reads every slab's bitmap and tags). */
   stats(): HeapStats {
     this.p.guard();
-    const f = this.p.core.floats(this.x.heapCensus(), 4 * this.classSizes.length);
-    const perClass: HeapClassStats[] = this.classSizes.map((size, k) => ({
-      objectBytes: size, objectsPerSlab: this.x.heapClassObjects(k),
-      slabs: f[4 * k], objects: f[4 * k + 1], cached: f[4 * k + 2], requestedBytes: f[4 * k + 3],
-    }));
-    const slabBytes = perClass.reduce((a, c) => a + c.slabs, 0) * SLAB_BYTES;
+    const f = this.p.core.floats(this.x.heapCensus(), H.fields * this.classSizes.length);
+    const perClass: HeapClassStats[] = this.classSizes.map((size, k) => {
+      const at = H.fields * k;
+      return {
+        objectBytes: size, objectsPerSlab: this.x.heapClassObjects(k),
+        slabs: f[at + H.slabs], objects: f[at + H.objects], cached: f[at + H.cached], requestedBytes: f[at + H.requestedBytes],
+      };
+    });
+    const slabBytes = perClass.reduce((a, c) => a + c.slabs, 0) * Layout.slabBytes;
     const reservedBytes = perClass.reduce((a, c) => a + c.objects * c.objectBytes, 0);
     const requestedBytes = perClass.reduce((a, c) => a + c.requestedBytes, 0);
     return {

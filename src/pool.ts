@@ -1,25 +1,38 @@
 /**
- * The public API over one memory node's pool (../shared/DESIGN.md, "client
- * API"): `openPool(uri)` creates or attaches, then alloc/free/read/write/
- * cas/faa by gaddr. In one-sided mode (memory, cxl-shm) the Wasm core runs
- * here, in the client, and every call is synchronous.
+ * One client's handle on one memory node's pool (docs/design.md, "Client
+ * API"): alloc/free/read/write/cas/faa by gaddr, and the facades of the
+ * pool's heap, named regions and epochs. In one-sided mode (memory, cxl-shm)
+ * the Wasm core runs here, in the client, and every call is synchronous.
+ *
+ * Where the rest lives:
+ *   src/open.ts    openPool(uri) and the transport registry
+ *   src/lease.ts   heartbeat, revocation watch and fencing of this client
+ *   src/admin.ts   decoders of the core's reports (census, stats, fsck, slots, orphans)
+ *   src/heap.ts, src/region.ts   the heap and region facades
  */
 import { hostname } from 'node:os';
 import { randomBytes, createHash } from 'node:crypto';
-import { Core, Geometry, Status, check } from './core.js';
-import { parseCrashPoint } from './crash.js';
 import {
-  CorruptPoolError, DmemError, InvalidAddressError, InvalidArgumentError, LeaseExpiredError, NotAPoolError, PoolClosedError,
-} from './errors.js';
+  readCensus, readFsck, readGeometry, readOrphans, readReclaim, readSlot, readStats,
+  type ClientSlot, type ClientStats, type FsckReport, type OrphanRecord, type PoolCensus, type PoolGeometry, type ReclaimReport,
+} from './admin.js';
+import { Geometry, Layout, Status } from './abi.js';
+import { Core, check } from './core.js';
+import { parseCrashPoint } from './crash.js';
+import { bytesOf, integerIn, optionsObject, show, sizeArgument, word64 } from './args.js';
+import { CorruptPoolError, InvalidAddressError, InvalidArgumentError, NotAPoolError, PoolBusyError, PoolClosedError } from './errors.js';
 import { bootId, pidNamespace, processStartTime } from './proc.js';
 import { MAX_NODE, nodeOf, offsetOf, toGaddr } from './gaddr.js';
 import { Heap } from './heap.js';
 import type { PoolInternals } from './internals.js';
+import { ClientLease } from './lease.js';
 import { RegionDirectory, type Region, type RegionInfo } from './region.js';
-import type { Transport } from './transport.js';
-import { memoryTransport } from './transports/memory.js';
-import { WindowedTransport } from './transports/windows.js';
-import { parseBytes } from './units.js';
+import { FORMAT_CLAIM, type Transport } from './transport.js';
+
+export { openPool } from './open.js';
+export type {
+  ClientSlot, ClientStats, FsckReport, OrphanRecord, PoolCensus, PoolGeometry, ReclaimReport,
+} from './admin.js';
 
 /** Options of `openPool` and `Pool.attach`. */
 export interface PoolOptions {
@@ -43,160 +56,15 @@ export interface PoolOptions {
   heartbeatMs?: number;
   /** Arm a named crash point, "name" or "name:skip" (src/crash.ts; tests only). Default: DMEM_CRASH_POINT. */
   crashPoint?: string;
-}
-
-/** One client-table slot, as a lease monitor sees it. */
-export interface ClientSlot {
-  id: number;
-  state: 'free' | 'live' | 'revoked' | 'recovering';
-  gen: number;
-  pid: number;
-  /** Last lease renewal, ms since the Unix epoch. */
-  heartbeatMs: number;
-  /** Hash of the owner's host name (compare with `Pool.hostId`). */
-  hostId: bigint;
-  /** Owner process start time (clock ticks since boot), 0 if unknown. */
-  startTime: bigint;
-  /** The owner acknowledged the revocation of this generation (it is fenced). */
-  acknowledged: boolean;
-  /** While recovering: the recoverer's client id. */
-  recoverer: number;
-  /** While recovering: the recoverer's slot gen when it began (tells it from a later owner of its slot). */
-  recovererGen: number;
-  /** Owner's PID namespace (inode of /proc/PID/ns/pid), 0 if unknown. */
-  pidNs: number;
-  /** Owner's kernel boot id (52-bit hash), 0 if unknown. */
-  bootId: number;
-  /** The pid the identity fields (startTime, pidNs, bootId) were written for; they describe this owner only when it equals `pid`. */
-  identityPid: number;
-}
-
-/** Allocated metadata that no live client owns (assembly/audit.ts). */
-export interface OrphanRecord {
-  /** 1 chunk bits of a span, 2 a whole-span header, 3 a LARGE section header. */
-  kind: 1 | 2 | 3;
-  /** Global span index (kinds 1, 2) or section index (kind 3). */
-  index: number;
-  /** The header word as seen; reclaim acts only if it is unchanged. */
-  word: bigint;
-}
-
-/** fsck's findings (docs/layout.md lists the invariants). */
-export interface FsckReport {
-  sections: number;
-  orphanChunks: number;
-  blocksOfDeadClients: number;
-  sealedSpansInChunkSections: number;
-  retiringSections: number;
-  unsealedSpansInFreeSections: number;
-  largeTailsWithoutHead: number;
-  hintMismatches: number;
-  entriesScanned: number;
-  repaired: number;
-  /** True when no invariant is broken (hint mismatches are not invariants). */
-  clean: boolean;
-}
-
-/** What one reclaim or recovery gave back. */
-export interface ReclaimReport {
-  blocks: number;
-  chunks: number;
-  spansUnsealed: number;
-  sectionsFixed: number;
-  /** Owner-log entries read. */
-  entriesScanned: number;
-  /** Operations the client left half done, completed or undone. */
-  inFlight: number;
-  /** Heap objects freed from slabs (handed out or cached by the client). */
-  objects: number;
-  /**
-   * False when heap objects were left for a later run (the delayed-free
-   * ring's lock stayed held by a live client); a recovery then stays begun
-   * and is finished by the next run.
-   */
-  complete: boolean;
-}
-
-/** The attached pool's geometry. Offsets are bytes from the pool start. */
-export interface PoolGeometry {
-  poolBytes: number;
-  sections: number;
-  sectionBytes: number;
-  chunkBytes: number;
-  dataOffset: number;
-  dataBytes: number;
-  maxClients: number;
-  layoutVersion: number;
-}
-
-/** This client's counters since it attached. */
-export interface ClientStats {
-  clientId: number;
-  allocs: number;
-  frees: number;
-  /** CAS issued (all paths) and alloc CAS that failed and were retried. */
-  cas: { attempts: number; retries: number; retriesPerAlloc: number; maxRetries: number };
-  /** Transport operations (load/store/CAS/bulk read) per alloc and per free. */
-  transportOps: { total: number; perAlloc: number; perFree: number };
-  /** Blocks allocated / freed by this client per size class 0..9; index 10 = blocks above 2 MiB. */
-  perClass: { allocated: number[]; freed: number[] };
-}
-
-/** Pool-wide census, read from metadata alone. */
-export interface PoolCensus {
-  sections: { total: number; free: number; chunk: number; large: number };
-  chunks: { total: number; free: number; held: number; orphan: number };
-  freeBytes: number;
-  /** Largest run of free chunks, in bytes (upper bound on one more allocation). */
-  largestFreeBytes: number;
-  /** External fragmentation, 1 - largestFree / free (0 = all free space in one run). */
-  fragmentation: number;
-  sealedSpans: number;
-  liveClients: number;
-  /** Per size class 0..9 and index 10 (above 2 MiB): blocks held and chunks they cover. */
-  perClass: Array<{ blocks: number; chunks: number }>;
-}
-
-const CHUNK_BYTES = 4096;
-const SECTION_BYTES = 2 * 1024 * 1024;
-
-/**
- * Opens a pool by URI, creating and formatting it when absent:
- *   `shm:NAME`          /dev/shm/dmem-NAME, shared by every process of the host
- *   `shm:/path`         a file on tmpfs or hugetlbfs (/dev/hugepages/...), or a devdax device (/dev/dax0.0)
- *   `memory:`           a private in-process pool (size required)
- * @throws InvalidArgumentError bad URI or options; NotAPoolError / VersionMismatchError for a
- *   file that is not a pool of this layout (nothing is written to it); TransportUnavailableError
- *   when the medium cannot be opened; ClientTableFullError
- */
-export async function openPool(uri: string, opts: PoolOptions = {}): Promise<Pool> {
-  const colon = uri.indexOf(':');
-  const scheme = colon < 0 ? '' : uri.slice(0, colon);
-  const rest = uri.slice(colon + 1);
-  const size = opts.size === undefined ? undefined : parseBytes(opts.size);
-  if (scheme === 'memory') {
-    if (size === undefined) throw new InvalidArgumentError('memory: pools need a size, e.g. openPool("memory:", { size: "64MiB" })');
-    return own(Pool.attach(memoryTransport(size), { ...opts, create: true }));
-  }
-  if (scheme === 'shm' || scheme === 'dax') {
-    if (rest === '') throw new InvalidArgumentError(`"${uri}" names no pool: write shm:NAME or shm:/path/to/file`);
-    const { openShm, removeShm } = await import('../plugins/cxl-shm/index.js');
-    const m = openShm(rest, { size, create: opts.create ?? true, windowBytes: opts.windowBytes });
-    try {
-      if (m.created && size === undefined) throw new InvalidArgumentError(`pool ${m.path} does not exist: give a size to create it`);
-      return own(Pool.attach(m.transport, { ...opts, create: m.created }));
-    } catch (e) {
-      m.transport.close();
-      if (m.created) removeShm(m.path);
-      throw e;
-    }
-  }
-  throw new InvalidArgumentError(`unknown pool URI "${uri}": use shm:NAME, shm:/path or memory:`);
+  /** The file or device, as error messages name it (openPool passes the path). */
+  medium?: string;
 }
 
 /** Pools whose transport they opened themselves, and so close. */
 const owners = new WeakSet<Pool>();
-function own(pool: Pool): Pool {
+
+/** Marks `pool` as the owner of its transport: `close()` closes it too (src/open.ts). @internal */
+export function ownTransport(pool: Pool): Pool {
   owners.add(pool);
   return pool;
 }
@@ -212,36 +80,20 @@ export class Pool {
   private readonly dataOffset: number;
   private readonly dataEnd: number;
   private readonly base: number;
-  private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  /** Set once the lease was found revoked: every later call throws it. */
-  private fenced: LeaseExpiredError | null = null;
-  /** The low half of this client's slot owner word, watched on every call (null: transport without a view). */
-  private slotLow: Int32Array | null = null;
-  private liveLow = 0;
-  private ops = 0;
-  private renewAt = 0;
-  private renewEvery = 250;
-  /** The caller's heartbeatMs, or null to follow the lease (a quarter of it). */
-  private fixedHeartbeat: number | null = null;
-  private timerEvery = 0;
+  private readonly lease: ClientLease;
 
   /** What this Pool's heap, regions and epochs see of it (src/internals.ts). */
   private readonly internals: PoolInternals;
   private heapHandle: Heap | undefined;
   private epochDepth = 0;
 
-  private constructor(transport: Transport, core: Core, node: number) {
+  private constructor(transport: Transport, core: Core, node: number, heartbeatMs: number | null) {
     this.transport = transport;
     this.core = core;
     this.x = core.exports;
     this.node = node;
-    const g = (f: number) => this.x.geometry(f);
-    this.geometry = {
-      poolBytes: g(Geometry.poolBytes), sections: g(Geometry.sections), sectionBytes: SECTION_BYTES,
-      chunkBytes: CHUNK_BYTES, dataOffset: g(Geometry.dataOffset), dataBytes: g(Geometry.sections) * SECTION_BYTES,
-      maxClients: g(Geometry.maxClients), layoutVersion: this.x.layoutVersion(),
-    };
+    this.geometry = readGeometry(core);
     this.dataOffset = this.geometry.dataOffset;
     this.dataEnd = this.dataOffset + this.geometry.dataBytes;
     this.base = toGaddr(node, 0);
@@ -252,30 +104,31 @@ export class Pool {
       offset: (gaddr) => this.offset(gaddr),
       gaddr: (offset) => this.base + offset,
     };
+    this.lease = new ClientLease(core, transport, heartbeatMs);
   }
 
   /**
    * Formats (when `opts.create`) or attaches to the pool on `transport` and
    * registers a client. The transport stays the caller's: `close()` does not
    * close it (several Pools may share one transport, one per client).
-   * @throws see openPool
+   * @throws InvalidArgumentError (transport or an option of the wrong type or
+   *   range, named with its value), CorruptPoolError (a superblock that does not
+   *   fit the medium: the message gives both sizes); otherwise see openPool
    */
   static attach(transport: Transport, opts: PoolOptions = {}): Pool {
-    const node = opts.node ?? 0;
-    if (!Number.isInteger(node) || node < 0 || node > MAX_NODE) throw new InvalidArgumentError(`node must be 0..${MAX_NODE}, got ${node}`);
-    const seed = opts.seed === undefined ? randomBytes(8).readBigUInt64LE() : BigInt(opts.seed);
-    const core = new Core(transport, seed, opts.debug ?? false);
+    checkTransport(transport);
+    const o = checkPoolOptions(opts);
+    const core = new Core(transport, o.seed, opts.debug ?? false);
     const x = core.exports;
     if (opts.create) {
-      const clients = opts.clients ?? 256;
-      if (!Number.isInteger(clients) || clients < 1 || clients > 4093) throw new InvalidArgumentError(`clients must be 1..4093, got ${clients}`);
+      const clients = o.clients;
       const r = x.format(transport.size, clients);
       if (r === Status.INVALID_ARGUMENT) {
         throw new InvalidArgumentError(`cannot format a pool of ${transport.size} bytes with ${clients} clients: it needs at least one 2 MiB section plus metadata, and the medium must not already hold a pool`);
       }
       check(r, 'format');
     } else {
-      attachWhenFormatted(core, transport, opts.attachTimeoutMs ?? 5000);
+      attachWhenFormatted(core, transport, o.attachTimeoutMs, opts.medium ?? `the ${transport.kind} medium`);
     }
     const crash = opts.crashPoint ?? process.env.DMEM_CRASH_POINT;
     if (crash) {
@@ -283,11 +136,7 @@ export class Pool {
       x.crashAt(id, skip);
     }
     check(x.register(process.pid, hostId(), processStartTime(process.pid) ?? 0n, pidNamespace(), bootId()), 'register');
-    const pool = new Pool(transport, core, node);
-    pool.watchSlot();
-    pool.fixedHeartbeat = opts.heartbeatMs ?? null;
-    pool.schedule();
-    return pool;
+    return new Pool(transport, core, o.node, opts.heartbeatMs ?? null);
   }
 
   /** Hash of this host's name, as recorded in client slots. */
@@ -304,21 +153,26 @@ export class Pool {
    * Allocates at least `bytes` (1 B .. pool size): the smallest size class
    * 4 KiB * 2^c that fits up to 2 MiB (FineMem, section 4.1), whole 2 MiB
    * sections above. Returns the block's gaddr.
-   * @throws InvalidArgumentError (bytes < 1 or not a number), PoolExhaustedError
+   * @param bytes an integer from 1 to `geometry.dataBytes`
+   * @throws InvalidArgumentError (bytes not such an integer: 0, NaN, a
+   *   fraction, a BigInt, or more than the pool's data area),
+   *   PoolExhaustedError (no free run that large now), LeaseExpiredError, PoolClosedError
    */
   alloc(bytes: number): number {
     this.guard();
+    if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 1 || bytes > this.geometry.dataBytes) this.badSize('alloc', bytes);
     const r = this.x.allocBytes(bytes);
     if (r < 0) check(r, `alloc(${bytes})`);
     return this.base + r;
   }
 
   /**
-   * Allocates one block of size class `cls` (0..9: 4 KiB * 2^cls). Returns its gaddr.
-   * @throws InvalidArgumentError, PoolExhaustedError
+   * Allocates one block of size class `cls` (an integer 0..9: 4 KiB * 2^cls). Returns its gaddr.
+   * @throws InvalidArgumentError, PoolExhaustedError, LeaseExpiredError, PoolClosedError
    */
   allocClass(cls: number): number {
     this.guard();
+    integerIn('allocClass: cls', cls, 0, Layout.maxClass);
     const r = this.x.alloc(cls);
     if (r < 0) check(r, `allocClass(${cls})`);
     return this.base + r;
@@ -326,7 +180,8 @@ export class Pool {
 
   /**
    * Frees the block that starts at `gaddr` (any client may free any block).
-   * @throws InvalidAddressError (not the start of an allocated block), DoubleFreeError
+   * @throws InvalidArgumentError (gaddr not a number: a BigInt, a string),
+   *   InvalidAddressError (not the start of an allocated block), DoubleFreeError
    */
   free(gaddr: number): void {
     this.guard();
@@ -336,82 +191,82 @@ export class Pool {
 
   /**
    * Reads `length` bytes at `gaddr` into a new Uint8Array.
-   * @throws InvalidAddressError when any byte lies outside allocated blocks
+   * @param length an integer from 0 to the pool's data bytes
+   * @throws InvalidArgumentError (length not such an integer: NaN, negative,
+   *   a fraction), InvalidAddressError when any byte lies outside allocated blocks
    */
   read(gaddr: number, length: number): Uint8Array {
+    if (typeof length !== 'number' || !Number.isSafeInteger(length) || length < 0 || length > this.geometry.dataBytes) {
+      integerIn('read: length', length, 0, this.geometry.dataBytes);
+    }
     const dst = new Uint8Array(length);
     this.readInto(gaddr, dst);
     return dst;
   }
 
-  /** Reads `dst.length` bytes at `gaddr` into `dst`. @throws InvalidAddressError */
-  readInto(gaddr: number, dst: Uint8Array): void {
-    const off = this.range(gaddr, dst.length, 'read');
-    this.transport.read(off, dst);
+  /**
+   * Reads `dst.byteLength` bytes at `gaddr` into `dst`, any typed array,
+   * DataView or Buffer (filled as bytes, in pool order).
+   * @throws InvalidArgumentError (dst not such a view), InvalidAddressError
+   */
+  readInto(gaddr: number, dst: ArrayBufferView): void {
+    const bytes = bytesOf('readInto: dst', dst);
+    const off = this.range(gaddr, bytes.length, 'read');
+    this.transport.read(off, bytes);
   }
 
-  /** Writes `bytes` at `gaddr`. @throws InvalidAddressError when any byte lies outside allocated blocks */
-  write(gaddr: number, bytes: Uint8Array): void {
-    const off = this.range(gaddr, bytes.length, 'write');
-    this.transport.write(off, bytes);
+  /**
+   * Writes `bytes` at `gaddr`. Any typed array, DataView or Buffer is written
+   * as the bytes it holds (a `Uint16Array([0x0102])` is 2 bytes, 02 01 on
+   * little-endian hosts; a `Float64Array` 8 bytes per element).
+   * @throws InvalidArgumentError (not a byte view: an Array of numbers, a
+   *   string), InvalidAddressError when any byte lies outside allocated blocks
+   */
+  write(gaddr: number, bytes: ArrayBufferView | ArrayBufferLike): void {
+    const src = bytesOf('write: bytes', bytes);
+    const off = this.range(gaddr, src.length, 'write');
+    this.transport.write(off, src);
   }
 
   /**
    * Atomic 64-bit compare-and-swap on the 8-aligned word at `gaddr`; returns
-   * the word found (== expected when the swap happened). Values are signed
-   * 64-bit (BigInt64).
-   * @throws InvalidAddressError (unaligned or outside allocated blocks)
+   * the word found (== expected when the swap happened), signed 64-bit.
+   * `expected` and `desired` are BigInts from -(2^63) to 2^64 - 1: a value
+   * of 2^63 or more is taken as its unsigned 64-bit pattern (2^64 - 1 is the
+   * same word as -1n); anything outside is refused, never wrapped.
+   * @throws InvalidArgumentError (not a BigInt, or out of that range),
+   *   InvalidAddressError (unaligned or outside allocated blocks)
    */
   cas(gaddr: number, expected: bigint, desired: bigint): bigint {
+    const e = word64('cas: expected', expected);
+    const d = word64('cas: desired', desired);
     const off = this.word(gaddr, 'cas');
-    return this.transport.cas64(off, BigInt.asIntN(64, expected), BigInt.asIntN(64, desired));
+    return this.transport.cas64(off, e, d);
   }
 
   /**
-   * Atomic 64-bit fetch-and-add (wrapping) on the 8-aligned word at `gaddr`;
-   * returns the word before the add.
-   * @throws InvalidAddressError (unaligned or outside allocated blocks)
+   * Atomic 64-bit fetch-and-add on the 8-aligned word at `gaddr` (the sum
+   * wraps modulo 2^64); returns the word before the add, signed 64-bit.
+   * `delta` is a BigInt from -(2^63) to 2^64 - 1, as for `cas`.
+   * @throws InvalidArgumentError (not a BigInt, or out of that range),
+   *   InvalidAddressError (unaligned or outside allocated blocks)
    */
   faa(gaddr: number, delta: bigint): bigint {
+    const d = word64('faa: delta', delta);
     const off = this.word(gaddr, 'faa');
-    return this.transport.faa64(off, BigInt.asIntN(64, delta));
+    return this.transport.faa64(off, d);
   }
 
   /** This client's counters (allocs, frees, CAS retries, transport ops per op). */
   stats(): ClientStats {
     this.guard();
-    const s = this.core.floats(this.x.stats(), 30);
-    const allocs = s[0];
-    const frees = s[1];
-    return {
-      clientId: this.clientId,
-      allocs, frees,
-      cas: { attempts: s[2], retries: s[3], retriesPerAlloc: allocs ? s[3] / allocs : 0, maxRetries: s[4] },
-      transportOps: { total: s[7], perAlloc: allocs ? s[5] / allocs : 0, perFree: frees ? s[6] / frees : 0 },
-      perClass: { allocated: Array.from(s.subarray(8, 19)), freed: Array.from(s.subarray(19, 30)) },
-    };
+    return readStats(this.core, this.clientId);
   }
 
   /** Pool-wide census from metadata (reads every header: O(pool size / 2 MiB) bulk reads). */
   census(): PoolCensus {
     this.live();
-    const s = this.core.floats(this.x.scanPool(), 30);
-    const total = this.geometry.sections * 512;
-    const perClass = [];
-    for (let c = 0; c <= 10; c++) perClass.push({ blocks: s[8 + c], chunks: s[19 + c] });
-    const held = perClass.reduce((a, p) => a + p.chunks, 0);
-    const freeBytes = s[3] * CHUNK_BYTES;
-    const largest = s[5] * CHUNK_BYTES;
-    return {
-      sections: { total: this.geometry.sections, free: s[0], chunk: s[1], large: s[2] },
-      chunks: { total, free: s[3], held, orphan: s[4] },
-      freeBytes,
-      largestFreeBytes: largest,
-      fragmentation: freeBytes > 0 ? 1 - largest / freeBytes : 0,
-      sealedSpans: s[6],
-      liveClients: s[7],
-      perClass,
-    };
+    return readCensus(this.core, this.geometry.sections);
   }
 
   /**
@@ -425,27 +280,28 @@ export class Pool {
   close(): number {
     if (this.closed) return 0;
     this.closed = true;
-    if (this.timer) clearInterval(this.timer);
+    this.lease.stop();
     let freed = 0;
     try {
-      if (this.fenced === null && this.slotIsOurs()) {
-        // The delayed-free ring's lock may be busy (a paused holder): try a
+      if (this.lease.fenced === null && this.lease.slotIsOurs()) {
+        // The delayed-free ring's lock may be held by a paused client: try a
         // few times (each waits up to two leases, renewing); if it stays
-        // busy, keep the slot and the transport so a later close() retries.
+        // busy, keep the slot and the transport so that a later close()
+        // retries, and say so.
         for (let attempt = 0; ; attempt++) {
-          const f = this.core.floats(this.x.releaseHeld(), 9);
-          freed += f[0];
-          if (f[8] === 0) break;
+          const r = readReclaim(this.core, this.x.releaseHeld());
+          freed += r?.blocks ?? 0;
+          if (r === null || r.complete) break;
           if (attempt === 2) {
             this.closed = false;
-            this.schedule(true);
-            check(f[8], 'close');
+            this.lease.restart();
+            throw new PoolBusyError('close: the delayed-free ring\'s lock stayed held by a live client, so some heap objects of this client could not be freed yet; the pool stays open: call close() again');
           }
         }
         this.x.unregister();
-      } else if (this.fenced === null) {
-        // Revoked without noticing (no call since): acknowledge, so recovery may proceed.
-        this.acknowledgeIfRevoked();
+      } else if (this.lease.fenced === null) {
+        // Revoked without noticing (no call since): acknowledge, so recovery need not wait.
+        this.lease.acknowledgeIfRevoked();
       }
     } finally {
       if (this.closed && owners.has(this)) this.transport.close();
@@ -464,12 +320,13 @@ export class Pool {
    */
   async epoch<T>(fn: () => Promise<T> | T): Promise<T> {
     this.guard();
+    if (typeof fn !== 'function') throw new InvalidArgumentError(`epoch: fn must be a function, got ${show(fn)}`);
     if (this.epochDepth === 0) check(this.x.epochEnter(), 'epoch');
     this.epochDepth++;
     try {
       return await fn();
     } finally {
-      if (--this.epochDepth === 0 && !this.closed && this.fenced === null) this.x.epochExit();
+      if (--this.epochDepth === 0 && !this.closed && this.lease.fenced === null) this.x.epochExit();
     }
   }
 
@@ -506,14 +363,13 @@ export class Pool {
    * Sets the pool's client lease (ms, 10 .. 86,400,000), for every client;
    * other clients adapt at their next renewal, and a LeaseMonitor keeps
    * judging by the old lease for one old lease after a shortening.
-   * @throws InvalidArgumentError
+   * @throws InvalidArgumentError (not an integer in range)
    */
   setLeaseMs(ms: number): void {
     this.live();
-    if (this.x.setLease(ms) !== 0) throw new InvalidArgumentError(`lease must be 10 .. 86400000 ms, got ${ms}`);
-    this.renewEvery = Math.max(5, Math.floor(ms / 4));
-    this.renewAt = Math.min(this.renewAt, Date.now() + this.renewEvery);
-    this.schedule();
+    integerIn('setLeaseMs: ms', ms, Layout.minLeaseMs, Layout.maxLeaseMs);
+    if (this.x.setLease(ms) !== 0) throw new InvalidArgumentError(`lease must be ${Layout.minLeaseMs} .. ${Layout.maxLeaseMs} ms, got ${ms}`);
+    this.lease.leaseChanged(ms);
   }
 
   /** Every slot of the client table (a monitor's view; reads 6 words per slot). */
@@ -524,16 +380,10 @@ export class Pool {
     return slots;
   }
 
-  /** Slot `id` of the client table. */
+  /** Slot `id` (1 .. geometry.maxClients) of the client table. @throws InvalidArgumentError */
   clientSlot(id: number): ClientSlot {
-    const f = this.core.floats(this.x.slotInfo(id), 13);
-    const states = ['free', 'live', 'revoked', 'recovering'] as const;
-    return {
-      id, state: states[f[0]], gen: f[1], pid: f[2], heartbeatMs: f[3],
-      hostId: BigInt.asIntN(64, (BigInt(f[5]) << 32n) | BigInt(f[4])),
-      startTime: BigInt(f[6]), acknowledged: f[7] === 1, recoverer: f[8],
-      recovererGen: f[9], pidNs: f[10], bootId: f[11], identityPid: f[12],
-    };
+    integerIn('clientSlot: id', id, 1, this.geometry.maxClients);
+    return readSlot(this.core, id);
   }
 
   /**
@@ -543,6 +393,8 @@ export class Pool {
    */
   revokeClient(id: number, gen: number): boolean {
     this.guard();
+    integerIn('revokeClient: id', id, 1, this.geometry.maxClients);
+    integerIn('revokeClient: gen', gen, 0, 2 ** 32 - 1);
     return this.x.revoke(id, gen) === 0;
   }
 
@@ -555,9 +407,9 @@ export class Pool {
    */
   recoverClient(id: number, deadRecoverer = 0): ReclaimReport | null {
     this.guard();
-    const f = this.core.floats(this.x.recover(id, deadRecoverer), 9);
-    if (f[6] < 0) return null;
-    return reclaimReport(f);
+    integerIn('recoverClient: id', id, 1, this.geometry.maxClients);
+    integerIn('recoverClient: deadRecoverer', deadRecoverer, 0, this.geometry.maxClients);
+    return readReclaim(this.core, this.x.recover(id, deadRecoverer));
   }
 
   /**
@@ -565,20 +417,18 @@ export class Pool {
    * removes the cap). A lease monitor sets a short cap, so that a lock held
    * by a paused client never stalls its sweeps (the work is retried at the
    * next sweep).
+   * @throws InvalidArgumentError (not a number), PoolClosedError
    */
   setLockWait(ms: number): void {
     this.guard();
+    if (typeof ms !== 'number' || Number.isNaN(ms)) throw new InvalidArgumentError(`setLockWait: ms must be a number, got ${String(ms)}`);
     this.x.setLockWait(ms);
   }
 
   /** Lists allocated units no live client owns (at most 2048): in-flight operations or leaks. */
   scanOrphans(): OrphanRecord[] {
     this.guard();
-    const n = this.x.scanOrphans();
-    const w = this.core.words(this.x.orphanRecords(), n * 3);
-    const out: OrphanRecord[] = [];
-    for (let i = 0; i < n; i++) out.push({ kind: Number(w[i * 3]) as 1 | 2 | 3, index: Number(w[i * 3 + 1]), word: w[i * 3 + 2] });
-    return out;
+    return readOrphans(this.core, this.x.scanOrphans());
   }
 
   /**
@@ -589,6 +439,12 @@ export class Pool {
    */
   reclaimOrphan(r: OrphanRecord): boolean {
     this.guard();
+    if (r === null || typeof r !== 'object' || typeof r.word !== 'bigint') {
+      throw new InvalidArgumentError(`reclaimOrphan: r must be a record from scanOrphans(), got ${show(r)}`);
+    }
+    integerIn('reclaimOrphan: r.kind', r.kind, 1, 3);
+    integerIn('reclaimOrphan: r.index', r.index, 0, 2 ** 32 - 1);
+    word64('reclaimOrphan: r.word', r.word);
     return this.x.reclaimOrphan(r.kind, r.index, r.word) === 1;
   }
 
@@ -598,15 +454,8 @@ export class Pool {
    */
   fsck(opts: { repair?: boolean } = {}): FsckReport {
     this.guard();
-    const f = this.core.floats(this.x.fsck(opts.repair ? 1 : 0), 10);
-    const r = {
-      sections: f[0], orphanChunks: f[1], blocksOfDeadClients: f[2], sealedSpansInChunkSections: f[3],
-      retiringSections: f[4], unsealedSpansInFreeSections: f[5], largeTailsWithoutHead: f[6], hintMismatches: f[7],
-      entriesScanned: f[8], repaired: f[9],
-    };
-    const broken = r.orphanChunks + r.blocksOfDeadClients + r.sealedSpansInChunkSections + r.retiringSections
-      + r.unsealedSpansInFreeSections + r.largeTailsWithoutHead;
-    return { ...r, clean: broken === 0 };
+    optionsObject('fsck: opts', opts);
+    return readFsck(this.core, this.x.fsck(opts.repair ? 1 : 0));
   }
 
   private live(): void {
@@ -656,80 +505,27 @@ export class Pool {
   }
 
   /**
-   * Every call's entry check: closed, fenced, lease revoked (one Atomics.load
-   * of this client's slot word, ~7 ns), and every 64 calls a clock read to
-   * renew the lease while a caller loops without yielding to the event loop.
+   * Every call's entry check: closed, then the lease (src/lease.ts): fenced,
+   * revoked (one Atomics.load of this client's slot word, ~7 ns), and every
+   * 64 calls a clock read to renew the lease while a caller loops without
+   * yielding to the event loop.
    */
   private guard(): void {
     if (this.closed) throw new PoolClosedError('pool is closed');
-    if (this.fenced !== null) throw this.fenced;
-    if (this.slotLow !== null && Atomics.load(this.slotLow, 0) !== this.liveLow) this.fence();
-    if ((++this.ops & 63) === 0 && Date.now() >= this.renewAt) this.heartbeat();
+    this.lease.check();
   }
 
-  private watchSlot(): void {
-    const off = this.x.geometry(Geometry.slotOffset);
-    const bytes = this.transport instanceof WindowedTransport ? this.transport.view(off, 8) : null;
-    if (bytes) {
-      this.slotLow = new Int32Array(bytes.buffer, bytes.byteOffset, 2);
-      this.liveLow = Atomics.load(this.slotLow, 0);
+  /** @throws InvalidArgumentError for a size that is not an integer in 1 .. dataBytes */
+  private badSize(what: string, bytes: unknown): never {
+    if (typeof bytes === 'number' && Number.isInteger(bytes) && bytes > this.geometry.dataBytes) {
+      throw new InvalidArgumentError(`${what}: bytes ${bytes} is more than the pool's whole data area (${this.geometry.dataBytes} bytes); it can never be allocated`);
     }
-    this.renewEvery = Math.max(5, Math.floor(this.x.lease() / 4));
-    this.renewAt = Date.now() + this.renewEvery;
-  }
-
-  /** True while this client's slot is LIVE in the generation it registered. */
-  private slotIsOurs(): boolean {
-    const id = this.clientId;
-    if (id <= 0) return false;
-    const slot = this.clientSlot(id);
-    return slot.state === 'live' && slot.gen === this.x.geometry(Geometry.slotGen);
-  }
-
-  /** Renews the lease, or fences this client if it was revoked. */
-  private heartbeat(): void {
-    if (this.closed || this.fenced !== null) return;
-    if (!this.slotIsOurs()) {
-      try { this.fence(); } catch { /* recorded in this.fenced */ }
-      return;
-    }
-    this.x.renew();
-    this.renewEvery = Math.max(5, Math.floor(this.x.lease() / 4));
-    this.renewAt = Date.now() + this.renewEvery;
-    this.schedule();
-  }
-
-  /** (Re)starts the idle heartbeat timer when its period no longer matches the lease (or `force`). */
-  private schedule(force = false): void {
-    const every = this.fixedHeartbeat ?? this.renewEvery;
-    if ((every === this.timerEvery && !force) || this.closed) return;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    this.timerEvery = every;
-    if (every <= 0) return;
-    this.timer = setInterval(() => this.heartbeat(), every);
-    this.timer.unref();
-  }
-
-  /** Writes the fence acknowledgement if this client's slot is REVOKED in its own generation. */
-  private acknowledgeIfRevoked(): void {
-    const id = this.clientId;
-    if (id <= 0) return;
-    const slot = this.clientSlot(id);
-    if (slot.state === 'revoked' && slot.gen === this.x.geometry(Geometry.slotGen)) this.x.acknowledgeRevoked();
-  }
-
-  /** The slot is no longer ours: acknowledge (so recovery may proceed) and refuse every later call. */
-  private fence(): never {
-    const id = this.clientId;
-    this.acknowledgeIfRevoked();
-    if (this.timer) clearInterval(this.timer);
-    this.fenced = new LeaseExpiredError(`client ${id}'s lease expired (no renewal within ${this.x.lease()} ms) and was revoked; its memory is reclaimed: open the pool again to continue`);
-    throw this.fenced;
+    throw new InvalidArgumentError(`${what}: bytes must be an integer from 1 to ${this.geometry.dataBytes}, got ${show(bytes)}`);
   }
 
   private offset(gaddr: number): number {
-    if (typeof gaddr !== 'number' || !Number.isSafeInteger(gaddr) || gaddr <= 0) {
+    if (typeof gaddr !== 'number') throw new InvalidArgumentError(`gaddr must be a number (a gaddr from alloc), got ${show(gaddr)}`);
+    if (!Number.isSafeInteger(gaddr) || gaddr <= 0) {
       throw new InvalidAddressError(`${String(gaddr)} is not a gaddr (a positive integer below 2^53)`);
     }
     if (nodeOf(gaddr) !== this.node) throw new InvalidAddressError(`gaddr ${gaddr} is on node ${nodeOf(gaddr)}, this pool is node ${this.node}`);
@@ -739,7 +535,6 @@ export class Pool {
   private range(gaddr: number, length: number, what: string): number {
     this.guard();
     const off = this.offset(gaddr);
-    if (!Number.isSafeInteger(length) || length < 0) throw new InvalidArgumentError(`${what}: length must be a non-negative integer, got ${length}`);
     if (off < this.dataOffset || off + length > this.dataEnd || this.x.check(off, length) !== 0) {
       throw new InvalidAddressError(`${what}(${gaddr}, ${length} B): range is not inside allocated blocks`);
     }
@@ -760,29 +555,80 @@ const SUPERBLOCK_WORDS: Record<number, string> = {
   120: 'limboOff (delayed-free ring)', 128: 'limboLock', 136: 'regionDirOff (region directory)', 144: 'regionLock',
 };
 
-/** The CorruptPoolError for an attach the core refused: which superblock word, what it holds, and what that means. */
-function corruptSuperblock(core: Core, transport: Transport): CorruptPoolError {
+/**
+ * The CorruptPoolError for an attach the core refused: which superblock word
+ * (assembly/layout.ts, readSuperblock), what it holds, and, for a medium
+ * shorter than its pool, both sizes.
+ */
+function corruptSuperblock(core: Core, transport: Transport, medium: string): CorruptPoolError {
   const off = core.exports.corruptOffset();
   const value = BigInt.asUintN(64, core.exports.corruptWordValue());
   if (off === 16) {
-    return new CorruptPoolError(`attach: the ${transport.kind} medium is ${transport.size} bytes, but its superblock says the pool is ${value} bytes (truncated?); nothing was changed`);
+    return new CorruptPoolError(`${medium} is ${transport.size} bytes but its superblock says the pool is ${value} bytes: the file was truncated or resized after it was created; nothing was changed`);
   }
-  const name = SUPERBLOCK_WORDS[off] ?? 'a reserved word (must be zero)';
-  return new CorruptPoolError(`attach: superblock word at byte ${off} (${name}) holds 0x${value.toString(16)}, which this layout cannot hold; nothing was changed`);
+  const name = SUPERBLOCK_WORDS[off] ?? 'a reserved word, which must be zero';
+  return new CorruptPoolError(`attach ${medium}: superblock word at byte ${off} (${name}) holds 0x${value.toString(16)}, which no pool of this layout holds; nothing was changed`);
 }
 
-function attachWhenFormatted(core: Core, transport: Transport, timeoutMs: number): void {
+/**
+ * Attaches the core to an existing pool, waiting up to `timeoutMs` while the
+ * superblock is all zero or carries an opener's FORMAT_CLAIM (a creator that
+ * is still formatting).
+ * @param medium the file or device, for messages
+ * @throws NotAPoolError, VersionMismatchError, CorruptPoolError (naming the
+ *   medium's size and the size its superblock expects when they disagree)
+ */
+function attachWhenFormatted(core: Core, transport: Transport, timeoutMs: number, medium: string): void {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = core.exports.attach(transport.size);
-    if (r === Status.CORRUPT) throw corruptSuperblock(core, transport);
-    if (r !== Status.NOT_A_POOL) { check(r, 'attach'); return; }
-    // An all-zero superblock may be a pool whose creator is still formatting.
-    if (transport.size < 8 || transport.load64(0) !== 0n || Date.now() >= deadline) {
-      throw new NotAPoolError('attach: not a dmem pool (no dmem superblock magic); nothing was changed');
+    if (r === Status.CORRUPT) throw corruptSuperblock(core, transport, medium);
+    if (r !== Status.NOT_A_POOL) { check(r, `attach ${medium}`); return; }
+    // An all-zero superblock, or a claimed one, may be a pool whose creator is still formatting.
+    const first = transport.size < 8 ? -1n : transport.load64(0);
+    if ((first !== 0n && first !== FORMAT_CLAIM) || Date.now() >= deadline) {
+      const why = first === FORMAT_CLAIM
+        ? `another process claimed it for formatting ${timeoutMs} ms ago and has not finished; if none is running, clear its first 8 bytes and open it again`
+        : 'no dmem superblock magic';
+      throw new NotAPoolError(`attach ${medium}: not a dmem pool (${why}); nothing was changed`);
     }
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
   }
+}
+
+/**
+ * Checks the options of Pool.attach and openPool, and returns the ones with defaults. @internal
+ * @throws InvalidArgumentError naming the first bad option and its value
+ */
+export function checkPoolOptions(opts: PoolOptions): { node: number; seed: bigint; clients: number; attachTimeoutMs: number } {
+  optionsObject('Pool.attach: opts', opts);
+  const o = opts as Record<string, unknown>;
+  if (o.size !== undefined) sizeArgument('size', o.size);
+  for (const k of ['create', 'debug'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new InvalidArgumentError(`option ${k} must be true or false, got ${show(o[k])}`);
+  }
+  for (const k of ['crashPoint', 'medium'] as const) {
+    if (o[k] !== undefined && typeof o[k] !== 'string') throw new InvalidArgumentError(`option ${k} must be a string, got ${show(o[k])}`);
+  }
+  if (o.heartbeatMs !== undefined) integerIn('option heartbeatMs', o.heartbeatMs, 0, Layout.maxLeaseMs);
+  if (o.windowBytes !== undefined) integerIn('option windowBytes', o.windowBytes, 1, 2 ** 32);
+  const node = o.node === undefined ? 0 : integerIn('option node', o.node, 0, MAX_NODE);
+  const clients = o.clients === undefined ? 256 : integerIn('option clients', o.clients, 1, Layout.maxClients);
+  const attachTimeoutMs = o.attachTimeoutMs === undefined ? 5000 : integerIn('option attachTimeoutMs', o.attachTimeoutMs, 0, 2 ** 31 - 1);
+  let seed: bigint;
+  if (o.seed === undefined) seed = randomBytes(8).readBigUInt64LE();
+  else if (typeof o.seed === 'bigint') seed = word64('option seed', o.seed);
+  else seed = BigInt(integerIn('option seed', o.seed, -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER));
+  return { node, seed, clients, attachTimeoutMs };
+}
+
+/** @throws InvalidArgumentError unless `t` has the shape of a Transport */
+function checkTransport(t: unknown): asserts t is Transport {
+  const ops = ['load64', 'store64', 'cas64', 'faa64', 'read', 'write', 'close'] as const;
+  const bad = t === null || typeof t !== 'object'
+    || ops.some((k) => typeof (t as Record<string, unknown>)[k] !== 'function')
+    || typeof (t as Transport).size !== 'number' || !Number.isSafeInteger((t as Transport).size) || (t as Transport).size < 0;
+  if (bad) throw new InvalidArgumentError(`Pool.attach: transport must implement Transport (dmem/transport: size, ${ops.join(', ')}), got ${show(t)}`);
 }
 
 let cachedHostId: bigint | undefined;
@@ -791,12 +637,3 @@ function hostId(): bigint {
   return cachedHostId;
 }
 
-export { DmemError };
-
-/** The reclaim counters the core wrote (9 floats, assembly/recover.ts) as a report. */
-function reclaimReport(f: Float64Array): ReclaimReport {
-  return {
-    blocks: f[0], chunks: f[1], spansUnsealed: f[2], sectionsFixed: f[3], entriesScanned: f[4], inFlight: f[5], objects: f[7],
-    complete: f[8] === 0,
-  };
-}

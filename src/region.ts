@@ -6,18 +6,17 @@
  * alone, and `pool.free` refuses it). The directory, its locking and the
  * crash argument are in assembly/region.ts and docs/regions.md.
  */
-import { Geometry, Status, check, type CoreExports } from './core.js';
+import { Geometry, Layout, RegionResult, Status } from './abi.js';
+import { check, type CoreExports } from './core.js';
 import {
   InvalidAddressError, InvalidArgumentError, RegionNotFoundError, TransportUnavailableError,
 } from './errors.js';
 import type { PoolInternals } from './internals.js';
-import { WindowedTransport } from './transports/windows.js';
+import { bytesOf, show, sizeArgument } from './args.js';
 import { parseBytes } from './units.js';
 
 /** Longest region name, in bytes of UTF-8. */
-export const REGION_NAME_MAX = 40;
-
-const SECTION_BYTES = 2 * 1024 * 1024;
+export const REGION_NAME_MAX = RegionResult.nameMax;
 
 /** What `Pool.listRegions` reports of one region. */
 export interface RegionInfo {
@@ -81,12 +80,15 @@ export class Region implements RegionInfo {
   }
 
   /**
-   * Writes `bytes` at byte `offset` of the region.
-   * @throws InvalidArgumentError, InvalidAddressError (as `read`)
+   * Writes `bytes` at byte `offset` of the region: any typed array, DataView
+   * or Buffer, as the bytes it holds (as `Pool.write`).
+   * @throws InvalidArgumentError (not a byte view; offset not a non-negative
+   *   integer), InvalidAddressError (as `read`)
    */
-  write(offset: number, bytes: Uint8Array): void {
-    const at = this.range(offset, bytes.length, 'write');
-    this.p.transport.write(at, bytes);
+  write(offset: number, bytes: ArrayBufferView | ArrayBufferLike): void {
+    const src = bytesOf(`region "${this.name}" write: bytes`, bytes);
+    const at = this.range(offset, src.length, 'write');
+    this.p.transport.write(at, src);
   }
 
   /**
@@ -102,10 +104,10 @@ export class Region implements RegionInfo {
   map(): Uint8Array {
     this.p.guard();
     const t = this.p.transport;
-    if (!(t instanceof WindowedTransport)) {
+    if (t.mapped === undefined) {
       throw new TransportUnavailableError(`region "${this.name}": the ${t.kind} transport does not map pool memory into this process, so map() has nothing to give; use region.read/write`);
     }
-    const view = t.view(this.offset, this.bytes);
+    const view = t.mapped.view(this.offset, this.bytes);
     if (view === null) {
       throw new TransportUnavailableError(`region "${this.name}" (${this.bytes} B at pool offset ${this.offset}) straddles two mapping windows of the ${t.kind} transport; open the pool with a larger windowBytes to map it, or use region.read/write`);
     }
@@ -116,7 +118,7 @@ export class Region implements RegionInfo {
   private range(offset: number, length: number, what: string): number {
     this.p.guard();
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
-      throw new InvalidArgumentError(`region "${this.name}" ${what}: offset and length must be non-negative integers, got ${offset} and ${length}`);
+      throw new InvalidArgumentError(`region "${this.name}" ${what}: offset and length must be non-negative integers, got ${show(offset)} and ${show(length)}`);
     }
     if (offset + length > this.bytes) {
       throw new InvalidAddressError(`region "${this.name}" ${what}(${offset}, ${length} B): the range ends at byte ${offset + length}, past the region's ${this.bytes} B`);
@@ -154,8 +156,8 @@ export class RegionDirectory {
    *   PoolBusyError (the region lock stayed held by a live client)
    */
   create(name: string, bytes: number | string): Region {
-    const size = parseBytes(bytes);
-    const dataBytes = this.x.geometry(Geometry.sections) * SECTION_BYTES;
+    const size = parseBytes(sizeArgument(`createRegion("${String(name)}"): bytes`, bytes));
+    const dataBytes = this.x.geometry(Geometry.sections) * Layout.sectionBytes;
     if (size < 1 || size > dataBytes) {
       throw new InvalidArgumentError(`region "${name}": size must be 1 B .. the pool's ${dataBytes} B of data, got ${size} B`);
     }
@@ -235,8 +237,10 @@ export class RegionDirectory {
   /** The result block of the last regionOpen / regionNext. */
   private result(): { name: string; bytes: number; offset: number } {
     const ptr = this.x.regionResult();
-    const [offset, bytes] = this.p.core.floats(ptr, 2);
-    const raw = new Uint8Array(this.x.memory.buffer, ptr + 16, REGION_NAME_MAX);
+    const f = this.p.core.floats(ptr, 2);
+    const offset = f[RegionResult.offset];
+    const bytes = f[RegionResult.bytes];
+    const raw = new Uint8Array(this.x.memory.buffer, ptr + RegionResult.nameAt, REGION_NAME_MAX);
     const end = raw.indexOf(0);
     return { name: decoder.decode(raw.subarray(0, end < 0 ? REGION_NAME_MAX : end)), bytes, offset };
   }

@@ -115,8 +115,11 @@ test('exhaustion: PoolExhaustedError, and every chunk comes back (nothing leaked
     for (const g of got) pool.free(g);
     assert.is(pool.census().chunks.free, total, `class ${cls}: all free again`);
   }
-  assert.throws(() => pool.alloc(64 * MiB), is(PoolExhaustedError));
+  const one = pool.allocClass(0);
+  assert.throws(() => pool.alloc(pool.geometry.dataBytes), is(PoolExhaustedError), 'the whole data area, with one chunk taken');
+  pool.free(one);
   assert.is(pool.census().chunks.held, 0, 'a failed large alloc leaves nothing behind');
+  assert.throws(() => pool.alloc(64 * MiB), is(InvalidArgumentError), 'more than the pool holds is an invalid argument, not exhaustion');
   pool.close();
 });
 

@@ -301,7 +301,7 @@ test('finding 8: every superblock word is validated on attach; the error names t
     writeFileSync(path, good.subarray(0, good.length - 2 * 1024 * 1024));
     let err: unknown;
     try { (await openPool(`shm:${name}`, { create: false })).close(); } catch (e) { err = e; }
-    assert.ok(err instanceof CorruptPoolError && /is \d+ bytes, but its superblock says the pool is 8388608 bytes/.test(err.message), String(err));
+    assert.ok(err instanceof CorruptPoolError && /is \d+ bytes but its superblock says the pool is 8388608 bytes/.test(err.message), String(err));
   });
 });
 

@@ -3,13 +3,15 @@
  * every process on the host (or, on a CXL 3 shared-memory device exposed as
  * /dev/daxX.Y, every host on the fabric) with plain loads, stores and atomic
  * instructions. This is the "CXL tier" of Rcmp and the one-sided medium of
- * FineMem (../shared/DESIGN.md, "Two ways to run the core").
+ * FineMem (docs/design.md, "Layers").
  *
  * Media:
  *   /dev/shm/dmem-NAME     tmpfs file, sparse: pages are allocated on first touch
  *   /dev/hugepages/FILE    hugetlbfs file: lengths and offsets in huge pages
  *   /dev/daxX.Y            devdax character device: no length of its own, the
- *                          caller gives the size; mappings are 2 MiB aligned
+ *                          size comes from sysfs unless given; mappings are
+ *                          2 MiB aligned; a fresh (all-zero) device is claimed
+ *                          for formatting (devdax.ts)
  *
  * Layout of the mapping (one window per mmap, one koffi.view per window):
  *
@@ -49,8 +51,8 @@
  * it. Touching a page of a sparse tmpfs pool when /dev/shm is full, or after
  * another process truncated the file, raises SIGBUS.
  */
-import { InvalidArgumentError, TransportUnavailableError } from '../../src/errors.js';
-import { WindowedTransport } from '../../src/transports/windows.js';
+import { InvalidArgumentError, TransportUnavailableError, WindowedTransport } from 'dmem/transport';
+import { claimIfFresh, daxSizeFromSysfs } from './devdax.js';
 import {
   O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, SyscallError,
   closeFile, describeFd, describeFilesystem, describePath, ensureLibc, mapShared, openFile, pageSize, truncateFile, unlinkFile, unmap, viewOf,
@@ -71,12 +73,14 @@ const CREATE_MODE = 0o600;
 
 /** Options of `openShm`. */
 export interface ShmOptions {
-  /** Pool size in bytes: required to create a file or to map a devdax device; ignored for an existing file. */
+  /** Pool size in bytes: required to create a file; for a devdax device, default its size in sysfs; ignored for an existing file. */
   size?: number;
   /** Create the file when it does not exist (O_CREAT | O_EXCL; `created` reports who did). */
   create?: boolean;
   /** Bytes per mmap window: a power of two, >= the page size, a multiple of the medium's alignment (default 1 GiB). */
   windowBytes?: number;
+  /** Where sysfs is mounted, to read a devdax device's size (default '/sys'; tests only). */
+  sysfsRoot?: string;
 }
 
 /** An open cxl-shm pool mapping. */
@@ -85,8 +89,10 @@ export interface ShmMapping {
   transport: WindowedTransport;
   /** The file or device mapped. */
   path: string;
-  /** True when this call created the file. */
+  /** True when this call created the file, or claimed a fresh device (`claimed`): the caller formats it. */
   created: boolean;
+  /** True when the medium is a devdax device that was all zero and this call claimed it (FORMAT_CLAIM in word 0). */
+  claimed: boolean;
 }
 
 /**
@@ -127,7 +133,7 @@ export function openShm(nameOrPath: string, opts: ShmOptions = {}): ShmMapping {
   const { fd, created } = openPool(path, nameOrPath, opts);
   const mapped: Array<{ ptr: bigint; bytes: number }> = [];
   try {
-    const size = poolSize(fd, path, nameOrPath, created, opts.size, windowBytes);
+    const { size, device } = poolSize(fd, path, nameOrPath, created, opts, windowBytes);
     const buffers: ArrayBuffer[] = [];
     for (let offset = 0; offset < size; offset += windowBytes) {
       const bytes = Math.min(windowBytes, size - offset);
@@ -136,7 +142,8 @@ export function openShm(nameOrPath: string, opts: ShmOptions = {}): ShmMapping {
       buffers.push(viewOf(ptr, bytes));
     }
     const transport = new WindowedTransport('cxl-shm', buffers, windowBytes, () => release(fd, mapped, path));
-    return { transport, path, created };
+    const claimed = device && opts.create === true && claimIfFresh(transport);
+    return { transport, path, created: created || claimed, claimed };
   } catch (err) {
     try {
       release(fd, mapped, path);
@@ -214,17 +221,19 @@ function openPool(path: string, name: string, opts: ShmOptions): { fd: number; c
 }
 
 /**
- * The pool size in bytes for the open file, after checking the size and
- * windowBytes against the medium's mapping alignment; sets the length of a
- * file this call created.
+ * The pool size in bytes for the open file (a devdax device's from sysfs
+ * unless given), after checking the size and windowBytes against the
+ * medium's mapping alignment; sets the length of a file this call created.
  */
-function poolSize(fd: number, path: string, name: string, created: boolean, wanted: number | undefined, windowBytes: number): number {
+function poolSize(fd: number, path: string, name: string, created: boolean, opts: ShmOptions, windowBytes: number): { size: number; device: boolean } {
   const facts = describeFd(fd);
+  const wanted = opts.size;
   if (facts.kind === 'char') {
-    if (wanted === undefined) throw new InvalidArgumentError(`${path} is a device (devdax?) with no length of its own: pass size (bytes, a multiple of 2 MiB)`);
-    requireMultiple(path, 'pool size', wanted, DAX_ALIGN_BYTES, 'devdax');
+    const size = wanted ?? daxSizeFromSysfs(path, facts.rdev, opts.sysfsRoot);
+    checkSize(size, path);
+    requireMultiple(path, 'pool size', size, DAX_ALIGN_BYTES, 'devdax');
     requireMultiple(path, 'windowBytes', windowBytes, DAX_ALIGN_BYTES, 'devdax');
-    return wanted;
+    return { size, device: true };
   }
   if (facts.kind !== 'file') {
     throw new InvalidArgumentError(`${path} is neither a regular file (/dev/shm, hugetlbfs) nor a devdax character device`);
@@ -240,7 +249,7 @@ function poolSize(fd: number, path: string, name: string, created: boolean, want
     if (facts.size > MAX_POOL_BYTES) {
       throw new InvalidArgumentError(`pool ${path} is ${facts.size} bytes, more than a memory node can address (${MAX_POOL_BYTES} bytes, 1 TiB)`);
     }
-    return facts.size;
+    return { size: facts.size, device: false };
   }
   if (wanted === undefined) throw new InvalidArgumentError(`cannot create pool ${path} without a size: pass size (bytes)`);
   if (fs.hugetlbfs) requireMultiple(path, 'pool size', wanted, align, medium);
@@ -248,7 +257,7 @@ function poolSize(fd: number, path: string, name: string, created: boolean, want
     throw new InvalidArgumentError(`pool of ${wanted} bytes does not fit in the filesystem of ${path} (${fs.totalBytes} bytes): choose a smaller size or enlarge the filesystem (\`mount -o remount,size=...\`)`);
   }
   syscall(() => truncateFile(fd, wanted), path, name);
-  return wanted;
+  return { size: wanted, device: false };
 }
 
 /** @throws InvalidArgumentError unless `value` (bytes) is a multiple of `align` (bytes) */

@@ -28,7 +28,7 @@
  */
 import { createRequire } from 'node:module';
 import { fstatSync, lstatSync, statfsSync } from 'node:fs';
-import { TransportUnavailableError } from '../../src/errors.js';
+import { TransportUnavailableError } from 'dmem/transport';
 
 type Koffi = typeof import('koffi').default;
 
@@ -238,6 +238,8 @@ export interface FileFacts {
   kind: 'file' | 'char' | 'other';
   /** st_size in bytes (0 for devices). */
   size: number;
+  /** st_rdev: the device number of a character device (0 otherwise). */
+  rdev: number;
 }
 
 /**
@@ -247,7 +249,7 @@ export interface FileFacts {
 export function describeFd(fd: number): FileFacts {
   const st = node('fstat', () => fstatSync(fd));
   const kind = st.isFile() ? 'file' : st.isCharacterDevice() ? 'char' : 'other';
-  return { kind, size: st.size };
+  return { kind, size: st.size, rdev: st.rdev };
 }
 
 /**

@@ -100,6 +100,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           const m = raw as { type: string; detail?: string; code?: string; message?: string; checks?: number };
           if (m.type === 'ready') resolve();
           else if (m.type === 'mismatch') { r.doubleHolds++; r.errors.push(String(m.detail)); }
+          else if (m.type === 'fenced' && mode === 'survive') r.errors.push('the survivor, never paused, was fenced: the machine starved it past its lease (use a longer --lease-ms)');
           else if (m.type === 'fenced') r.fenced++;
           else if (m.type === 'error') r.errors.push(`${m.code}: ${m.message}`);
           else if (m.type === 'done' && mode === 'survive') r.survivorChecks = m.checks ?? 0;
@@ -138,7 +139,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const live = [...workers];
     for (const w of live) if (!w.exited) w.proc.send('stop');
     await Promise.all(live.map((w) => (w.exited ? Promise.resolve() : new Promise<void>((res) => w.proc.once('exit', () => res())))));
-    if (survivor.exited && r.survivorChecks === 0) r.errors.push('the survivor did not report');
+    if (r.survivorChecks === 0 && !r.errors.some((e) => e.startsWith('the survivor'))) r.errors.push('the survivor did not report');
 
     // The dead and the fenced are recovered by the monitor; wait for it.
     const deadline = Date.now() + 20 * lease + 5000;

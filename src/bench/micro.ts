@@ -43,6 +43,8 @@ export interface MicroOptions {
   signal?: AbortSignal;
   /** Called at the start and after each class with (classes done, classes in all). */
   onProgress?: (done: number, total: number) => void;
+  /** Called with each class's result as soon as it is measured (so an interrupted run keeps what finished). */
+  onResult?: (r: MicroResult) => void;
 }
 
 /** The measurements of one size class. */
@@ -143,7 +145,9 @@ export async function runMicro(opts: MicroOptions): Promise<MicroResult[]> {
       await fleet.barrier(); // every loop done: free all blocks
       const freed = await fleet.results<FreedReport>('freed');
       const heldChunksAfter = bp.pool.census().chunks.held;
-      results.push(summarizeClass(cls, samples, freed, { procs, epochs, blocks, churn, seed, pool: bp.uri, heldChunksBefore, heldChunksAfter }));
+      const r = summarizeClass(cls, samples, freed, { procs, epochs, blocks, churn, seed, pool: bp.uri, heldChunksBefore, heldChunksAfter });
+      results.push(r);
+      opts.onResult?.(r);
       opts.onProgress?.(results.length, opts.classes.length);
     }
     return results;

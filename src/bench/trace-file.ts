@@ -13,7 +13,7 @@ export interface Trace {
   arrivalsUs: Float64Array;
   /** Size class of each request, 0..9. */
   classes: Uint8Array;
-  /** The trace's own duration: the last arrival (us; 0 for an empty trace). */
+  /** The trace's own duration: the last arrival (us). */
   durationUs: number;
   /** Bytes one replay allocates before it frees: sum of 4 KiB * 2^c over the requests. */
   bytes: number;
@@ -21,10 +21,14 @@ export interface Trace {
 
 const CHUNK_BYTES = 4096;
 
+/** Latest arrival a trace may have (us): 24 h; a replay busy-waits until each arrival. */
+export const MAX_ARRIVAL_US = 24 * 3600 * 1e6;
+
 /**
  * Reads and checks a trace file. Blank lines are skipped.
- * @throws InvalidArgumentError when the file cannot be read, or a line is not
- *   two integers, a class is outside 0..9, or an arrival goes back in time (the message names the line)
+ * @throws InvalidArgumentError when the file cannot be read or holds no
+ *   request, or a line is not two integers, a class is outside 0..9, an
+ *   arrival goes back in time or lies past 24 h (the message names the line)
  */
 export function readTrace(path: string): Trace {
   let text: string;
@@ -46,6 +50,9 @@ export function readTrace(path: string): Trace {
     if (!m) throw new InvalidArgumentError(`${path}:${i + 1}: expected "<arrival_us> <size_class>", got ${JSON.stringify(line.slice(0, 60))}`);
     const at = Number(m[1]);
     const cls = Number(m[2]);
+    if (!(at <= MAX_ARRIVAL_US)) {
+      throw new InvalidArgumentError(`${path}:${i + 1}: arrival ${m[1]} us is past ${MAX_ARRIVAL_US} us (24 h): not a replayable trace (arrivals are microseconds from the start)`);
+    }
     if (cls > 9) throw new InvalidArgumentError(`${path}:${i + 1}: size class ${cls} is outside 0..9`);
     if (at < last) throw new InvalidArgumentError(`${path}:${i + 1}: arrival ${at} us is before the previous one (${last} us); arrivals must not decrease`);
     arrivals[n] = at;
@@ -54,5 +61,6 @@ export function readTrace(path: string): Trace {
     last = at;
     n++;
   }
+  if (n === 0) throw new InvalidArgumentError(`trace ${path} holds no request (expected lines "<arrival_us> <size_class>"): nothing to replay`);
   return { path, arrivalsUs: arrivals.slice(0, n), classes: classes.slice(0, n), durationUs: last, bytes };
 }

@@ -35,6 +35,8 @@ export interface TraceOptions {
   signal?: AbortSignal;
   /** Called at the start and after each epoch with (epochs done, epochs in all, over every trace). */
   onProgress?: (done: number, total: number) => void;
+  /** Called with each trace's result as soon as it is measured (so an interrupted run keeps what finished). */
+  onResult?: (r: TraceResult) => void;
 }
 
 /** The measurements of one trace. */
@@ -95,9 +97,14 @@ export async function runTrace(opts: TraceOptions): Promise<TraceResult[]> {
   if (!Number.isSafeInteger(procs) || procs < 1 || procs > 4094) throw new InvalidArgumentError(`procs must be an integer from 1 to 4094, got ${procs}`);
   if (!Number.isSafeInteger(epochs) || epochs < 1) throw new InvalidArgumentError(`epochs must be a positive integer, got ${epochs}`);
   const traces = opts.paths.map(readTrace);
+  const poolBytes = tracePoolBytes(traces, procs);
+  if (opts.pool === undefined && poolBytes > MAX_TEMP_POOL_BYTES) {
+    const big = traces.reduce((a, t) => (t.bytes > a.bytes ? t : a));
+    throw new InvalidArgumentError(`trace ${big.path} allocates ${big.bytes} bytes per replay; with ${procs} processes the temporary pool would be ${poolBytes} bytes, more than a pool can address (${MAX_TEMP_POOL_BYTES} bytes): use fewer processes or a smaller trace`);
+  }
   if (opts.signal?.aborted) throw new DmemError('ABORTED', 'trace replay interrupted before it started');
 
-  const bp = await openBenchPool(opts.pool, opts.size, tracePoolBytes(traces, procs), procs);
+  const bp = await openBenchPool(opts.pool, opts.size, poolBytes, procs);
   let fleet: Fleet | undefined;
   const onAbort = (): void => fleet?.fail(new DmemError('ABORTED', 'trace replay interrupted'));
   opts.signal?.addEventListener('abort', onAbort);
@@ -118,7 +125,9 @@ export async function runTrace(opts: TraceOptions): Promise<TraceResult[]> {
         opts.onProgress?.(++done, traces.length * epochs);
       }
       const heldChunksAfter = bp.pool.census().chunks.held;
-      results.push(summarizeTrace(trace, samples, { procs, epochs, pool: bp.uri, heldChunksBefore, heldChunksAfter }));
+      const r = summarizeTrace(trace, samples, { procs, epochs, pool: bp.uri, heldChunksBefore, heldChunksAfter });
+      results.push(r);
+      opts.onResult?.(r);
     }
     return results;
   } finally {
@@ -127,6 +136,9 @@ export async function runTrace(opts: TraceOptions): Promise<TraceResult[]> {
     bp.release();
   }
 }
+
+/** Largest temporary pool (bytes): what one memory node addresses (1 TiB). */
+const MAX_TEMP_POOL_BYTES = 2 ** 40;
 
 type RunFacts = Pick<TraceResult, 'procs' | 'epochs' | 'pool' | 'heldChunksBefore' | 'heldChunksAfter'>;
 

@@ -2,7 +2,9 @@
  * `dmem bench micro` and `dmem bench trace`: the FineMem benchmarks
  * (src/bench/micro.ts, src/bench/trace.ts) with human tables or JSON lines.
  * A run that leaks chunks or has failed operations prints its results, then
- * fails (exit 1).
+ * fails (exit 1). Results stream: with --json each measurement's line is
+ * printed as soon as it finishes, and an interrupted run (SIGINT) prints the
+ * table of what finished before it exits, so no finished result is lost.
  */
 import type { Command } from 'commander';
 import { DmemError } from '../errors.js';
@@ -283,20 +285,40 @@ export function checkMicro(results: readonly MicroResult[]): void {
  */
 export async function micro(flags: Omit<MicroFlags, 'class' | 'classes'>, classes: number[]): Promise<MicroResult[]> {
   const out = new Output(flags.json);
-  const bar = progress('micro classes');
-  let results: MicroResult[];
+  const done: MicroResult[] = [];
+  const print = (results: MicroResult[]): void => { if (results.length > 0) out.lines([microHeader(results[0]), ...microTable(results)]); };
+  const results = await streamed(out, 'micro classes', done, print, (signal, onProgress) => runMicro({
+    classes, procs: flags.procs, epochs: flags.epochs, blocks: flags.blocks, churn: flags.churn, seed: flags.seed,
+    pool: flags.pool, size: flags.size, signal, onProgress, onResult: (r) => { done.push(r); out.result(r, () => []); },
+  }));
+  print(results);
+  checkMicro(results);
+  return results;
+}
+
+/**
+ * Runs a benchmark whose results arrive one by one (`done` fills as they
+ * finish, and --json lines are printed then), with a progress bar and
+ * interrupt handling. When the run fails or is interrupted, prints the
+ * human table of what finished (`print`) before rethrowing.
+ */
+async function streamed<T>(
+  out: Output, label: string, done: T[], print: (results: T[]) => void,
+  run: (signal: AbortSignal, onProgress: (done: number, total: number) => void) => Promise<T[]>,
+): Promise<T[]> {
+  const bar = progress(label);
   try {
-    results = await withInterrupt((signal) => runMicro({
-      classes, procs: flags.procs, epochs: flags.epochs, blocks: flags.blocks, churn: flags.churn, seed: flags.seed,
-      pool: flags.pool, size: flags.size, signal, onProgress: (done, total) => bar.update(done, total),
-    }));
+    return await withInterrupt((signal) => run(signal, (n, total) => bar.update(n, total)));
+  } catch (err) {
+    bar.stop();
+    if (done.length > 0) {
+      process.stderr.write(`${label}: stopped after ${done.length} finished measurement${done.length === 1 ? '' : 's'}${out.json ? ' (their JSON lines are above)' : ':'}\n`);
+      print(done);
+    }
+    throw err;
   } finally {
     bar.stop();
   }
-  if (out.json) for (const r of results) out.result(r, () => []);
-  out.lines([microHeader(results[0]), ...microTable(results)]);
-  checkMicro(results);
-  return results;
 }
 
 /** Human table rows of trace results (one per trace). */
@@ -323,21 +345,19 @@ export function checkTrace(results: readonly TraceResult[]): void {
 
 async function trace(files: string[], flags: TraceFlags): Promise<void> {
   const out = new Output(flags.json);
-  const bar = progress('trace epochs');
-  let results: TraceResult[];
-  try {
-    results = await withInterrupt((signal) => runTrace({
-      paths: files, procs: flags.procs, epochs: flags.epochs, pool: flags.pool, size: flags.size, seed: flags.seed,
-      signal, onProgress: (done, total) => bar.update(done, total),
-    }));
-  } finally {
-    bar.stop();
-  }
-  if (out.json) for (const r of results) out.result(r, () => []);
-  const r0 = results[0];
-  out.lines([
-    `trace (stage): ${r0.procs} process${r0.procs === 1 ? '' : 'es'}, ${r0.epochs} epoch${r0.epochs === 1 ? '' : 's'}, pool ${r0.pool}`,
-    ...traceTable(results),
-  ]);
+  const done: TraceResult[] = [];
+  const print = (results: TraceResult[]): void => {
+    if (results.length === 0) return;
+    const r0 = results[0];
+    out.lines([
+      `trace (stage): ${r0.procs} process${r0.procs === 1 ? '' : 'es'}, ${r0.epochs} epoch${r0.epochs === 1 ? '' : 's'}, pool ${r0.pool}`,
+      ...traceTable(results),
+    ]);
+  };
+  const results = await streamed(out, 'trace epochs', done, print, (signal, onProgress) => runTrace({
+    paths: files, procs: flags.procs, epochs: flags.epochs, pool: flags.pool, size: flags.size, seed: flags.seed,
+    signal, onProgress, onResult: (r) => { done.push(r); out.result(r, () => []); },
+  }));
+  print(results);
   checkTrace(results);
 }

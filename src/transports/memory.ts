@@ -4,7 +4,7 @@
  * services, and as the reference for other transports' semantics.
  */
 import { InvalidArgumentError } from '../errors.js';
-import { WindowedTransport } from './windows.js';
+import { WindowedTransport } from '../transport.js';
 
 /** Largest in-process pool: one SharedArrayBuffer window (bytes). */
 export const MEMORY_MAX_BYTES = 2 ** 31;
