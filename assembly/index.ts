@@ -21,7 +21,7 @@ import {
 import { reclaimClient, recoverClient, slotInfo } from './recover';
 import { casCount, load64, nowMs, store64, transportOps, writeFrom } from './imports';
 import {
-  CHUNK_BYTES, CHUNK_SHIFT, E_EXHAUSTED, E_INVALID_ADDRESS, E_INVALID_ARGUMENT, E_NOT_A_POOL, E_NOT_ATTACHED, HEADER_BYTES,
+  CHUNK_BYTES, CHUNK_SHIFT, E_EXHAUSTED, E_INVALID_ADDRESS, classOfBytes, E_INVALID_ARGUMENT, E_NOT_A_POOL, E_NOT_ATTACHED, HEADER_BYTES,
   MAGIC, MAX_CLASS, MAX_CLIENTS, OK, SECTION_BYTES, SECTION_SPANS, attached, clientTableOff, dataOff,
   corruptValue, corruptWord, layoutVersion, leaseMs, maxClients, setLeaseMs, nSections, ownerLogOff, planLayout, poolBytes, readSuperblock, sectionHdrOff,
   spanHdrOff, writeMagic, writeSuperblockBody,
@@ -34,7 +34,7 @@ import { MAX_SLAB_OBJECT, OBJECT_CLASSES, objectClassOf, objectCount, objectSize
 import { scanPool } from './scan';
 import { OP_SEAL, spanWord } from './span';
 
-export { layoutVersion, scanPool, slotInfo };
+export { classOfBytes, layoutVersion, scanPool, slotInfo };
 export * from './region';
 
 const zeros = memory.data(4096);
@@ -213,11 +213,6 @@ export function allocBytes(bytes: f64): f64 {
   return alloc(classOfBytes(b));
 }
 
-/** Smallest size class c with 4 KiB * 2^c >= bytes (bytes 1..2 MiB). */
-export function classOfBytes(bytes: u64): u32 {
-  const chunks = (bytes + CHUNK_BYTES - 1) >> CHUNK_SHIFT;
-  return chunks <= 1 ? 0 : 64 - <u32>clz(chunks - 1);
-}
 
 /**
  * Frees the block starting at byte `offset`. Returns OK, E_INVALID_ADDRESS

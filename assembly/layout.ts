@@ -258,3 +258,9 @@ const sbTail = memory.data(<i32>(4096 - 152));
 export function layoutVersion(): u32 {
   return LAYOUT_VERSION;
 }
+
+/** Smallest size class c with 4 KiB * 2^c >= bytes (bytes 1..2 MiB). */
+export function classOfBytes(bytes: u64): u32 {
+  const chunks = (bytes + CHUNK_BYTES - 1) >> CHUNK_SHIFT;
+  return chunks <= 1 ? 0 : 64 - <u32>clz(chunks - 1);
+}

@@ -76,9 +76,8 @@
  */
 import { adoptBlock, allocClass, allocLarge, chunkOffset, clientGen, clientId, freeChunk } from './alloc';
 import { load64, readInto, store64, writeFrom } from './imports';
-import { classOfBytes } from './index';
 import {
-  CHUNK_BYTES, CHUNK_SHIFT, E_BUSY, E_CORRUPT, E_EXHAUSTED, E_EXISTS, E_INVALID_ARGUMENT, E_NOT_ATTACHED, E_NOT_FOUND, OK,
+  CHUNK_BYTES, CHUNK_SHIFT, E_BUSY, classOfBytes, E_CORRUPT, E_EXHAUSTED, E_EXISTS, E_INVALID_ARGUMENT, E_NOT_ATTACHED, E_NOT_FOUND, OK,
   SB_REGION_DIR, SB_REGION_LOCK, SECTION_BYTES, attached, dataOff, leaseMs, logOff, nSections,
 } from './layout';
 import { acquireLock, lockFailure, lockStolen, releaseLock } from './lock';

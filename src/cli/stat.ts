@@ -2,10 +2,13 @@
  * `dmem stat`: attaches to an existing pool and prints its census, read
  * from metadata alone (Pool.census): blocks and chunks held per size class,
  * free space, largest free run, fragmentation, section modes, live clients
- * and orphan chunks (set bits no owner-log entry covers).
+ * and orphan chunks (set bits no owner-log entry covers), and every revoked
+ * client or begun recovery with the fencing authority's verdict: fenced, or
+ * why nothing it holds may be freed yet.
  */
 import type { Command } from 'commander';
 import { openPool, type PoolCensus } from '../pool.js';
+import { fenceOf } from '../fencing.js';
 import { shmPath } from '../../plugins/cxl-shm/index.js';
 import { formatBytes } from '../units.js';
 import { parsePoolName } from './options.js';
@@ -33,8 +36,14 @@ async function stat(flags: StatFlags): Promise<void> {
   const out = new Output(flags.json);
   const pool = await openPool(`shm:${flags.pool}`, { create: false, heartbeatMs: 0 });
   let c: PoolCensus;
+  let pending: Array<{ client: number; pid: number; state: string; fenced: boolean; why: string }>;
   try {
     c = pool.census();
+    // Revoked clients and begun recoveries, with the fencing authority's verdict (src/fencing.ts).
+    pending = pool.clientSlots().filter((s) => s.state === 'revoked' || s.state === 'recovering').map((s) => {
+      const v = fenceOf(pool, s);
+      return { client: s.id, pid: s.pid, state: s.state, fenced: v.fenced, why: v.fenced ? `fenced (${v.reason}): a monitor recovers it` : v.why };
+    });
   } finally {
     pool.close();
   }
@@ -48,7 +57,7 @@ async function stat(flags: StatFlags): Promise<void> {
       pool: flags.pool, path: shmPath(flags.pool), poolBytes: g.poolBytes, dataBytes: g.dataBytes,
       allocated: { blocks, chunks: c.chunks.held, bytes: c.chunks.held * g.chunkBytes, perClass },
       freeBytes: c.freeBytes, freeChunks: c.chunks.free, largestFreeBytes: c.largestFreeBytes, fragmentation: c.fragmentation,
-      sections: c.sections, sealedSpans: c.sealedSpans, liveClients, orphanChunks: c.chunks.orphan,
+      sections: c.sections, sealedSpans: c.sealedSpans, liveClients, orphanChunks: c.chunks.orphan, pending,
     },
     () => [
       ...pairs([
@@ -68,6 +77,7 @@ async function stat(flags: StatFlags): Promise<void> {
         ['sections', `${c.sections.total} total: ${c.sections.free} free, ${c.sections.chunk} chunk, ${c.sections.large} large`],
         ['live clients', `${liveClients} (not counting this command)`],
         ['orphan chunks', `${c.chunks.orphan}${c.chunks.orphan > 0 ? ' (allocations in flight, or left by a dead client)' : ''}`],
+        ...pending.map((p) => [`client ${p.client}`, `${p.state} (pid ${p.pid}): ${p.why}`] as [string, string]),
       ]),
     ],
   );
