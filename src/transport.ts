@@ -101,7 +101,6 @@ export interface MappedMemory {
 export class WindowedTransport implements Transport, MappedMemory {
   readonly kind: string;
   readonly size: number;
-  readonly mapped: MappedMemory = this;
   private readonly windowBytes: number;
   private words: BigInt64Array[];
   private bytes: Uint8Array[];
@@ -128,6 +127,11 @@ export class WindowedTransport implements Transport, MappedMemory {
     this.words0 = this.words[0];
     this.single = windows.length === 1;
     this.onClose = onClose;
+  }
+
+  /** This transport maps the pool: it is its own MappedMemory (a getter, so the transport serializes without a cycle). */
+  get mapped(): MappedMemory {
+    return this;
   }
 
   load64(offset: number): bigint {

@@ -10,7 +10,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -18,6 +19,7 @@ import {
 } from '../src/index.js';
 import { FORMAT_CLAIM } from '../src/transport.js';
 import { claimIfFresh, daxSizeFromSysfs, deviceNumbers } from '../plugins/cxl-shm/devdax.js';
+import { openShm } from '../plugins/cxl-shm/index.js';
 
 const MiB = 1024 * 1024;
 
@@ -227,6 +229,41 @@ test('devdax size comes from sysfs (/sys/dev/char/MAJ:MIN/size, then /sys/bus/da
     assert.is(daxSizeFromSysfs('/dev/dax0.0', rdev, root), 2 ** 31, 'a malformed entry is skipped');
   } finally {
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a fresh character device is claimed and formatted: size from (mocked) sysfs, or given', async () => {
+  // /dev/zero's device numbers (1:5) under a name of our own: a character
+  // device whose MAP_SHARED mapping is fresh zeroed memory, as a new devdax
+  // device is. Needs mknod (root); skipped with the reason otherwise.
+  const dir = mkdtempSync(join(tmpdir(), 'dmem-chardev-'));
+  try {
+    const dev = join(dir, 'dax9.9');
+    const mk = spawnSync('mknod', [dev, 'c', '1', '5'], { encoding: 'utf8' });
+    if (mk.status !== 0) {
+      console.log(`skip: cannot create a character device here (mknod: ${mk.stderr.trim() || mk.error?.message}); the claim and the sysfs lookup are tested above`);
+      return;
+    }
+    const sys = join(dir, 'sys');
+    mkdirSync(join(sys, 'dev/char/1:5'), { recursive: true });
+    writeFileSync(join(sys, 'dev/char/1:5/size'), `${4 * MiB}\n`);
+    const m = openShm(dev, { create: true, sysfsRoot: sys });
+    try {
+      assert.is(m.transport.size, 4 * MiB, 'size read from sysfs');
+      assert.ok(m.claimed && m.created, 'a fresh device is claimed for formatting');
+      const p = Pool.attach(m.transport, { create: true, clients: 4, heartbeatMs: 0 });
+      assert.ok(p.alloc(4096) > 0);
+      p.close();
+    } finally {
+      m.transport.close();
+    }
+    refuses(() => openShm(dev, { create: true }), /sysfs does not report.*pass size/, 'no sysfs entry, no size');
+    const pool = await openPool(`shm:${dev}`, { size: '4MiB', clients: 4, heartbeatMs: 0 });
+    assert.is(pool.geometry.poolBytes, 4 * MiB, 'openPool formats a fresh device of the size given');
+    pool.close();
+    assert.ok(existsSync(dev), 'closing never removes a device');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -15,7 +15,7 @@
  * recovery is logged on stderr (pino, with its counts and duration, in both
  * output modes) and, with --json, printed as a `recovered` result line.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { openPool, type Pool } from '../pool.js';
@@ -118,10 +118,11 @@ async function serve(flags: ServerFlags): Promise<void> {
   // Who else holds the pool, read while this server still holds its slot.
   const others = flags.removeOnExit ? otherClients(pool) : [];
   pool.close();
-  const removed = flags.removeOnExit && others.length === 0 ? removeShm(flags.pool) : false;
+  const device = existsSync(path) && statSync(path).isCharacterDevice();
+  const removed = flags.removeOnExit && others.length === 0 && !device ? removeShm(flags.pool) : false;
   const kept = flags.removeOnExit && others.length > 0
     ? `${path} kept, not removed: ${others.length} other client${others.length === 1 ? ' is' : 's are'} still using it (${others.map((s) => `client ${s.id}, pid ${s.pid}`).join('; ')})`
-    : `${path} kept`;
+    : `${path} kept${flags.removeOnExit && device ? ' (a device is never removed)' : ''}`;
   out.result(
     { event: 'stopped', pool: flags.pool, path, signal, removed, otherClients: others.map((s) => ({ id: s.id, pid: s.pid, state: s.state })) },
     () => [`stopped on ${signal}: pool unmapped; ${removed ? `${path} removed (no other client was live)` : kept}`],
