@@ -1,5 +1,5 @@
 /**
- * Audit of the whole pool against the invariants of ../shared/DESIGN.md:
+ * Audit of the whole pool against the invariants of docs/design.md:
  * the orphan list for the lease monitor's grace sweep, and fsck.
  *
  * An allocated unit is *owned* when an owner-log HELD head covers it and

@@ -2,7 +2,7 @@
  * The core's only window on the world (docs/abi.md). Every access to pool
  * memory is one of these calls, answered by the host's transport; the core
  * has no other source of input but its arguments and the seed, which makes
- * it deterministic (../shared/DESIGN.md, invariant 4).
+ * it deterministic (docs/design.md, invariant 4).
  *
  * Offsets are byte offsets into the pool, passed as f64 holding an exact
  * integer below 2^53 (so a JS host needs no BigInt for addressing); 64-bit
@@ -64,7 +64,7 @@ export let casCount: u64 = 0;
   host_read(<f64>offset, ptr, len);
 }
 
-/** Bulk copy of core memory into the pool (formatting only). */
+/** Bulk copy of core memory into the pool (formatting, zeroing new slabs, rings and regions, slab tags). */
 @inline export function writeFrom(offset: u64, ptr: usize, len: u32): void {
   transportOps++;
   host_write(<f64>offset, ptr, len);

@@ -1,5 +1,5 @@
 /**
- * Pool geometry and the superblock (../shared/DESIGN.md, "The pool").
+ * Pool geometry and the superblock (docs/design.md, "The pool").
  *
  * FineMem's units (OSDI '25, section 4.1): a chunk is 4 KiB, a span is 32
  * chunks (128 KiB), a section is 16 spans (2 MiB). Size class c is a block of

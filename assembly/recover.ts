@@ -1,6 +1,6 @@
 /**
  * Recovery: giving back everything a client (id x, slot generation g) holds
- * or left half done, from pool metadata alone (../shared/DESIGN.md,
+ * or left half done, from pool metadata alone (docs/design.md,
  * invariant 2), while other clients keep allocating (online recovery, after
  * HPE gull). Used for a dead client (its slot REVOKED and fenced, see
  * assembly/client.ts) and by a closing client for itself.

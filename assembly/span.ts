@@ -2,7 +2,7 @@
  * Span header: one 64-bit word per span that holds the span's 32-chunk
  * allocation bitmap AND the commit log of the last operation on it, so one
  * CAS both allocates and records who did it (FineMem, OSDI '25, section 4.2;
- * ../shared/DESIGN.md invariant 1).
+ * docs/design.md invariant 1).
  *
  *    63       55 54    51 50    46 45 44 43          32 31                  0
  *   +-----------+--------+--------+-----+--------------+---------------------+

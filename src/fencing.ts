@@ -1,5 +1,5 @@
 /**
- * The fencing authority (../shared/DESIGN.md, "Fencing"; docs/recovery.md):
+ * The fencing authority (docs/design.md; docs/recovery.md, "Revocation and fencing"):
  * the one place that decides whether a client can no longer touch the pool,
  * for every path that frees another client's memory — the lease monitor,
  * `dmem recover`, `dmem fsck --repair`, the orphan sweep and a takeover of

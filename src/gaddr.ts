@@ -1,5 +1,5 @@
 /**
- * Global addresses (../shared/DESIGN.md, "Addresses"): a gaddr is a JS
+ * Global addresses (docs/design.md, "Addresses"): a gaddr is a JS
  * number below 2^53, `node * 2^40 + byte offset`, 12 bits of memory-node id
  * and up to 1 TiB per node. It stays an exact integer in a double, so the hot
  * path needs no BigInt. 0 is never valid (offset 0 is the superblock).

@@ -1,5 +1,5 @@
 /**
- * Invariant 3 across processes (../shared/DESIGN.md): 4 processes x 20k
+ * Invariant 3 across processes (docs/design.md): 4 processes x 20k
  * alloc/free on one shm pool, each stamping every chunk it holds and checking
  * the stamps before it frees: zero mismatches, and after all exit the pool
  * holds nothing and has no live clients.

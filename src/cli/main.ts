@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `dmem`: the command line (../shared/DESIGN.md, "app / CLI").
+ * `dmem`: the command line (docs/design.md, "Layers").
  *
  *   dmem server --pool NAME --size BYTES    create or attach a shm pool, recover dead clients, serve until SIGINT/SIGTERM
  *   dmem stat --pool NAME                   census of a pool
