@@ -359,3 +359,4 @@ export function reclaim(): f64 {
 
 /** Delayed frees waiting. */
 export function delayedPending(): f64 { return <f64>pendingDelayed(); }
+export * from './paging/index';
