@@ -69,6 +69,8 @@ export interface SpaceOptions {
   sweepEvery?: number;
   /** Seed of the space's core instance (default 1; the policies use no randomness). */
   seed?: number;
+  /** Use the core's debug build, with the paging asserts on (default false). */
+  debug?: boolean;
 }
 
 /** A space's counters since it was created. Counts are pages unless named otherwise. */
@@ -235,7 +237,7 @@ export class Space {
     }
     this.sweepEvery = positiveInt(opts.sweepEvery ?? Math.ceil(halfLife), 'sweepEvery');
 
-    this.x = new Core(pool.transport, BigInt(opts.seed ?? 1)).exports as CoreExports & PagingExports;
+    this.x = new Core(pool.transport, BigInt(opts.seed ?? 1), opts.debug ?? false).exports as CoreExports & PagingExports;
     const r = this.x.pgInit(this.slots, POLICIES.indexOf(this.policy), halfLife, nearPages, hot, cold);
     if (r === Status.EXHAUSTED) {
       throw new InvalidArgumentError(`a cache of ${this.slots} pages${nearPages ? ` and a near tier of ${nearPages} pages` : ''} needs more bookkeeping than the core's memory holds (about 20,000 pages in all): use a smaller cacheBytes`);
