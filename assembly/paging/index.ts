@@ -21,7 +21,7 @@ import { linuxInsert, linuxRemove, linuxSetup, linuxTouch, linuxVictim } from '.
 import { lruInsert, lruRemove, lruSetup, lruTouch, lruVictim } from './lru';
 import { POLICIES, POLICY_CLOCK, POLICY_HEAT, POLICY_LINUX, POLICY_LRU } from './policy';
 import {
-  COLD_KEY, F_DIRTY, NO_PAGE, advance, bind, bumpKey, clearFlag, addFlag, hasFlag, heatOf, initSlots, lookup,
+  COLD_KEY, F_DIRTY, F_PREFETCHED, NO_PAGE, advance, bind, bumpKey, clearFlag, addFlag, hasFlag, heatOf, initSlots, lookup,
   nSlots, setSlotKey, slotKey, slotPage, tick, unbind,
 } from './slots';
 import {
@@ -104,7 +104,13 @@ export function pgAccess(page: u32, write: u32): i32 {
   const s = lookup(page);
   if (s < 0) return -1;
   advance();
-  setSlotKey(<u32>s, bumpKey(slotKey(<u32>s)));
+  if (hasFlag(<u32>s, F_PREFETCHED)) {
+    // The heat credited at prefetch stood for this access: count it once.
+    clearFlag(<u32>s, F_PREFETCHED);
+    setSlotKey(<u32>s, bumpKey(COLD_KEY));
+  } else {
+    setSlotKey(<u32>s, bumpKey(slotKey(<u32>s)));
+  }
   if (write != 0) addFlag(<u32>s, F_DIRTY);
   policyTouch(<u32>s);
   return s;
@@ -134,12 +140,14 @@ export function pgInstall(page: u32, mode: u32): i32 {
   let k = tierCached(page);
   if (isNaN(k)) k = COLD_KEY;
   const used = mode != MODE_PREFETCH;
-  if (used) {
-    advance();
-    k = bumpKey(k);
-  }
+  // A prefetched page is keyed as if used now (without counting an
+  // access; its first real access replaces this credit): keyed cold, it
+  // would be the heat policy's next victim and the next prefetch would
+  // evict it before its use.
+  if (used) advance();
+  k = bumpKey(k);
   setSlotKey(s, k);
-  bind(s, page, mode == MODE_WRITE || mode == MODE_FRESH ? F_DIRTY : 0);
+  bind(s, page, mode == MODE_WRITE || mode == MODE_FRESH ? F_DIRTY : used ? 0 : F_PREFETCHED);
   policyInsert(s, used);
   return <i32>s;
 }

@@ -12,10 +12,11 @@
  *
  *   flags (u8)
  *   +---+---+---+---+---+---+---+---+
- *   | 0 | 0 | 0 | 0 |ACT|REF|DRT|USE|
+ *   | 0 | 0 | 0 |PF |ACT|REF|DRT|USE|
  *   +---+---+---+---+---+---+---+---+
  *     USE  the slot holds a page        DRT  written since fetched
  *     REF  referenced (clock, linux)    ACT  on linux's active list
+ *     PF   prefetched, not accessed since
  *
  * Heat (Rcmp, TACO '23: page hotness that decays so that pages
  * hot long ago turn cold) is an exponentially decayed access count with a
@@ -41,6 +42,7 @@ export const F_USE: u8 = 1;
 export const F_DIRTY: u8 = 2;
 export const F_REF: u8 = 4;
 export const F_ACTIVE: u8 = 8;
+export const F_PREFETCHED: u8 = 16;
 /** Key of a page never accessed (prefetched only): heat 0. */
 export const COLD_KEY: f64 = -1e300;
 
