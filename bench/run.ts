@@ -14,6 +14,10 @@
  *   heap: ns per alloc+free pair of pool.heap for 64 B, 256 B, 1 KiB objects
  *     with 1 and 2 processes against @thi.ng/malloc's MemPool in this
  *     process (src/bench/heap.ts); median of 3
+ *   paging: far-memory spaces per policy and prefetch on mmapbench's
+ *     patterns (32 MiB space, 8 MiB cache, 200k accesses) and PageRank on a
+ *     scale-16 Kronecker graph, with Belady's MIN and local memory
+ *     (src/bench/paging.ts); throughput median of 3
  *
  * Benchmarks never fail the test pass; this script exits 1 only when a run
  * itself fails (an error, a leak, a failed allocation in a replay).
@@ -29,6 +33,7 @@ import { benchDeathToFree, benchRecoveryScan, type DeathResult, type ScanResult 
 import { checkMicro, checkTrace, heapBench, traceTable } from '../src/cli/bench.js';
 import { fixed, formatCount, formatNs, table } from '../src/cli/format.js';
 import { withInterrupt } from '../src/cli/interrupt.js';
+import { pagingBench, pagingTable, type PagingFlags } from '../src/cli/bench-paging.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TRACES_DIR = join(ROOT, '..', 'shared', 'traces');
@@ -104,6 +109,12 @@ async function main(): Promise<void> {
   const rec = await recovery();
   process.stderr.write('heap: 64 B, 256 B, 1 KiB objects, 1 and 2 processes, against MemPool\n');
   const heap = await heapBench({ sizes: [64, 256, 1024], procs: [1, 2], live: 1000, rounds: 1000, churn: 250, reps: 3, seed: 1, json: false }, false);
+  process.stderr.write('paging: patterns and PageRank per eviction policy, against MIN and local memory\n');
+  const pagingFlags: PagingFlags = {
+    space: 32 * 2 ** 20, accesses: 200_000, patterns: ['sequential', 'uniform', 'hotset'], policies: ['lru', 'clock', 'linux', 'heat'],
+    prefetch: ['none', 'sequential'], scale: 16, iterations: 3, reps: 3, seed: 1, json: false,
+  };
+  const paging = await pagingBench(pagingFlags, false);
   const report = {
     date: started.toISOString(),
     node: process.version,
@@ -114,6 +125,7 @@ async function main(): Promise<void> {
     trace: { procs: 2, epochs: 1, results: trace.results, ...(trace.skipped ? { skipped: trace.skipped } : {}) },
     recovery: rec,
     heap,
+    paging,
   };
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
@@ -140,6 +152,8 @@ async function main(): Promise<void> {
       [{ header: 'size B' }, { header: 'procs' }, { header: 'dmem ns/pair' }, { header: 'MemPool ns/pair' }, { header: 'dmem/MemPool' }],
       heap.map((c) => [String(c.size), String(c.procs), fixed(c.dmemNsPerPair, 0), c.baselineNsPerPair === null ? '-' : fixed(c.baselineNsPerPair, 0), c.ratio === null ? '-' : fixed(c.ratio, 2)]),
     ),
+    '',
+    ...pagingTable(paging, pagingFlags),
     '',
     `written ${file} (${fixed((Date.now() - started.getTime()) / 1000, 1)} s)`,
   ];

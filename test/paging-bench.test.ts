@@ -7,9 +7,14 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { Pool, memoryTransport } from '../src/index.js';
 import { kroneckerGraph } from '../src/bench/kronecker.js';
-import { runPagingBench } from '../src/bench/paging.js';
+import { runPagingBench, type PagingResult } from '../src/bench/paging.js';
+import { ROOT } from './helpers.js';
+
+const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
 test('Kronecker graph: sorted, symmetric, no self-loops or duplicates, deterministic', () => {
   const g = kroneckerGraph(8, 3);
@@ -53,6 +58,18 @@ test('a tiny bench run: every cell, hit ratios at most MIN without prefetch', ()
   assert.ok(seq.filter((r) => r.prefetch === 'sequential').every((r) => r.hitRatio! > 0.5), 'sequential prefetch turns the scan into hits');
   assert.is(pool.census().chunks.held, 0, 'every space was closed');
   pool.close();
+});
+
+test('dmem bench paging --json: one line per result; bad flags exit 2', () => {
+  const r = spawnSync(process.execPath, [CLI, 'bench', 'paging', '--space', '256KiB', '--accesses', '2000', '--scale', '8',
+    '--reps', '1', '--policies', 'clock,heat', '--prefetch', 'none', '--patterns', 'hotset', '--json'], { encoding: 'utf8', timeout: 60_000 });
+  assert.is(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as PagingResult);
+  assert.equal(lines.map((l) => `${l.workload}/${l.policy}`), ['hotset/local', 'hotset/clock', 'hotset/heat', 'pagerank/local', 'pagerank/clock', 'pagerank/heat']);
+  assert.ok(lines.every((l) => l.test === 'paging' && l.opsPerSec > 0));
+  const bad = spawnSync(process.execPath, [CLI, 'bench', 'paging', '--policies', 'fifo'], { encoding: 'utf8', timeout: 60_000 });
+  assert.is(bad.status, 2);
+  assert.match(bad.stderr, /unknown policy "fifo"/);
 });
 
 test.run();

@@ -21,6 +21,7 @@ export interface PagingFlags {
   policies: PagingPolicy[];
   prefetch: Prefetch[];
   scale: number;
+  prCache?: number;
   iterations: number;
   reps: number;
   seed: number;
@@ -47,6 +48,7 @@ export function addPagingBench(bench: Command): void {
     .option('--policies <list>', `eviction policies, comma-separated (${POLICIES.join(', ')})`, listOf(POLICIES, 'policy'), [...POLICIES])
     .option('--prefetch <list>', `prefetch policies, comma-separated (${PREFETCHES.join(', ')})`, listOf(PREFETCHES, 'prefetch'), [...PREFETCHES])
     .option('--scale <s>', 'PageRank on a Kronecker graph of 2^s vertices (GAP; 0 skips it)', intIn(0, 22), 18)
+    .option('--pr-cache <bytes>', 'PageRank cache size (default: a quarter of its per-vertex arrays, 5 B * 2^s)', parsePositiveSize)
     .option('--iterations <n>', 'PageRank iterations (fixed count, to bound the trace)', intIn(1, 100), 3)
     .option('--reps <n>', 'repetitions; throughput is the median', intIn(1, 100), 3)
     .option('--seed <n>', 'PRNG seed of patterns and graph', parseSeed, 1)
@@ -57,8 +59,9 @@ export function addPagingBench(bench: Command): void {
       'included), the hit ratio of Belady\'s MIN replayed offline on the same trace with the same cache',
       '(demand paging: prefetch may beat it), pages fetched, written back and evicted, and throughput',
       '(accesses/s; PageRank: edges traversed/s), median of --reps. Policy "local" is the same workload on',
-      'plain local memory. PageRank\'s space is its CSR and score arrays (about 4 * 16 * 2 * 2^s B), with a',
-      'cache a quarter of that. Runs on a temporary shm pool, removed at the end.',
+      'plain local memory. PageRank\'s space holds its CSR and score arrays (about 150 B * 2^s); its cache',
+      'is a quarter of the per-vertex arrays (5 B * 2^s) unless --pr-cache. Runs on a temporary shm pool,',
+      'removed at the end.',
       '',
       'Example:',
       '  dmem bench paging --scale 16 --accesses 200000 --reps 1',
@@ -80,7 +83,7 @@ export async function pagingBench(flags: PagingFlags, print = true): Promise<Pag
   try {
     results = runPagingBench({
       pool: bench.pool, spaceBytes: flags.space, cacheBytes, accesses: flags.accesses, patterns: flags.patterns,
-      policies: flags.policies, prefetches: flags.prefetch, scale: flags.scale, iterations: flags.iterations,
+      policies: flags.policies, prefetches: flags.prefetch, scale: flags.scale, prCacheBytes: flags.prCache, iterations: flags.iterations,
       reps: flags.reps, seed: flags.seed,
       onRun: flags.json || !process.stderr.isTTY ? undefined : (what) => process.stderr.write(`\r\x1b[K${what}`),
     });
