@@ -18,3 +18,5 @@ export type { ClientSlot, ReclaimReport, OrphanRecord, FsckReport } from './pool
 export { CRASH_POINTS, parseCrashPoint } from './crash.js';
 export { Heap } from './heap.js';
 export type { HeapStats, HeapClassStats } from './heap.js';
+export { createSpace, Space, SpaceClosedError, POLICIES as PAGING_POLICIES } from './space.js';
+export type { SpaceOptions, SpaceStats, PagingPolicy, Prefetch } from './space.js';

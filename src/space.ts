@@ -139,7 +139,7 @@ export const SPACE_MAX_BYTES = 2 ** 38;
  * that pool's client. Nothing is allocated until a page is first touched.
  * @throws InvalidArgumentError bad size, cache, policy, prefetch or tier
  *   options, or a cache whose bookkeeping the core cannot hold (about
- *   20,000 pages)
+ *   30,000 pages, about 120 MiB of cache)
  */
 export function createSpace(pool: Pool, bytes: number | string, opts: SpaceOptions): Space {
   return new Space(pool, bytes, opts);
@@ -240,7 +240,7 @@ export class Space {
     this.x = new Core(pool.transport, BigInt(opts.seed ?? 1), opts.debug ?? false).exports as CoreExports & PagingExports;
     const r = this.x.pgInit(this.slots, POLICIES.indexOf(this.policy), halfLife, nearPages, hot, cold);
     if (r === Status.EXHAUSTED) {
-      throw new InvalidArgumentError(`a cache of ${this.slots} pages${nearPages ? ` and a near tier of ${nearPages} pages` : ''} needs more bookkeeping than the core's memory holds (about 20,000 pages in all): use a smaller cacheBytes`);
+      throw new InvalidArgumentError(`a cache of ${this.slots} pages${nearPages ? ` and a near tier of ${nearPages} pages` : ''} needs more bookkeeping than the core's memory holds (about 30,000 pages in all): use a smaller cacheBytes`);
     }
     if (r !== Status.OK) throw new InvalidArgumentError(`paging setup refused (status ${r})`);
     this.addr = new Float64Array(this.pages);
