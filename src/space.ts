@@ -175,7 +175,11 @@ export class Space {
   private lastMiss = -2;
   private missRun = 0;
   private lastSweep = 0;
+  /** True once closed or broken: the hot path's one check. */
+  private unusable = false;
   private closed = false;
+  /** The I/O error that left the cache in doubt; every later access throws it. */
+  private broken: Error | null = null;
 
   private readonly recording: boolean;
   private tracePages = new Uint32Array(0);
@@ -420,10 +424,18 @@ export class Space {
   close(): number {
     if (this.closed) return 0;
     this.closed = true;
+    this.unusable = true;
     let freed = 0;
     for (let page = 0; page < this.pages; page++) {
       if (this.addr[page] === 0) continue;
-      this.storeOf(page).free(this.addr[page]);
+      try {
+        this.storeOf(page).free(this.addr[page]);
+      } catch (e) {
+        // A closed or revoked client's blocks were freed by Pool.close or
+        // are recovery's to free: nothing is left for the space to do.
+        if (e instanceof DmemError && (e.code === 'POOL_CLOSED' || e.code === 'LEASE_EXPIRED')) continue;
+        throw e;
+      }
       this.addr[page] = 0;
       freed++;
     }
@@ -434,6 +446,7 @@ export class Space {
 
   private live(): void {
     if (this.closed) throw new SpaceClosedError('space is closed');
+    if (this.broken !== null) throw this.broken;
   }
 
   private range(offset: number, length: number): void {
@@ -445,7 +458,7 @@ export class Space {
 
   /** Cache byte index of `size` bytes at `offset`, or -1 when they straddle two pages. */
   private at(offset: number, size: number, write: number): number {
-    if (this.closed) this.live();
+    if (this.unusable) this.live();
     if (!(offset >= 0 && offset + size <= this.bytes) || !Number.isInteger(offset)) this.range(offset, size);
     const page = Math.floor(offset / PAGE_BYTES);
     const within = offset - page * PAGE_BYTES;
@@ -476,7 +489,22 @@ export class Space {
     return slot;
   }
 
+  /**
+   * A miss. An I/O error in the middle (a pool that was closed, a revoked
+   * lease) leaves a slot whose bytes are in doubt: the space then refuses
+   * every access with that error (close still frees its pages).
+   */
   private miss(page: number, write: number): number {
+    try {
+      return this.missUnchecked(page, write);
+    } catch (e) {
+      this.broken = e instanceof Error ? e : new DmemError('SPACE_IO', String(e));
+      this.unusable = true;
+      throw e;
+    }
+  }
+
+  private missUnchecked(page: number, write: number): number {
     this.s.misses++;
     if (this.prefetch === 'sequential') this.prefetchAround(page);
     const fresh = this.addr[page] === 0;

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
-  InvalidAddressError, InvalidArgumentError, LeaseMonitor, Pool, memoryTransport, openPool, type Transport,
+  InvalidAddressError, InvalidArgumentError, LeaseMonitor, Pool, PoolClosedError, memoryTransport, openPool, type Transport,
 } from '../src/index.js';
 import { POLICIES, PREFETCHES, SpaceClosedError, createSpace, type Space, type SpaceOptions } from '../src/space.js';
 import { beladyMin } from '../src/paging/belady.js';
@@ -373,7 +373,15 @@ test('bad arguments and closed spaces: typed errors', () => {
   assert.throws(() => space.getU8(0), is(SpaceClosedError));
   assert.throws(() => space.write(0, new Uint8Array(1)), is(SpaceClosedError));
   assert.throws(() => space.flush(), is(SpaceClosedError));
+
+  // The pool closes first: its close freed the pages, the space's close has nothing left to do,
+  // and an access that needs the pool fails with the pool's error from then on.
+  const orphan = createSpace(pool, 10 * PAGE, { cacheBytes: 2 * PAGE, debug: true });
+  for (let p = 0; p < 3; p++) orphan.setU8(p * PAGE, p + 1);
   pool.close();
+  assert.throws(() => orphan.getU8(0), is(PoolClosedError), 'page 0 was evicted: its fetch needs the pool');
+  assert.throws(() => orphan.getU8(2 * PAGE), is(PoolClosedError), 'after a failed fetch even a cached page is refused');
+  assert.is(orphan.close(), 0);
 });
 
 // ------------------------------------------------------------ crash
