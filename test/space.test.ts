@@ -263,6 +263,34 @@ test('MIN counts a run of accesses to one page as one access and run - 1 hits', 
   assert.equal(min, { accesses: 9, hits: 5, misses: 4, hitRatio: 5 / 9 });
 });
 
+/** Misses of `pages` accessed in order on a fresh space with a cache of `slots` pages under `policy`. */
+function missesOf(policy: typeof POLICIES[number], slots: number, warm: number[], probe: number[]): number {
+  const pool = memPool();
+  const space = createSpace(pool, 64 * PAGE, { cacheBytes: slots * PAGE, policy, debug: true });
+  for (const p of warm) space.getU8(p * PAGE);
+  const before = space.stats().misses;
+  for (const p of probe) space.getU8(p * PAGE);
+  const misses = space.stats().misses - before;
+  space.close();
+  pool.close();
+  return misses;
+}
+
+test('policies differ where their sources say: heat keeps a frequent page, linux resists a scan', () => {
+  // Page 0 used 10 times, then 1 once, then 2 (cache of 2): LRU, CLOCK and
+  // (with lists this short) linux evict 0, heat evicts the colder 1.
+  const frequent = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2];
+  assert.is(missesOf('lru', 2, frequent, [0]), 1);
+  assert.is(missesOf('clock', 2, frequent, [0]), 1);
+  assert.is(missesOf('heat', 2, frequent, [0]), 0, 'heat kept the frequent page');
+  // Pages 0..3 used twice (linux activates them), then a scan of 20 other
+  // pages (cache of 8): LRU lost the hot pages, linux's active list kept them.
+  const hot = [0, 1, 2, 3, 0, 1, 2, 3];
+  const scan = Array.from({ length: 20 }, (_, i) => 10 + i);
+  assert.is(missesOf('lru', 8, [...hot, ...scan], [0, 1, 2, 3]), 4);
+  assert.is(missesOf('linux', 8, [...hot, ...scan], [0, 1, 2, 3]), 0, 'linux kept the active pages through the scan');
+});
+
 test('no policy\'s hit ratio exceeds Belady\'s MIN on the same trace', () => {
   const pool = memPool();
   const pages = 256;

@@ -5,7 +5,9 @@
  * (mark_page_accessed). Reclaim keeps the active list no longer than the
  * inactive one by moving active tails down (clearing their reference bit, a
  * referenced one is rotated instead, once), then takes the inactive tail:
- * referenced -> activated, else evicted.
+ * referenced -> bit cleared and one more round on the inactive list, else
+ * evicted. Pages used once (a scan) thus leave through the inactive list
+ * and never displace the active one.
  *
  * Termination: each step of `linuxVictim` either evicts, or clears a
  * reference bit, or moves a slot whose bit is clear; after at most
@@ -69,7 +71,11 @@ export function linuxVictim(): u32 {
     const s = inactive.tail;
     if (DEBUG) assert(s != NIL);
     if (!hasFlag(s, F_REF)) return s;
-    activate(s);
+    // Referenced once on the inactive list: one more round there
+    // (page_check_references' PAGEREF_KEEP), not activation, so a page used
+    // once by a scan never displaces the active list.
+    clearFlag(s, F_REF);
+    inactive.toHead(s);
   }
 }
 
