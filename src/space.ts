@@ -167,8 +167,12 @@ export class Space {
   private readonly view: DataView;
   /** 1 for a slot filled by prefetch and not accessed since. */
   private readonly prefetchedSlot: Uint8Array;
-  private readonly scratch = new Uint8Array(PAGE_BYTES);
+  /** The bytes of a typed access that straddles two pages, and views of its first 2, 4 and 8 bytes. */
+  private readonly scratch = new Uint8Array(8);
   private readonly scratchView = new DataView(this.scratch.buffer);
+  private readonly scratchOf: Readonly<Record<number, Uint8Array>> = { 2: this.scratch.subarray(0, 2), 4: this.scratch.subarray(0, 4), 8: this.scratch };
+  /** Bytes of an uncached page on its way between tiers (not `scratch`: a straddling access holds that across misses). */
+  private readonly moving = new Uint8Array(PAGE_BYTES);
   private readonly prefetchPages: number;
   private readonly prefetchAfter: number;
   private readonly sweepEvery: number;
@@ -467,12 +471,12 @@ export class Space {
   }
 
   private straddle(offset: number, size: number): DataView {
-    this.readInto(offset, this.scratch.subarray(0, size));
+    this.readInto(offset, this.scratchOf[size]);
     return this.scratchView;
   }
 
   private unstraddle(offset: number, size: number): void {
-    this.write(offset, this.scratch.subarray(0, size));
+    this.write(offset, this.scratchOf[size]);
   }
 
   /** The slot of `page` after one access (a write when `write` is 1). */
@@ -607,8 +611,8 @@ export class Space {
 
   /** Moves an uncached near page back to the far pool. */
   private moveUncached(page: number): void {
-    this.near!.read(this.addr[page], this.scratch);
-    if (!this.move(page, this.scratch, 0)) {
+    this.near!.read(this.addr[page], this.moving);
+    if (!this.move(page, this.moving, 0)) {
       throw new DmemError('SPACE_TIER', `tiering: the far pool is exhausted; page ${page} could not move back from the near pool`);
     }
   }

@@ -336,7 +336,8 @@ test('tiering: a hot set moves to the near pool, and back to the far pool when i
   const r = rng(8);
   const hot = Array.from({ length: 24 }, (_, i) => 10 + i * 7);
   const access = (p: number): void => {
-    const off = p * PAGE + Math.floor(r() * (PAGE - 4));
+    // One access in ten straddles pages p - 1 and p.
+    const off = p > 0 && r() < 0.1 ? p * PAGE - 2 : p * PAGE + Math.floor(r() * (PAGE - 4));
     if (r() < 0.3) {
       const v = Math.floor(r() * 2 ** 32);
       space.setU32(off, v);
