@@ -300,6 +300,15 @@ export class Space {
 
   // ------------------------------------------------------------ typed, little-endian
 
+  /*
+   * get/set of u8, i8, u16, i16, u32, i32, f32, f64 (numbers) and BigInt64,
+   * BigUint64 (bigint) at byte `offset` (any alignment), little-endian as
+   * DataView with `true`. One page access each; a value that straddles two
+   * pages costs two (and a copy). Setters mark the page dirty.
+   * @throws InvalidAddressError (offset not an integer, or the value not
+   *   inside the space), SpaceClosedError, PoolExhaustedError (first touch)
+   */
+
   getU8(offset: number): number { return this.view.getUint8(this.at(offset, 1, 0)); }
   getI8(offset: number): number { return this.view.getInt8(this.at(offset, 1, 0)); }
   setU8(offset: number, v: number): void { this.view.setUint8(this.at(offset, 1, 1), v); }
