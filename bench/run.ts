@@ -19,6 +19,10 @@
  *     classes 0, 4, 9 and heap 64/256/1024 B at 1 and 2 processes, 500
  *     epochs / rounds, 3 interleaved repetitions; the peers are skipped with
  *     a printed reason without g++ or the Boost headers
+ *   paging: far-memory spaces per policy and prefetch on mmapbench's
+ *     patterns (32 MiB space, 8 MiB cache, 200k accesses) and PageRank on a
+ *     scale-16 Kronecker graph, with Belady's MIN and local memory
+ *     (src/bench/paging.ts); throughput median of 3
  *
  * Benchmarks never fail the test pass; this script exits 1 only when a run
  * itself fails (an error, a leak, a failed allocation in a replay).
@@ -36,6 +40,7 @@ import { fixed, formatCount, formatNs, table } from '../src/cli/format.js';
 import { withInterrupt } from '../src/cli/interrupt.js';
 import { runCompare } from '../src/bench/compare.js';
 import { compareTable } from '../src/cli/compare.js';
+import { pagingBench, pagingTable, type PagingFlags } from '../src/cli/bench-paging.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TRACES_DIR = join(ROOT, '..', 'shared', 'traces');
@@ -114,6 +119,12 @@ async function main(): Promise<void> {
   process.stderr.write('compare: dmem against Boost.Interprocess and malloc, 3 interleaved repetitions\n');
   const COMPARE = { classes: CLASSES, objects: [64, 256, 1024], procs: PROCS, reps: 3, epochs: 500, blocks: 1000, churn: 250, live: 1000, rounds: 500, heapChurn: 250, seed: 1 };
   const compare = await withInterrupt((signal) => runCompare({ ...COMPARE, signal }));
+  process.stderr.write('paging: patterns and PageRank per eviction policy, against MIN and local memory\n');
+  const pagingFlags: PagingFlags = {
+    space: 32 * 2 ** 20, accesses: 200_000, patterns: ['sequential', 'uniform', 'hotset'], policies: ['lru', 'clock', 'linux', 'heat'],
+    prefetch: ['none', 'sequential'], scale: 16, iterations: 3, reps: 3, seed: 1, json: false,
+  };
+  const paging = await pagingBench(pagingFlags, false);
   const report = {
     date: started.toISOString(),
     node: process.version,
@@ -125,6 +136,7 @@ async function main(): Promise<void> {
     recovery: rec,
     heap,
     compare: { ...COMPARE, cells: compare.cells, skipped: compare.skipped, boostVersion: compare.boostVersion },
+    paging,
   };
   const dir = join(ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
@@ -155,6 +167,7 @@ async function main(): Promise<void> {
     `compare (frag 500 epochs, heap 500 rounds; median of 3 interleaved; speed ratios dmem / peer)${compare.boostVersion ? `, Boost ${compare.boostVersion}` : ''}`,
     ...Object.entries(compare.skipped).map(([side, why]) => `skip: ${side}: ${why}`),
     ...compareTable(compare.cells),
+    ...pagingTable(paging, pagingFlags),
     '',
     `written ${file} (${fixed((Date.now() - started.getTime()) / 1000, 1)} s)`,
   ];

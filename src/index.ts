@@ -20,3 +20,5 @@ export type { MonitorOptions, RecoveryEvent, SweepResult } from './monitor.js';
 export { CRASH_POINTS, parseCrashPoint } from './crash.js';
 export { Heap } from './heap.js';
 export type { HeapStats, HeapClassStats } from './heap.js';
+export { createSpace, Space, SpaceClosedError, POLICIES as PAGING_POLICIES } from './space.js';
+export type { SpaceOptions, SpaceStats, PagingPolicy, Prefetch } from './space.js';

@@ -24,6 +24,7 @@ import { CorruptPoolError, InvalidAddressError, InvalidArgumentError, NotAPoolEr
 import { bootId, pidNamespace, processStartTime } from './proc.js';
 import { MAX_NODE, nodeOf, offsetOf, toGaddr } from './gaddr.js';
 import { Heap } from './heap.js';
+import { createSpace, type Space, type SpaceOptions } from './space.js';
 import type { PoolInternals } from './internals.js';
 import { ClientLease } from './lease.js';
 import { RegionDirectory, type Region, type RegionInfo } from './region.js';
@@ -346,6 +347,20 @@ export class Pool {
   epochState(): { epoch: number; pending: number; inEpoch: boolean } {
     this.guard();
     return { epoch: this.x.epochGlobal(), pending: this.x.delayedPending(), inEpoch: this.epochDepth > 0 };
+  }
+
+  /**
+   * A far-memory space of `bytes` (or "1GiB") over this pool, owned by this
+   * client: pages of 4 KiB allocated on first touch, cached locally in
+   * `cacheBytes` with an eviction policy (lru, clock, linux, heat) and
+   * optional sequential prefetch; with `far`, tiered between this pool
+   * (near) and another (src/space.ts, docs/paging.md; ExtMem ATC '24, Rcmp
+   * TACO '23). `close()` of the space (or of this client, or its recovery)
+   * frees its pages.
+   * @throws InvalidArgumentError bad size, cache, policy, prefetch or tier options
+   */
+  space(bytes: number | string, opts: SpaceOptions): Space {
+    return createSpace(this, bytes, opts);
   }
 
   /** The pool's object heap (src/heap.ts): objects of any size, freed by any client. */

@@ -22,6 +22,7 @@ import { progress } from './progress.js';
 import { withInterrupt } from './interrupt.js';
 import { addCompareCommand } from './compare.js';
 import { addChaosCommand } from './chaos.js';
+import { addPagingBench } from './bench-paging.js';
 
 interface MicroFlags {
   pool?: string;
@@ -134,6 +135,7 @@ export function addBenchCommands(program: Command): void {
 
   addCompareCommand(bench);
   addChaosCommand(bench);
+  addPagingBench(bench);
 }
 
 interface HeapFlags {

@@ -1,0 +1,452 @@
+/**
+ * Far-memory spaces (issue 13): read-after-write across evictions against a
+ * plain buffer model for every policy and prefetch, accesses that straddle
+ * pages, write-back of dirty pages only (counted at the transport), a space
+ * 16x its 8-page cache, LRU and MIN against a textbook reference string,
+ * no policy beating Belady's MIN on the same trace, tiering of a hot set
+ * near and back when it cools, and a killed holder's pages reclaimed by
+ * recovery. Spaces use the debug core (paging asserts on).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import {
+  InvalidAddressError, InvalidArgumentError, LeaseMonitor, Pool, PoolClosedError, memoryTransport, openPool, type Transport,
+} from '../src/index.js';
+import { POLICIES, PREFETCHES, SpaceClosedError, createSpace, type Space, type SpaceOptions } from '../src/space.js';
+import { beladyMin } from '../src/paging/belady.js';
+import { is, withPoolName } from './helpers.js';
+
+const PAGE = 4096;
+const MiB = 1024 * 1024;
+const HOLDER = fileURLToPath(new URL('./fixtures/space-holder.js', import.meta.url));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function memPool(t: Transport = memoryTransport(64 * MiB)): Pool {
+  return Pool.attach(t, { create: true, seed: 5, debug: true, heartbeatMs: 0 });
+}
+
+/** xorshift32: a seeded sequence, so every failure can be replayed. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13; s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5; s >>>= 0;
+    return s / 2 ** 32;
+  };
+}
+
+/** Random reads and writes of random lengths at random offsets, each checked against `model`. */
+function modelRun(space: Space, model: Uint8Array, ops: number, maxLen: number, seed: number): void {
+  const r = rng(seed);
+  for (let i = 0; i < ops; i++) {
+    const len = Math.floor(r() * maxLen);
+    const off = Math.floor(r() * (model.length - len + 1));
+    if (r() < 0.5) {
+      const b = new Uint8Array(len);
+      for (let j = 0; j < len; j++) b[j] = Math.floor(r() * 256);
+      space.write(off, b);
+      model.set(b, off);
+    } else {
+      const got = space.read(off, len);
+      for (let j = 0; j < len; j++) {
+        if (got[j] !== model[off + j]) assert.unreachable(`op ${i}: byte ${off + j} reads ${got[j]}, wrote ${model[off + j]}`);
+      }
+    }
+  }
+  const all = space.read(0, model.length);
+  assert.ok(all.every((b, j) => b === model[j]), 'the whole space equals the model at the end');
+}
+
+/** A Transport that counts bulk reads and writes of whole pages. */
+class CountingTransport implements Transport {
+  readonly kind = 'counting';
+  pageReads = 0;
+  pageWrites = 0;
+  constructor(private readonly t: Transport) {}
+  get size(): number { return this.t.size; }
+  load64(o: number): bigint { return this.t.load64(o); }
+  store64(o: number, v: bigint): void { this.t.store64(o, v); }
+  cas64(o: number, e: bigint, d: bigint): bigint { return this.t.cas64(o, e, d); }
+  faa64(o: number, d: bigint): bigint { return this.t.faa64(o, d); }
+  read(o: number, dst: Uint8Array): void {
+    if (dst.length === PAGE) this.pageReads++;
+    this.t.read(o, dst);
+  }
+  write(o: number, src: Uint8Array): void {
+    if (src.length === PAGE) this.pageWrites++;
+    this.t.write(o, src);
+  }
+  close(): void { this.t.close(); }
+}
+
+// ------------------------------------------------------------ correctness
+
+test('read-after-write across evictions, random offsets and lengths, every policy and prefetch', () => {
+  const pool = memPool();
+  const held = pool.census().chunks.held;
+  for (const policy of POLICIES) {
+    for (const prefetch of PREFETCHES) {
+      const bytes = 1 * MiB - 123;
+      const space = createSpace(pool, bytes, { cacheBytes: 64 * 1024, policy, prefetch, prefetchPages: 8, debug: true });
+      const model = new Uint8Array(bytes);
+      modelRun(space, model, 1500, 3 * PAGE, policy.length * 31 + prefetch.length);
+      const s = space.stats();
+      assert.ok(s.evictions > 100, `${policy}/${prefetch}: the cache of 16 pages evicted (${s.evictions})`);
+      assert.is(s.hits + s.misses, s.accesses);
+      assert.is(s.allocated, Math.ceil(bytes / PAGE), 'every page was touched once and allocated once');
+      if (prefetch === 'sequential') assert.ok(s.prefetched > 0, `${policy}: the final full read prefetched`);
+      assert.is(space.close(), s.allocated, 'close frees every page');
+      assert.is(pool.census().chunks.held, held, 'nothing left allocated');
+    }
+  }
+  pool.close();
+});
+
+test('typed getters and setters, within a page and straddling two, against a DataView model', () => {
+  const pool = memPool();
+  for (const policy of POLICIES) {
+    const bytes = 40 * PAGE;
+    const space = createSpace(pool, bytes, { cacheBytes: 2 * PAGE, policy, debug: true });
+    const model = new DataView(new ArrayBuffer(bytes));
+    const r = rng(99);
+    const kinds = [
+      { size: 1, set: 'setU8', get: 'getU8', v: () => Math.floor(r() * 256) },
+      { size: 1, set: 'setI8', get: 'getI8', v: () => Math.floor(r() * 256) - 128 },
+      { size: 2, set: 'setU16', get: 'getU16', v: () => Math.floor(r() * 65536) },
+      { size: 2, set: 'setI16', get: 'getI16', v: () => Math.floor(r() * 65536) - 32768 },
+      { size: 4, set: 'setU32', get: 'getU32', v: () => Math.floor(r() * 2 ** 32) },
+      { size: 4, set: 'setI32', get: 'getI32', v: () => Math.floor(r() * 2 ** 32) - 2 ** 31 },
+      { size: 4, set: 'setF32', get: 'getF32', v: () => Math.fround(r() * 1e6) },
+      { size: 8, set: 'setF64', get: 'getF64', v: () => r() * 1e300 },
+      { size: 8, set: 'setBigInt64', get: 'getBigInt64', v: () => BigInt(Math.floor(r() * 2 ** 52)) - 2n ** 51n },
+      { size: 8, set: 'setBigUint64', get: 'getBigUint64', v: () => (BigInt(Math.floor(r() * 2 ** 32)) << 32n) | 0xFFFFFFFFn },
+    ] as const;
+    const setModel: Record<string, (o: number, v: never) => void> = {
+      setU8: (o, v) => model.setUint8(o, v), setI8: (o, v) => model.setInt8(o, v),
+      setU16: (o, v) => model.setUint16(o, v, true), setI16: (o, v) => model.setInt16(o, v, true),
+      setU32: (o, v) => model.setUint32(o, v, true), setI32: (o, v) => model.setInt32(o, v, true),
+      setF32: (o, v) => model.setFloat32(o, v, true), setF64: (o, v) => model.setFloat64(o, v, true),
+      setBigInt64: (o, v) => model.setBigInt64(o, v, true), setBigUint64: (o, v) => model.setBigUint64(o, v, true),
+    };
+    const written: Array<{ k: typeof kinds[number]; off: number }> = [];
+    for (let i = 0; i < 600; i++) {
+      const k = kinds[i % kinds.length];
+      // Every third access straddles a page boundary.
+      const page = 1 + Math.floor(r() * 38);
+      const off = i % 3 === 0 ? page * PAGE - 1 - Math.floor(r() * (k.size - 1)) : Math.floor(r() * (bytes - k.size));
+      const v = k.v();
+      (space[k.set] as (o: number, v: unknown) => void)(off, v);
+      setModel[k.set](off, v as never);
+      written.push({ k, off });
+    }
+    for (const { k, off } of written) {
+      const want = (new Space2(model) as unknown as Record<string, (o: number) => unknown>)[k.get](off);
+      assert.equal((space[k.get] as (o: number) => unknown)(off), want, `${policy}: ${k.get}(${off})`);
+    }
+    assert.equal(space.read(0, bytes), new Uint8Array(model.buffer), `${policy}: the bytes equal the model`);
+    space.close();
+  }
+  pool.close();
+});
+
+/** The getters of a Space, read from a DataView (the model). */
+class Space2 {
+  constructor(private readonly m: DataView) {}
+  getU8(o: number): number { return this.m.getUint8(o); }
+  getI8(o: number): number { return this.m.getInt8(o); }
+  getU16(o: number): number { return this.m.getUint16(o, true); }
+  getI16(o: number): number { return this.m.getInt16(o, true); }
+  getU32(o: number): number { return this.m.getUint32(o, true); }
+  getI32(o: number): number { return this.m.getInt32(o, true); }
+  getF32(o: number): number { return this.m.getFloat32(o, true); }
+  getF64(o: number): number { return this.m.getFloat64(o, true); }
+  getBigInt64(o: number): bigint { return this.m.getBigInt64(o, true); }
+  getBigUint64(o: number): bigint { return this.m.getBigUint64(o, true); }
+}
+
+test('dirty pages are written back, clean pages never (counted at the transport)', () => {
+  for (const policy of POLICIES) {
+    const t = new CountingTransport(memoryTransport(32 * MiB));
+    const pool = memPool(t);
+    const pages = 64;
+    const space = createSpace(pool, pages * PAGE, { cacheBytes: 8 * PAGE, policy, debug: true });
+    // First touch of every page: new pages start dirty (their pool memory is not zeroed).
+    // (The allocator's own metadata writes during these first touches are
+    // not page write-backs; counting starts at the flush.)
+    for (let p = 0; p < pages; p++) space.setU32(p * PAGE, p);
+    const writes0 = t.pageWrites;
+    assert.is(space.flush(), 8, `${policy}: the 8 cached pages were still dirty`);
+    assert.is(t.pageWrites - writes0, 8, `${policy}: the flush wrote exactly those pages`);
+    let s = space.stats();
+    assert.is(s.writtenBack, pages, `${policy}: every first-touched page was written once (evicted or flushed)`);
+    const w1 = t.pageWrites;
+
+    // Reads only: many evictions, no write.
+    const reads0 = t.pageReads;
+    const fetched0 = s.fetched;
+    const r = rng(3);
+    for (let i = 0; i < 3000; i++) {
+      const p = Math.floor(r() * pages);
+      assert.is(space.getU32(p * PAGE), p);
+    }
+    s = space.stats();
+    assert.ok(s.evictions > 1000, `${policy}: evictions happened (${s.evictions})`);
+    assert.is(t.pageWrites, w1, `${policy}: no clean page was written back`);
+    assert.is(s.writtenBack, pages);
+    assert.is(t.pageReads - reads0, s.fetched - fetched0, `${policy}: every fetch is one page read at the transport`);
+
+    // Dirty 5 pages, then push everything out with reads of other pages.
+    const dirty = [3, 17, 18, 40, 63];
+    for (const p of dirty) space.setU8(p * PAGE + 100, 0xAB);
+    for (let round = 0; round < 3; round++) for (let p = 0; p < pages; p++) if (!dirty.includes(p)) space.getU8(p * PAGE);
+    assert.is(t.pageWrites - w1, dirty.length, `${policy}: exactly the ${dirty.length} dirtied pages were written back`);
+    for (const p of dirty) assert.is(space.getU8(p * PAGE + 100), 0xAB, `${policy}: page ${p} kept its write`);
+    assert.is(space.flush(), 0, 'nothing is dirty after the write-backs and reads');
+    space.close();
+    pool.close();
+  }
+});
+
+test('a space 16x its cache works with a cache of 8 pages', () => {
+  const pool = memPool();
+  for (const policy of POLICIES) {
+    const bytes = 128 * PAGE;
+    const space = createSpace(pool, bytes, { cacheBytes: 8 * PAGE, policy, prefetch: 'sequential', prefetchPages: 4, debug: true });
+    assert.is(space.slots, 8);
+    const model = new Uint8Array(bytes);
+    modelRun(space, model, 800, 2 * PAGE, 17);
+    assert.is(space.stats().resident, 8);
+    space.close();
+  }
+  pool.close();
+});
+
+test('same operations, same counters: the policies are deterministic', () => {
+  const pool = memPool();
+  for (const policy of POLICIES) {
+    const run = (): object => {
+      const space = createSpace(pool, 256 * PAGE, { cacheBytes: 16 * PAGE, policy, prefetch: 'sequential', prefetchPages: 4, debug: true });
+      modelRun(space, new Uint8Array(256 * PAGE), 400, 3 * PAGE, 5);
+      const s = space.stats();
+      space.close();
+      return s;
+    };
+    assert.equal(run(), run(), policy);
+  }
+  pool.close();
+});
+
+// ------------------------------------------------------------ policies against MIN
+
+/** The reference string of Silberschatz, Galvin & Gagne (Operating System Concepts, ch. 9/10). */
+const TEXTBOOK = [7, 0, 1, 2, 0, 3, 0, 4, 2, 3, 0, 3, 2, 1, 2, 0, 1, 7, 0, 1];
+
+test('textbook reference string, 3 frames: MIN has 9 faults, LRU 12', () => {
+  const trace = { pages: Uint32Array.from(TEXTBOOK), runs: new Uint32Array(TEXTBOOK.length).fill(1) };
+  const min = beladyMin(trace, 3);
+  assert.is(min.misses, 9);
+  assert.is(min.hits, 11);
+  const pool = memPool();
+  const space = createSpace(pool, 8 * PAGE, { cacheBytes: 3 * PAGE, policy: 'lru', trace: true, debug: true });
+  for (const p of TEXTBOOK) space.getU8(p * PAGE);
+  assert.is(space.stats().misses, 12);
+  assert.equal(space.trace(), trace, 'the space recorded the same trace');
+  space.close();
+  pool.close();
+});
+
+test('MIN counts a run of accesses to one page as one access and run - 1 hits', () => {
+  const min = beladyMin({ pages: Uint32Array.from([1, 2, 1, 3]), runs: Uint32Array.from([5, 1, 2, 1]) }, 1);
+  assert.equal(min, { accesses: 9, hits: 5, misses: 4, hitRatio: 5 / 9 });
+});
+
+/** Misses of `pages` accessed in order on a fresh space with a cache of `slots` pages under `policy`. */
+function missesOf(policy: typeof POLICIES[number], slots: number, warm: number[], probe: number[]): number {
+  const pool = memPool();
+  const space = createSpace(pool, 64 * PAGE, { cacheBytes: slots * PAGE, policy, debug: true });
+  for (const p of warm) space.getU8(p * PAGE);
+  const before = space.stats().misses;
+  for (const p of probe) space.getU8(p * PAGE);
+  const misses = space.stats().misses - before;
+  space.close();
+  pool.close();
+  return misses;
+}
+
+test('policies differ where their sources say: heat keeps a frequent page, linux resists a scan', () => {
+  // Page 0 used 10 times, then 1 once, then 2 (cache of 2): LRU, CLOCK and
+  // (with lists this short) linux evict 0, heat evicts the colder 1.
+  const frequent = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2];
+  assert.is(missesOf('lru', 2, frequent, [0]), 1);
+  assert.is(missesOf('clock', 2, frequent, [0]), 1);
+  assert.is(missesOf('heat', 2, frequent, [0]), 0, 'heat kept the frequent page');
+  // Pages 0..3 used twice (linux activates them), then a scan of 20 other
+  // pages (cache of 8): LRU lost the hot pages, linux's active list kept them.
+  const hot = [0, 1, 2, 3, 0, 1, 2, 3];
+  const scan = Array.from({ length: 20 }, (_, i) => 10 + i);
+  assert.is(missesOf('lru', 8, [...hot, ...scan], [0, 1, 2, 3]), 4);
+  assert.is(missesOf('linux', 8, [...hot, ...scan], [0, 1, 2, 3]), 0, 'linux kept the active pages through the scan');
+});
+
+test('no policy\'s hit ratio exceeds Belady\'s MIN on the same trace', () => {
+  const pool = memPool();
+  const pages = 256;
+  const patterns: Record<string, (r: () => number, i: number) => number> = {
+    uniform: (r) => Math.floor(r() * pages),
+    hotset: (r) => (r() < 0.9 ? Math.floor(r() * pages / 10) : Math.floor(r() * pages)),
+    loop: (_r, i) => i % 40,
+    scanAndHot: (r, i) => (i % 3 === 0 ? (i / 3) % pages : Math.floor(r() * 12)),
+  };
+  for (const [name, next] of Object.entries(patterns)) {
+    for (const policy of POLICIES) {
+      const space = createSpace(pool, pages * PAGE, { cacheBytes: 32 * PAGE, policy, trace: true, debug: true });
+      const r = rng(name.length);
+      for (let i = 0; i < 20_000; i++) {
+        const p = next(r, i);
+        if (i % 7 === 0) space.setU16(p * PAGE + 8, i);
+        else space.getU16(p * PAGE + 8);
+      }
+      const s = space.stats();
+      const min = beladyMin(space.trace(), space.slots);
+      assert.is(min.accesses, s.accesses, 'the trace holds every access');
+      assert.ok(s.hits <= min.hits, `${name}/${policy}: ${s.hits} hits, MIN ${min.hits}`);
+      if (name === 'loop') assert.ok(min.hits > s.hits, `${name}/${policy}: a loop larger than the cache is where MIN wins`);
+      space.close();
+    }
+  }
+  pool.close();
+});
+
+// ------------------------------------------------------------ tiering
+
+test('tiering: a hot set moves to the near pool, and back to the far pool when it cools', () => {
+  const near = memPool(memoryTransport(16 * MiB));
+  const far = memPool(memoryTransport(32 * MiB));
+  const nearHeld = near.census().chunks.held;
+  const pages = 200;
+  const opts: SpaceOptions = {
+    far, cacheBytes: 16 * PAGE, nearBytes: 32 * PAGE, policy: 'lru', halfLife: 400, hotHeat: 3, coldHeat: 0.5,
+    sweepEvery: 100, debug: true,
+  };
+  const space = createSpace(near, pages * PAGE, opts);
+  const model = new Uint8Array(pages * PAGE);
+  const r = rng(8);
+  const hot = Array.from({ length: 24 }, (_, i) => 10 + i * 7);
+  const access = (p: number): void => {
+    // One access in ten straddles pages p - 1 and p.
+    const off = p > 0 && r() < 0.1 ? p * PAGE - 2 : p * PAGE + Math.floor(r() * (PAGE - 4));
+    if (r() < 0.3) {
+      const v = Math.floor(r() * 2 ** 32);
+      space.setU32(off, v);
+      new DataView(model.buffer).setUint32(off, v, true);
+    } else {
+      assert.is(space.getU32(off), new DataView(model.buffer).getUint32(off, true));
+    }
+  };
+  // Phase 1: 90% of accesses on 24 pages (more than the 16-page cache, so they are evicted and re-fetched).
+  for (let i = 0; i < 20_000; i++) access(r() < 0.9 ? hot[Math.floor(r() * hot.length)] : Math.floor(r() * pages));
+  const nearHot = hot.filter((p) => space.isNear(p)).length;
+  let s = space.stats();
+  assert.ok(nearHot >= 20, `most of the hot set is near (${nearHot} of ${hot.length})`);
+  assert.ok(s.promoted >= nearHot && s.nearPages <= 32, `promoted ${s.promoted}, near ${s.nearPages}`);
+  assert.is(near.census().chunks.held - nearHeld, s.nearPages, 'the near pool holds exactly the near pages');
+
+  // Phase 2: the hot set cools; other pages are used.
+  const other = Array.from({ length: 100 }, (_, i) => (i * 2 + 1) % pages).filter((p) => !hot.includes(p));
+  for (let i = 0; i < 20_000; i++) access(other[Math.floor(r() * other.length)]);
+  const stillNear = hot.filter((p) => space.isNear(p)).length;
+  s = space.stats();
+  assert.is(stillNear, 0, `the cooled hot set went back to the far pool (${stillNear} still near)`);
+  assert.ok(s.demoted >= nearHot, `demoted ${s.demoted}`);
+  assert.is(near.census().chunks.held - nearHeld, s.nearPages);
+  assert.equal(space.read(0, pages * PAGE), model, 'every byte survived the moves');
+  space.close();
+  assert.is(near.census().chunks.held, nearHeld, 'close freed the near pages');
+  near.close();
+  far.close();
+});
+
+// ------------------------------------------------------------ errors
+
+test('bad arguments and closed spaces: typed errors', () => {
+  const pool = memPool();
+  const bad = (opts: unknown, bytes: unknown = 1 * MiB): void => {
+    const what = `${String(bytes)} B, ${opts === undefined ? 'no options' : Object.keys(opts as object).join(',')}`;
+    assert.throws(() => createSpace(pool, bytes as number, opts as SpaceOptions), is(InvalidArgumentError), what);
+  };
+  bad({ cacheBytes: 100 });
+  bad({});
+  bad(undefined);
+  bad({ cacheBytes: 8 * PAGE, policy: 'fifo' });
+  bad({ cacheBytes: 8 * PAGE, prefetch: 'random' });
+  bad({ cacheBytes: 8 * PAGE, prefetch: 'sequential' }, 1 * MiB);
+  bad({ cacheBytes: 8 * PAGE, halfLife: 0 });
+  bad({ cacheBytes: 8 * PAGE, nearBytes: 4096 });
+  bad({ cacheBytes: 8 * PAGE, far: pool });
+  bad({ cacheBytes: '1GiB' }, 8 * 1024 * MiB);
+  bad({ cacheBytes: 8 * PAGE }, 0);
+  bad({ cacheBytes: 8 * PAGE }, -5);
+  bad({ cacheBytes: 8 * PAGE }, '12 apples');
+  const space = createSpace(pool, 10 * PAGE, { cacheBytes: '16KiB', debug: true });
+  assert.throws(() => space.read(10 * PAGE - 3, 4), is(InvalidAddressError));
+  assert.throws(() => space.getU32(-4), is(InvalidAddressError));
+  assert.throws(() => space.setU8(10 * PAGE, 1), is(InvalidAddressError));
+  assert.throws(() => space.getF64(1.5), is(InvalidAddressError));
+  assert.throws(() => space.trace(), is(InvalidArgumentError));
+  space.setU8(0, 1);
+  assert.is(space.close(), 1);
+  assert.is(space.close(), 0, 'close is idempotent');
+  assert.throws(() => space.getU8(0), is(SpaceClosedError));
+  assert.throws(() => space.write(0, new Uint8Array(1)), is(SpaceClosedError));
+  assert.throws(() => space.flush(), is(SpaceClosedError));
+
+  // The pool closes first: its close freed the pages, the space's close has nothing left to do,
+  // and an access that needs the pool fails with the pool's error from then on.
+  const orphan = createSpace(pool, 10 * PAGE, { cacheBytes: 2 * PAGE, debug: true });
+  for (let p = 0; p < 3; p++) orphan.setU8(p * PAGE, p + 1);
+  pool.close();
+  assert.throws(() => orphan.getU8(0), is(PoolClosedError), 'page 0 was evicted: its fetch needs the pool');
+  assert.throws(() => orphan.getU8(2 * PAGE), is(PoolClosedError), 'after a failed fetch even a cached page is refused');
+  assert.is(orphan.close(), 0);
+});
+
+// ------------------------------------------------------------ crash
+
+test('a client holding a space is killed: recovery reclaims its pages', async () => {
+  await withPoolName('space-kill', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: 64 * MiB, debug: true });
+    admin.setLeaseMs(300);
+    const before = admin.census().chunks.held;
+    const pages = 50;
+    const child = fork(HOLDER, [name, String(pages)], { stdio: 'inherit' });
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    try {
+      const m = await new Promise<{ clientId: number; allocated: number; pid: number }>((resolve, reject) => {
+        child.once('message', (msg) => resolve(msg as { clientId: number; allocated: number; pid: number }));
+        child.once('exit', (code) => reject(new Error(`holder exited early (${code})`)));
+      });
+      assert.is(m.allocated, pages);
+      assert.is(admin.census().chunks.held - before, pages, 'the holder\'s space holds one chunk per page');
+      child.kill('SIGKILL');
+      await exited;
+      const monitor = new LeaseMonitor(admin);
+      const deadline = Date.now() + 10_000;
+      let recovered = false;
+      while (!recovered && Date.now() < deadline) {
+        recovered = monitor.sweep().recovered.some((e) => e.client === m.clientId && e.pid === m.pid);
+        if (!recovered) await sleep(50);
+      }
+      assert.ok(recovered, 'the killed holder was recovered');
+      assert.is(admin.census().chunks.held, before, 'its pages are free again');
+      assert.ok(admin.fsck().clean);
+    } finally {
+      child.kill('SIGKILL');
+      admin.close();
+    }
+  });
+});
+
+test.run();
