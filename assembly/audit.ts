@@ -25,6 +25,10 @@
  * run with no other client attached: `dmem fsck` checks that first).
  */
 import { clientId, freeChunks, freeSections, freeSpans, markSpan } from './alloc';
+import {
+  W_CHUNK, W_END, W_FREE, W_LARGE_HEAD, W_LARGE_TAIL, W_RETIRING, W_SEALED_SPAN, W_SPAN_HEAD, W_SPAN_TAIL,
+  walkCover, walkCovered, walkEntry, walkLogBase, walkNext, walkSection, walkSectionWord, walkSpan, walkStart, walkWord,
+} from './walk';
 import { SLOT_LIVE, slotGen, slotOff, slotState } from './client';
 import { cas64, load64, readInto } from './imports';
 import { SECTION_CHUNKS, SECTION_SPANS, logOff, maxClients, nSections, sectionHdr, spanHdr } from './layout';
@@ -95,123 +99,116 @@ function orphanBits(w: u64, logBase: usize): u32 {
 }
 
 /**
- * Walks every section, recording orphans and (with fsck) counting and
- * repairing every other violation.
+ * Walks every block (assembly/walk.ts), recording orphans and (with fsck)
+ * counting and repairing every other violation.
  */
 function walk(fsck: bool): void {
   nRecords = 0;
   memory.fill(counts, 0, 8 * 10);
   loadLiveGens();
-  let largeLeft: u32 = 0;
-  for (let sec: u32 = 0; sec < nSections; sec++) {
-    add(0, 1);
-    const sw = load64(sectionHdr(sec));
-    const mode = sectionMode(sw);
-    if (mode == MODE_LARGE) {
-      if (!sectionTail(sw)) {
-        add(8, 1);
-        const e = load64(logOff(sec * SECTION_CHUNKS));
-        const cls = logClass(e);
-        const n: u32 = cls == CLASS_LARGE ? logSections(e) : 1;
-        if (owned(e) && (cls == 9 || cls == CLASS_LARGE)) {
-          largeLeft = n - 1;
-        } else {
-          largeLeft = 0;
-          record(ORPHAN_SECTION, sec, sw);
-          if (fsck) {
-            const held = logState(e) == LOG_HELD && (cls == 9 || cls == CLASS_LARGE);
-            if (held) add(2, 1); else add(1, <f64>SECTION_CHUNKS);
-            if (repairing && (held ? freeSections(sec * SECTION_CHUNKS, n, cls, e) == 0 : freeOrphanSection(sec, sw))) add(9, 1);
-          }
-        }
-      } else if (largeLeft > 0) {
-        largeLeft--;
+  walkStart();
+  for (let kind = walkNext(); kind != W_END; kind = walkNext()) {
+    const sec = walkSection;
+    if (kind <= W_CHUNK) add(0, 1);
+    if (kind == W_LARGE_HEAD) {
+      add(8, 1);
+      const sw = walkWord;
+      const e = walkEntry;
+      const cls = logClass(e);
+      const n: u32 = cls == CLASS_LARGE ? logSections(e) : 1;
+      if (owned(e) && (cls == 9 || cls == CLASS_LARGE)) {
+        walkCover(n - 1);
       } else {
         record(ORPHAN_SECTION, sec, sw);
         if (fsck) {
-          add(6, 1);
-          if (repairing && freeOrphanSection(sec, sw)) add(9, 1);
+          const held = logState(e) == LOG_HELD && (cls == 9 || cls == CLASS_LARGE);
+          if (held) add(2, 1); else add(1, <f64>SECTION_CHUNKS);
+          if (repairing && (held ? freeSections(sec * SECTION_CHUNKS, n, cls, e) == 0 : freeOrphanSection(sec, sw))) add(9, 1);
         }
       }
       if (fsck) checkSealed(sec);
-      continue;
-    }
-    largeLeft = 0;
-    if (mode == MODE_FREE) {
+    } else if (kind == W_LARGE_TAIL) {
+      if (!walkCovered) {
+        record(ORPHAN_SECTION, sec, walkWord);
+        if (fsck) {
+          add(6, 1);
+          if (repairing && freeOrphanSection(sec, walkWord)) add(9, 1);
+        }
+      }
       if (fsck) checkSealed(sec);
-      continue;
-    }
-    if (mode == MODE_RETIRING) {
+    } else if (kind == W_FREE) {
+      if (fsck) checkSealed(sec);
+    } else if (kind == W_RETIRING) {
       if (fsck) {
         add(4, 1);
-        if (repairing && undoRetiring(sec, sw)) add(9, 1);
+        if (repairing && undoRetiring(sec, walkWord)) add(9, 1);
       }
-      continue;
+    } else if (kind == W_CHUNK) {
+      add(8, <f64>SECTION_CHUNKS);
+    } else {
+      spanUnit(kind, fsck);
     }
-    walkChunkSection(sec, sw, fsck);
   }
 }
 
-function walkChunkSection(sec: u32, sw: u64, fsck: bool): void {
-  const base = sec * SECTION_SPANS;
-  readInto(spanHdr(base), spans, SECTION_SPANS << 3);
-  readInto(logOff(sec * SECTION_CHUNKS), logs, SECTION_CHUNKS << 3);
-  add(8, <f64>SECTION_CHUNKS);
-  let tailsLeft: u32 = 0;
-  for (let j: u32 = 0; j < SECTION_SPANS; j++) {
-    const span = base + j;
-    const w = load<u64>(spans + (j << 3));
-    const logBase = logs + ((j << 5) << 3);
-    if (isSealed(w)) {
-      tailsLeft = 0;
+/** One span unit of a CHUNK section (assembly/walk.ts): sealed, whole-span head or tail, or chunk-level. */
+function spanUnit(kind: u32, fsck: bool): void {
+  const span = walkSpan;
+  const w = walkWord;
+  const sw = walkSectionWord;
+  if (kind == W_SEALED_SPAN) {
+    if (fsck) {
+      add(3, 1);
+      if (repairing && cas64(spanHdr(span), w, spanWord0()) == w) { markSpan(span, ST_EMPTY); add(9, 1); }
+    }
+    return;
+  }
+  if (kind == W_SPAN_HEAD) {
+    const cls = spanClass(w);
+    const e = walkEntry;
+    if (owned(e) && logClass(e) == cls) {
+      walkCover((<u32>1 << (cls - 5)) - 1);
+      return;
+    }
+    {
+      record(ORPHAN_SPAN, span, w);
       if (fsck) {
-        add(3, 1);
-        if (repairing && cas64(spanHdr(span), w, spanWord0()) == w) { markSpan(span, ST_EMPTY); add(9, 1); }
+        const held = logState(e) == LOG_HELD && logClass(e) == cls;
+        if (held) add(2, 1); else add(1, 32);
+        if (repairing && (held ? freeSpans((span << 5), cls, e) == 0 : freeOrphanSpan(span, w))) add(9, 1);
       }
-      continue;
     }
-    if (isWholeSpanBlock(w)) {
-      const cls = spanClass(w);
-      if (spanChunk(w) == 0) {
-        const e = load<u64>(logBase);
-        if (owned(e) && logClass(e) == cls) { tailsLeft = (<u32>1 << (cls - 5)) - 1; continue; }
-        tailsLeft = 0;
-        record(ORPHAN_SPAN, span, w);
-        if (fsck) {
-          const held = logState(e) == LOG_HELD && logClass(e) == cls;
-          if (held) add(2, 1); else add(1, 32);
-          if (repairing && (held ? freeSpans((span << 5), cls, e) == 0 : freeOrphanSpan(span, w))) add(9, 1);
-        }
-      } else if (tailsLeft > 0) {
-        tailsLeft--;
-      } else {
-        record(ORPHAN_SPAN, span, w);
-        if (fsck) {
-          add(1, 32);
-          if (repairing && freeOrphanSpan(span, w)) add(9, 1);
-        }
+    if (fsck) checkHint(sw, span, ST_FULL);
+    return;
+  }
+  if (kind == W_SPAN_TAIL) {
+    if (!walkCovered) {
+      record(ORPHAN_SPAN, span, w);
+      if (fsck) {
+        add(1, 32);
+        if (repairing && freeOrphanSpan(span, w)) add(9, 1);
       }
-      if (fsck) checkHint(sw, span, ST_FULL);
-      continue;
     }
-    tailsLeft = 0;
-    const bm = bitmapOf(w);
-    if (fsck) checkHint(sw, span, bm == 0 ? ST_EMPTY : bm == FULL_BITMAP ? ST_FULL : ST_NORMAL);
-    if (bm == 0) continue;
-    const orphan = orphanBits(w, logBase);
-    if (orphan != 0) record(ORPHAN_CHUNKS, span, w);
-    if (!fsck) continue;
-    add(1, <f64>popcnt(orphan));
-    if (repairing && orphan != 0 && freeOrphanBits(span, w, orphan)) add(9, 1);
-    // HELD heads of clients that are not live: their blocks leak until freed.
-    const groups = heldGroups(bm, logBase);
-    for (let g: u32 = 0; g < groups; g++) {
-      const k = <u32>load<u8>(groupChunk + g);
-      const e = load<u64>(logBase + (k << 3));
-      if (owned(e)) continue;
-      add(2, 1);
-      if (repairing && freeChunks((span << 5) + k, logClass(e), e) == 0) add(9, 1);
-    }
+    if (fsck) checkHint(sw, span, ST_FULL);
+    return;
+  }
+  const bm = bitmapOf(w);
+  const logBase = walkLogBase;
+  if (fsck) checkHint(sw, span, bm == 0 ? ST_EMPTY : bm == FULL_BITMAP ? ST_FULL : ST_NORMAL);
+  if (bm == 0) return;
+  const orphan = orphanBits(w, logBase);
+  if (orphan != 0) record(ORPHAN_CHUNKS, span, w);
+  if (!fsck) return;
+  add(1, <f64>popcnt(orphan));
+  if (repairing && orphan != 0 && freeOrphanBits(span, w, orphan)) add(9, 1);
+  // HELD heads of clients that are not live: their blocks leak until freed.
+  const groups = heldGroups(bm, logBase);
+  for (let g: u32 = 0; g < groups; g++) {
+    const k = <u32>load<u8>(groupChunk + g);
+    const e = load<u64>(logBase + (k << 3));
+    if (owned(e)) continue;
+    add(2, 1);
+    if (repairing && freeChunks((span << 5) + k, logClass(e), e) == 0) add(9, 1);
   }
 }
 

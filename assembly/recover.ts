@@ -40,6 +40,10 @@ import {
 import { isSlabEntry, reclaimSlab } from './slab';
 import { lockRing, unlockRing } from './epoch';
 import {
+  W_CHUNK, W_END, W_FREE, W_LARGE_HEAD, W_LARGE_TAIL, W_RETIRING, W_SEALED_SPAN, W_SPAN_HEAD, W_SPAN_TAIL,
+  walkCover, walkCovered, walkEntry, walkLogBase, walkNext, walkSection, walkSpan, walkStart, walkWord,
+} from './walk';
+import {
   CLASS_LARGE, LOG_HELD, groupChunk, heldBy, heldGroups, isPoolOwner, logClass, logClient, logGen, logSections, logState,
 } from './ownerlog';
 import {
@@ -63,8 +67,6 @@ const OUT_WORDS: u32 = 9;
 const out = memory.data(8 * OUT_WORDS);
 /** False while this reclaim could not take the ring's lock: slab objects are left alone. */
 let slabsLocked = true;
-const spans = memory.data(8 * 16);
-const logs = memory.data(8 * 512);
 
 @inline function add(i: u32, v: f64): void { store<f64>(out + (i << 3), load<f64>(out + (i << 3)) + v); }
 
@@ -99,15 +101,21 @@ export function reclaimClient(x: u32, gen: u32): usize {
   const lock = ring == 0 ? 0 : lockRing(ring);
   slabsLocked = lock == 0;
   if (!slabsLocked) store<f64>(out + 64, <f64>lock);
-  for (let sec: u32 = 0; sec < nSections; sec++) {
-    const sw = load64(sectionHdr(sec));
-    const mode = sectionMode(sw);
-    if (mode == MODE_LARGE) {
-      if (sectionClient(sw) == x) sec = reclaimLarge(sec, sw, x, gen);
-    } else if (mode == MODE_RETIRING) {
+  walkStart();
+  for (let kind = walkNext(); kind != W_END; kind = walkNext()) {
+    const sec = walkSection;
+    const sw = walkWord;
+    if (kind == W_LARGE_HEAD) {
+      if (sectionClient(sw) == x) walkCover(reclaimLarge(sec, sw, x, gen) - sec);
+    } else if (kind == W_LARGE_TAIL) {
+      if (!walkCovered && sectionClient(sw) == x) reclaimLarge(sec, sw, x, gen);
+    } else if (kind == W_RETIRING) {
       if (sectionClient(sw) == x) undoRetire(sec, sw, x);
-    } else if (mode == MODE_CHUNK) {
-      reclaimChunkSection(sec, sw, x, gen);
+    } else if (kind == W_CHUNK) {
+      add(4, <f64>SECTION_CHUNKS);
+      claimedByX = sectionOp(sw) == SOP_MODE && sectionClient(sw) == x;
+    } else if (kind != W_FREE) {
+      reclaimSpan(kind, x, gen);
     }
   }
   if (ring != 0 && slabsLocked) unlockRing();
@@ -166,77 +174,72 @@ function undoRetire(sec: u32, sw: u64, x: u32): void {
   if (cas64(sectionHdr(sec), sw, nextSectionWord(sw, sectionStates(sw), clientId, SOP_MODE, MODE_CHUNK, false)) == sw) add(3, 1);
 }
 
-function reclaimChunkSection(sec: u32, sw: u64, x: u32, gen: u32): void {
-  const base = sec * SECTION_SPANS;
-  readInto(spanHdr(base), spans, SECTION_SPANS << 3);
-  readInto(logOff(sec * SECTION_CHUNKS), logs, SECTION_CHUNKS << 3);
-  add(4, <f64>SECTION_CHUNKS);
-  const claimedByX = sectionOp(sw) == SOP_MODE && sectionClient(sw) == x;
-  // The head span and span count of the last pool-owned whole-span block seen.
-  let poolHead: u32 = 0xFFFFFFFF;
-  let poolSpans: u32 = 0;
-  for (let j: u32 = 0; j < SECTION_SPANS; j++) {
-    const span = base + j;
-    const w = load<u64>(spans + (j << 3));
-    if (isSealed(w)) {
-      // x died before unsealing a section it had claimed; the claimant owns
-      // these seals (assembly/section.ts). A CAS from the word read: a
-      // recoverer that resumes late (its snapshot stale) cannot undo seals
-      // that a later retire wrote (issue 9, finding 9).
-      if (claimedByX && cas64(spanHdr(span), w, nextSpanWord(w, 0, clientId, OP_NONE, 0, 0)) == w) {
-        markSpan(span, ST_EMPTY);
-        add(2, 1);
-      }
-      continue;
+/** The CHUNK section being walked was claimed by x, which died before unsealing all of it. */
+let claimedByX = false;
+
+/** One span unit of a CHUNK section (assembly/walk.ts) for the recovery of client (x, gen). */
+function reclaimSpan(kind: u32, x: u32, gen: u32): void {
+  const span = walkSpan;
+  const w = walkWord;
+  if (kind == W_SEALED_SPAN) {
+    // x died before unsealing a section it had claimed; the claimant owns
+    // these seals (assembly/section.ts). A CAS from the word read: a
+    // recoverer that resumes late (its snapshot stale) cannot undo seals
+    // that a later retire wrote (issue 9, finding 9).
+    if (claimedByX && cas64(spanHdr(span), w, nextSpanWord(w, 0, clientId, OP_NONE, 0, 0)) == w) {
+      markSpan(span, ST_EMPTY);
+      add(2, 1);
     }
-    if (isWholeSpanBlock(w)) {
-      if (spanClient(w) != x) continue;
-      const cls = spanClass(w);
-      const first = (sec * SECTION_CHUNKS) + (j << 5);
-      if (spanChunk(w) == 0) {
-        const e = load<u64>(logs + ((j << 5) << 3));
-        if (poolOwned(e, cls)) {
-          poolHead = span;
-          poolSpans = <u32>1 << (cls - 5);
-          continue;
-        }
-        if (!heldBy(e, x, gen)) add(5, 1);
-        if (freeSpans(first, cls, e) == 0) freedBlock(<f64>(32 << (cls - 5)));
-      } else if (span - spanChunk(w) == poolHead && spanChunk(w) < poolSpans) {
-        // A tail of that pool-owned block: not x's either.
-      } else if (releaseTail(span, w, x)) {
+    return;
+  }
+  if (kind == W_SPAN_HEAD) {
+    if (spanClient(w) != x) return;
+    const cls = spanClass(w);
+    const e = walkEntry;
+    const tails = (<u32>1 << (cls - 5)) - 1;
+    // A pool-owned block (x allocated it and handed it over): neither it nor its tails are x's.
+    if (poolOwned(e, cls)) { walkCover(tails); return; }
+    if (!heldBy(e, x, gen)) add(5, 1);
+    if (freeSpans(span << 5, cls, e) == 0) {
+      freedBlock(<f64>(32 << (cls - 5)));
+      walkCover(tails);
+    }
+    return;
+  }
+  if (kind == W_SPAN_TAIL) {
+    // A tail no head of x covers: taken before x's head, x died in the middle.
+    if (!walkCovered && spanClient(w) == x && releaseTail(span, w, x)) {
+      add(5, 1);
+      markSpan(span, ST_EMPTY);
+    }
+    return;
+  }
+  const bm = bitmapOf(w);
+  if (bm == 0) return;
+  let covered: u32 = 0;
+  const logBase = walkLogBase;
+  const groups = heldGroups(bm, logBase);
+  for (let g: u32 = 0; g < groups; g++) {
+    const k = <u32>load<u8>(groupChunk + g);
+    const e = load<u64>(logBase + (k << 3));
+    const cls = logClass(e);
+    covered |= groupMask(k, cls);
+    if (logClient(e) == x && logGen(e) == (gen & 0x3FFF)) {
+      if (freeChunks((span << 5) + k, cls, e) == 0) freedBlock(<f64>(1 << cls));
+    } else if (slabsLocked && isSlabEntry(e)) {
+      add(7, <f64>reclaimSlab((span << 5) + k, e, x, gen));
+    }
+  }
+  // x's own allocation, committed but not yet logged.
+  if (spanClient(w) == x && spanOp(w) == OP_ALLOC) {
+    const k = spanChunk(w);
+    const cls = spanClass(w);
+    if (cls <= 4) {
+      const mask = groupMask(k, cls);
+      if ((bm & mask) == mask && (covered & mask) == 0) {
         add(5, 1);
-        markSpan(span, ST_EMPTY);
-      }
-      continue;
-    }
-    const bm = bitmapOf(w);
-    if (bm == 0) continue;
-    let covered: u32 = 0;
-    const logBase = logs + ((j << 5) << 3);
-    const groups = heldGroups(bm, logBase);
-    for (let g: u32 = 0; g < groups; g++) {
-      const k = <u32>load<u8>(groupChunk + g);
-      const e = load<u64>(logBase + (k << 3));
-      const cls = logClass(e);
-      covered |= groupMask(k, cls);
-      if (logClient(e) == x && logGen(e) == (gen & 0x3FFF)) {
+        const e = load<u64>(logBase + (k << 3));
         if (freeChunks((span << 5) + k, cls, e) == 0) freedBlock(<f64>(1 << cls));
-      } else if (slabsLocked && isSlabEntry(e)) {
-        add(7, <f64>reclaimSlab((span << 5) + k, e, x, gen));
-      }
-    }
-    // x's own allocation, committed but not yet logged.
-    if (spanClient(w) == x && spanOp(w) == OP_ALLOC) {
-      const k = spanChunk(w);
-      const cls = spanClass(w);
-      if (cls <= 4) {
-        const mask = groupMask(k, cls);
-        if ((bm & mask) == mask && (covered & mask) == 0) {
-          add(5, 1);
-          const e = load<u64>(logs + (((j << 5) + k) << 3));
-          if (freeChunks((span << 5) + k, cls, e) == 0) freedBlock(<f64>(1 << cls));
-        }
       }
     }
   }

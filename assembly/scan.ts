@@ -3,8 +3,8 @@
  * fsck): blocks and chunks held per class, free chunks, the largest free run,
  * and orphan chunks (set bits that no HELD owner-log head covers: an
  * allocation or free in flight, or one a dead client left half done; see
- * assembly/ownerlog.ts). Reads each CHUNK section's span headers and owner
- * log with two bulk reads; writes nothing.
+ * assembly/ownerlog.ts). One pass of the shared block walker
+ * (assembly/walk.ts); writes nothing.
  *
  * Result block, f64 each, at the returned pointer:
  *   [0]  sections FREE    [1] sections CHUNK   [2] sections LARGE
@@ -13,17 +13,18 @@
  *   [8..18]  blocks held per class 0..9, [18] = above 2 MiB
  *   [19..29] chunks held per class 0..9, [29] = above 2 MiB
  */
-import { load64, readInto } from './imports';
+import { load64 } from './imports';
 import { SLOT_LIVE, slotOff, slotState } from './client';
-import { SECTION_CHUNKS, SECTION_SPANS, maxClients, nSections, ownerLogOff, sectionHdrOff, spanHdrOff } from './layout';
+import { SECTION_CHUNKS, maxClients } from './layout';
 import { CLASS_LARGE, LOG_HELD, groupChunk, heldGroups, logClass, logSections, logState } from './ownerlog';
-import { MODE_CHUNK, MODE_FREE, MODE_LARGE, sectionMode, sectionTail } from './section';
-import { bitmapOf, groupMask, isSealed, isWholeSpanBlock, spanChunk, spanClass } from './span';
+import { bitmapOf, groupMask, spanClass } from './span';
+import {
+  W_CHUNK, W_CHUNKS, W_END, W_FREE, W_LARGE_HEAD, W_LARGE_TAIL, W_SEALED_SPAN, W_SPAN_HEAD, W_SPAN_TAIL,
+  walkCover, walkCovered, walkEntry, walkLogBase, walkNext, walkStart, walkWord,
+} from './walk';
 
 export const SCAN_FIELDS: u32 = 30;
 const out = memory.data(8 * 30);
-const spans = memory.data(8 * 16);
-const logs = memory.data(8 * 512);
 
 @inline function add(i: u32, v: f64): void { store<f64>(out + (i << 3), load<f64>(out + (i << 3)) + v); }
 @inline function classIndex(cls: u32): u32 { return cls == CLASS_LARGE ? 10 : cls; }
@@ -32,66 +33,55 @@ export function scanPool(): usize {
   memory.fill(out, 0, 8 * SCAN_FIELDS);
   let run: f64 = 0;
   let best: f64 = 0;
-  let coveredTails: u32 = 0;
-  for (let sec: u32 = 0; sec < nSections; sec++) {
-    const sw = load64(sectionHdrOff + (<u64>sec << 3));
-    const mode = sectionMode(sw);
-    if (mode != MODE_LARGE) coveredTails = 0;
-    if (mode == MODE_FREE) {
+  walkStart();
+  for (let kind = walkNext(); kind != W_END; kind = walkNext()) {
+    if (kind == W_FREE) {
       add(0, 1);
       add(3, <f64>SECTION_CHUNKS);
       run += <f64>SECTION_CHUNKS;
       if (run > best) best = run;
-      continue;
-    }
-    if (mode == MODE_LARGE) {
+    } else if (kind == W_LARGE_HEAD) {
       add(2, 1);
       run = 0;
-      if (sectionTail(sw)) {
-        // A tail is covered by the HELD head before it, else it is an orphan
-        // (a multi-section allocation that died before taking its head).
-        if (coveredTails > 0) coveredTails--;
-        else add(4, <f64>SECTION_CHUNKS);
-        continue;
-      }
-      const e = load64(ownerLogOff + (<u64>(sec * SECTION_CHUNKS) << 3));
-      coveredTails = 0;
+      const e = walkEntry;
       if (logState(e) == LOG_HELD && logClass(e) >= 9) {
         const n: u32 = logClass(e) == CLASS_LARGE ? logSections(e) : 1;
         add(8 + classIndex(logClass(e)), 1);
         add(19 + classIndex(logClass(e)), <f64>(n * SECTION_CHUNKS));
-        coveredTails = n - 1;
+        walkCover(n - 1);
       } else {
         add(4, <f64>SECTION_CHUNKS);
       }
-      continue;
-    }
-    if (mode != MODE_CHUNK) continue;
-    add(1, 1);
-    readInto(spanHdrOff + (<u64>(sec * SECTION_SPANS) << 3), spans, SECTION_SPANS << 3);
-    readInto(ownerLogOff + (<u64>(sec * SECTION_CHUNKS) << 3), logs, SECTION_CHUNKS << 3);
-    let coveredSpans: u32 = 0;
-    for (let j: u32 = 0; j < SECTION_SPANS; j++) {
-      const w = load<u64>(spans + (j << 3));
-      if (isSealed(w)) { add(6, 1); run = 0; continue; }
-      if (isWholeSpanBlock(w)) {
-        run = 0;
-        if (coveredSpans > 0) { coveredSpans--; continue; }
-        const e = load<u64>(logs + (j << 8));
-        if (spanChunk(w) == 0 && logState(e) == LOG_HELD && logClass(e) == spanClass(w)) {
-          const n: u32 = 1 << (spanClass(w) - 5);
-          add(8 + spanClass(w), 1);
-          add(19 + spanClass(w), <f64>(n * 32));
-          coveredSpans = n - 1;
-        } else {
-          add(4, 32);
-        }
-        continue;
+    } else if (kind == W_LARGE_TAIL) {
+      // A tail is covered by the HELD head before it, else it is an orphan
+      // (a multi-section allocation that died before taking its head).
+      add(2, 1);
+      run = 0;
+      if (!walkCovered) add(4, <f64>SECTION_CHUNKS);
+    } else if (kind == W_CHUNK) {
+      add(1, 1);
+    } else if (kind == W_SEALED_SPAN) {
+      add(6, 1);
+      run = 0;
+    } else if (kind == W_SPAN_HEAD) {
+      run = 0;
+      const w = walkWord;
+      const e = walkEntry;
+      if (logState(e) == LOG_HELD && logClass(e) == spanClass(w)) {
+        const n: u32 = 1 << (spanClass(w) - 5);
+        add(8 + spanClass(w), 1);
+        add(19 + spanClass(w), <f64>(n * 32));
+        walkCover(n - 1);
+      } else {
+        add(4, 32);
       }
-      coveredSpans = 0;
-      const bm = bitmapOf(w);
+    } else if (kind == W_SPAN_TAIL) {
+      run = 0;
+      if (!walkCovered) add(4, 32);
+    } else if (kind == W_CHUNKS) {
+      const bm = bitmapOf(walkWord);
       let covered: u32 = 0;
-      const logBase = logs + ((j << 5) << 3);
+      const logBase = walkLogBase;
       const groups = heldGroups(bm, logBase);
       for (let g: u32 = 0; g < groups; g++) {
         const k = <u32>load<u8>(groupChunk + g);
