@@ -84,6 +84,33 @@ export let freeOps: u64 = 0;
 const classAllocs = memory.data(8 * 11);
 const classFrees = memory.data(8 * 11);
 
+/*
+ * Guesses for the free path (issue 10): a free's CAS needs the exact word it
+ * replaces, and the CAS returns the true word when a guess is wrong, so a
+ * good guess saves the load that would otherwise precede each CAS, and a
+ * wrong one costs no more than that load (one failed CAS, whose answer is
+ * used exactly as the load's would have been). Guesses are never a reason
+ * to act: what a successful CAS acted on is the word it found.
+ *   guessCls    per chunk (direct-mapped on the low 12 bits): 1 + the class
+ *               of the block this client last allocated there in the chunk
+ *               path, so its free can CAS the owner-log entry HELD(me, cls)
+ *               -> FREED without reading it first; 0 = no guess
+ *   guessSpan   per span (direct-mapped on the low 10 bits): the last
+ *               header word this client wrote or read there, tagged with
+ *               the span index + 1
+ */
+const GUESS_CHUNKS: u32 = 4096;
+const GUESS_SPANS: u32 = 1024;
+const guessCls = memory.data(GUESS_CHUNKS);
+const guessSpanIdx = memory.data(4 * GUESS_SPANS);
+const guessSpanWord = memory.data(8 * GUESS_SPANS);
+
+@inline function noteSpanWord(span: u32, w: u64): void {
+  const i = span & (GUESS_SPANS - 1);
+  store<u32>(guessSpanIdx + (i << 2), span + 1);
+  store<u64>(guessSpanWord + (i << 3), w);
+}
+
 @inline function getHintSpan(cls: u32): i32 { return load<i32>(hintSpan + (cls << 2)); }
 @inline function getHintWord(cls: u32): u64 { return load<u64>(hintWord + (cls << 3)); }
 @inline function setHint(cls: u32, span: i32, w: u64): void {
@@ -102,6 +129,8 @@ export function setClient(id: u32, gen: u32): void {
   largeCursor = startSection;
   cachedSection = -1;
   for (let c: u32 = 0; c < 5; c++) setHint(c, -1, 0);
+  memory.fill(guessCls, 0, GUESS_CHUNKS);
+  memory.fill(guessSpanIdx, 0, 4 * GUESS_SPANS);
 }
 
 @inline function classStat(base: usize, cls: u32): usize { return base + (<usize>min(cls, 10) << 3); }
@@ -173,6 +202,7 @@ function allocChunks(cls: u32): i64 {
       crashPoint(CP_ALLOC_CHUNK_COMMITTED);
       store64(logOff(chunk), logEntry(clientId, clientGen, cls, LOG_HELD, 0));
       crashPoint(CP_ALLOC_CHUNK_LOGGED);
+      store<u8>(guessCls + (chunk & (GUESS_CHUNKS - 1)), <u8>(cls + 1));
       if (nbm == FULL_BITMAP) markSpan(<u32>span, ST_FULL);
       else if (bm == 0) markSpan(<u32>span, ST_NORMAL);
       noteRetries(retries);
@@ -242,6 +272,7 @@ function findSpanForChunks(cls: u32): i32 {
 @inline function probeSpan(span: u32, cls: u32): bool {
   const w = load64(spanHdr(span));
   store<u64>(scratch, w);
+  noteSpanWord(span, w);
   return findFreeGroup(bitmapOf(w), cls) >= 0;
 }
 
@@ -570,9 +601,24 @@ function unsealSpans(base: u32, count: u32): void {
  */
 export function freeChunk(chunk: u32, asPool: bool = false): i32 {
   const ops0 = transportOps;
-  const e = load64(logOff(chunk));
-  let r: i32;
-  if (logState(e) == LOG_HELD && isPoolOwner(logClient(e)) != asPool) {
+  let r: i32 = 1;
+  let e: u64;
+  // A chunk-path block this client allocated here: CAS its entry from
+  // HELD(me, cls) to FREED straight away (the guess above). Success is
+  // exactly "read HELD(me, cls), then won writeFreed"; failure returns the
+  // true entry, which the checks below take as a load's answer.
+  const g = asPool ? 0 : <u32>load<u8>(guessCls + (chunk & (GUESS_CHUNKS - 1)));
+  if (g != 0 && ((chunk & 31) & ((1 << (g - 1)) - 1)) == 0) {
+    const cls = g - 1;
+    const held = logEntry(clientId, clientGen, cls, LOG_HELD, 0);
+    e = cas64(logOff(chunk), held, logEntry(clientId, clientGen, cls, LOG_FREED, 0));
+    if (e == held) r = clearChunks(chunk, cls);
+  } else {
+    e = load64(logOff(chunk));
+  }
+  if (r != 1) {
+    // Freed by the guessed CAS above.
+  } else if (logState(e) == LOG_HELD && isPoolOwner(logClient(e)) != asPool) {
     // A slab, a region or the ring is freed only by its own code, and those
     // free only pool-owned blocks.
     r = E_INVALID_ADDRESS;
@@ -586,6 +632,7 @@ export function freeChunk(chunk: u32, asPool: bool = false): i32 {
   }
   freeOps += transportOps - ops0;
   if (r == 0) {
+    store<u8>(guessCls + (chunk & (GUESS_CHUNKS - 1)), 0);
     freeCount++;
     const cls = logClass(e);
     const p = classStat(classFrees, cls == CLASS_LARGE ? 10 : cls);
@@ -620,18 +667,33 @@ export function adoptBlock(chunk: u32, cls: u32, sections: u32, entry: u64): boo
 }
 
 export function freeChunks(chunk: u32, cls: u32, expectLog: u64): i32 {
-  const span = chunk >> 5;
   const pos = chunk & 31;
   if ((pos & ((1 << cls) - 1)) != 0) return E_CORRUPT;
-  const mask = groupMask(pos, cls);
   if (!writeFreed(chunk, logEntry(clientId, clientGen, cls, LOG_FREED, 0), expectLog)) return E_DOUBLE_FREE;
+  return clearChunks(chunk, cls);
+}
+
+/**
+ * The rest of a chunk-path free, once its FREED entry is written: clears
+ * the block's bits in its span header with a CAS. Returns OK or
+ * E_DOUBLE_FREE (bits not set: freed meanwhile).
+ */
+function clearChunks(chunk: u32, cls: u32): i32 {
   crashPoint(CP_FREE_CHUNK_LOGGED);
-  // Guess the word from a hint when the span is one of ours (saves a load);
-  // a wrong guess costs one failed CAS, which returns the true word.
+  const span = chunk >> 5;
+  const pos = chunk & 31;
+  const mask = groupMask(pos, cls);
+  // Guess the word from a hint or the last word this client saw there
+  // (saves a load); a wrong guess costs one failed CAS, which returns the
+  // true word, or fails the bit check and is read again.
   let fresh = true;
   let w: u64 = 0;
   for (let c: u32 = 0; c < 5; c++) {
     if (getHintSpan(c) == <i32>span) { w = getHintWord(c); fresh = false; break; }
+  }
+  if (fresh) {
+    const i = span & (GUESS_SPANS - 1);
+    if (load<u32>(guessSpanIdx + (i << 2)) == span + 1) { w = load<u64>(guessSpanWord + (i << 3)); fresh = false; }
   }
   if (fresh) w = load64(spanHdr(span));
   while (true) {
@@ -656,9 +718,10 @@ export function freeChunks(chunk: u32, cls: u32, expectLog: u64): i32 {
   }
 }
 
-/** Updates every class hint that points at `span` to its latest word. */
+/** Updates every class hint that points at `span`, and its guess, to its latest word. */
 @inline function refreshHints(span: u32, w: u64): void {
   for (let c: u32 = 0; c < 5; c++) if (getHintSpan(c) == <i32>span) store<u64>(hintWord + (c << 3), w);
+  noteSpanWord(span, w);
 }
 
 export function freeSpans(chunk: u32, cls: u32, expectLog: u64): i32 {
