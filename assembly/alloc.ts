@@ -63,9 +63,6 @@ export let clientGen: u32 = 0;
 let startSection: u32 = 0;
 /** Next-fit position of the section path. */
 let largeCursor: u32 = 0;
-/** The last section header this client read or wrote in the chunk path (a guess for markSpan). */
-let cachedSection: i32 = -1;
-let cachedSectionWord: u64 = 0;
 
 // Per-class hint span (global span index, -1 = none) and the last word seen.
 const hintSpan = memory.data(4 * 5);
@@ -98,12 +95,37 @@ const classFrees = memory.data(8 * 11);
  *   guessSpan   per span (direct-mapped on the low 10 bits): the last
  *               header word this client wrote or read there, tagged with
  *               the span index + 1
+ *   guessSec    per section (direct-mapped on the low 10 bits): the same
+ *               for section headers (markSpan's expected word)
+ * The allocation path uses a span guess only when it shows room (a guess
+ * showing none is read again, so a stale guess never hides free memory),
+ * and a CAS that fails on a guess is not counted as a retry (it is the
+ * read the guess replaced, not contention).
  */
 const GUESS_CHUNKS: u32 = 4096;
 const GUESS_SPANS: u32 = 1024;
+const GUESS_SECTIONS: u32 = 1024;
 const guessCls = memory.data(GUESS_CHUNKS);
 const guessSpanIdx = memory.data(4 * GUESS_SPANS);
 const guessSpanWord = memory.data(8 * GUESS_SPANS);
+const guessSecIdx = memory.data(4 * GUESS_SECTIONS);
+const guessSecWord = memory.data(8 * GUESS_SECTIONS);
+/** Set by probeSpan: the word it left in scratch is a guess, not a read. */
+let probeGuessed = false;
+
+/** The guessed header word of span `span` into scratch; false when there is none. */
+@inline function spanGuess(span: u32): bool {
+  const i = span & (GUESS_SPANS - 1);
+  if (load<u32>(guessSpanIdx + (i << 2)) != span + 1) return false;
+  store<u64>(scratch, load<u64>(guessSpanWord + (i << 3)));
+  return true;
+}
+
+@inline function noteSectionWord(sec: u32, w: u64): void {
+  const i = sec & (GUESS_SECTIONS - 1);
+  store<u32>(guessSecIdx + (i << 2), sec + 1);
+  store<u64>(guessSecWord + (i << 3), w);
+}
 
 @inline function noteSpanWord(span: u32, w: u64): void {
   const i = span & (GUESS_SPANS - 1);
@@ -127,10 +149,10 @@ export function setClient(id: u32, gen: u32): void {
   clientGen = gen;
   startSection = nSections > 0 ? nextBelow(nSections) : 0;
   largeCursor = startSection;
-  cachedSection = -1;
   for (let c: u32 = 0; c < 5; c++) setHint(c, -1, 0);
   memory.fill(guessCls, 0, GUESS_CHUNKS);
   memory.fill(guessSpanIdx, 0, 4 * GUESS_SPANS);
+  memory.fill(guessSecIdx, 0, 4 * GUESS_SECTIONS);
 }
 
 @inline function classStat(base: usize, cls: u32): usize { return base + (<usize>min(cls, 10) << 3); }
@@ -178,11 +200,13 @@ function allocChunks(cls: u32): i64 {
   let w = getHintWord(cls);
   let retries: u32 = 0;
   let streak: u32 = 0;
+  let guessed = false;
   while (true) {
     if (span < 0) {
       span = findSpanForChunks(cls);
       if (span < 0) { noteRetries(retries); return span; }
       w = load<u64>(scratch);
+      guessed = probeGuessed;
       streak = 0;
     }
     const bm = bitmapOf(w);
@@ -203,13 +227,19 @@ function allocChunks(cls: u32): i64 {
       store64(logOff(chunk), logEntry(clientId, clientGen, cls, LOG_HELD, 0));
       crashPoint(CP_ALLOC_CHUNK_LOGGED);
       store<u8>(guessCls + (chunk & (GUESS_CHUNKS - 1)), <u8>(cls + 1));
-      if (nbm == FULL_BITMAP) markSpan(<u32>span, ST_FULL);
-      else if (bm == 0) markSpan(<u32>span, ST_NORMAL);
+      if (nbm == FULL_BITMAP) {
+        // Marked FULL here; the next allocation looks elsewhere straight
+        // away (a kept hint would only be found full and marked again).
+        markSpan(<u32>span, ST_FULL);
+        setHint(cls, -1, 0);
+      } else if (bm == 0) markSpan(<u32>span, ST_NORMAL);
       noteRetries(retries);
       return chunk;
     }
-    retries++;
     w = old;
+    noteSpanWord(<u32>span, old);
+    if (guessed) { guessed = false; continue; }
+    retries++;
     if (++streak >= CONTENDED_RETRIES) {
       markSpan(<u32>span, ST_CONTENDED);
       span = -1;
@@ -234,8 +264,7 @@ function findSpanForChunks(cls: u32): i32 {
     const mode = sectionMode(sw);
     if (mode == MODE_FREE) { if (freeSec < 0) freeSec = <i32>s; continue; }
     if (mode != MODE_CHUNK) continue;
-    cachedSection = <i32>s;
-    cachedSectionWord = sw;
+    noteSectionWord(s, sw);
     // NORMAL spans first (pack partly used spans), then EMPTY ones.
     for (let pass: u32 = 0; pass < 2; pass++) {
       const want = pass == 0 ? ST_NORMAL : ST_EMPTY;
@@ -252,6 +281,7 @@ function findSpanForChunks(cls: u32): i32 {
       startSection = <u32>freeSec;
       const span = <u32>freeSec * SECTION_SPANS;
       store<u64>(scratch, load64(spanHdr(span)));
+      probeGuessed = false;
       return <i32>span;
     }
     freeSec = findSectionInMode(MODE_FREE);
@@ -268,11 +298,20 @@ function findSpanForChunks(cls: u32): i32 {
   return E_EXHAUSTED;
 }
 
-/** Loads span `span`'s header into scratch[0]; true when it has room for `cls`. */
+/**
+ * Leaves span `span`'s header word in scratch[0] (probeGuessed says whether
+ * it is this client's guess or a fresh load); true when it has room for
+ * `cls`. A guess showing no room is read again.
+ */
 @inline function probeSpan(span: u32, cls: u32): bool {
+  if (spanGuess(span) && !isSealed(load<u64>(scratch)) && findFreeGroup(bitmapOf(load<u64>(scratch)), cls) >= 0) {
+    probeGuessed = true;
+    return true;
+  }
   const w = load64(spanHdr(span));
   store<u64>(scratch, w);
   noteSpanWord(span, w);
+  probeGuessed = false;
   return findFreeGroup(bitmapOf(w), cls) >= 0;
 }
 
@@ -297,8 +336,9 @@ export function markSpan(span: u32, state: u32): void {
   const off = sectionHdr(sec);
   // Guess the header from the last one this client saw; a guess is only a
   // CAS's expected value, never a reason to skip the update.
-  let guessed = cachedSection == <i32>sec;
-  let w = guessed ? cachedSectionWord : load64(off);
+  const gi = sec & (GUESS_SECTIONS - 1);
+  let guessed = load<u32>(guessSecIdx + (gi << 2)) == sec + 1;
+  let w = guessed ? load<u64>(guessSecWord + (gi << 3)) : load64(off);
   for (let i = 0; i < 4; i++) {
     if (sectionMode(w) != MODE_CHUNK || spanState(w, j) == state) {
       if (!guessed) break;
@@ -312,8 +352,7 @@ export function markSpan(span: u32, state: u32): void {
     w = old;
     guessed = false;
   }
-  cachedSection = <i32>sec;
-  cachedSectionWord = w;
+  noteSectionWord(sec, w);
 }
 
 /** Sets the hints of `n` spans from `first` (within one section) to `state`. */
