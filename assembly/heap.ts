@@ -86,6 +86,11 @@ const shadowHead = memory.data(4 * 11);
   store<u64>(v, load<u64>(v) | (<u64>1 << (wi & 63)));
 }
 
+@inline function shadowForget(k: u32, wi: u32): void {
+  const v = shadowValidAt(k, wi);
+  store<u64>(v, load<u64>(v) & ~(<u64>1 << (wi & 63)));
+}
+
 /** tagCas results: written, refused (not handed out), refused (handed out by another client). */
 const TAG_WRITTEN: i32 = 0;
 const TAG_NOT_HANDED_OUT: i32 = 1;
@@ -205,24 +210,32 @@ function claimFrom(head: u32, k: u32): u32 {
       const tagOff = tagBase + (<u64>(i << 6) << 2);
       // Only the free objects' tags are written, one run of consecutive
       // free objects at a time: a taken neighbour's tag may be retagged by
-      // the ring meanwhile, and a whole-range write would undo that.
+      // the ring meanwhile, and a whole-range write would undo that. A run
+      // of one is a tag CAS (a word operation, changing only its half);
+      // longer runs are one 4-byte-granular bulk write each, after which
+      // the shadow knows every tag word the run covers whole.
+      shadowFor(k, head);
       for (let b: u32 = 0; b < count; b++) store<u32>(tagBuf + (b << 2), mine);
       let rest = free;
       while (rest != 0) {
         const b = <u32>ctz(rest);
         const len = <u32>ctz(~(rest >> b));
-        writeFrom(tagOff + (<u64>b << 2), tagBuf, len << 2);
+        const idx0 = (i << 6) + b;
+        if (len == 1) {
+          tagCas(k, head, base, idx0, mine, false);
+        } else {
+          writeFrom(tagOff + (<u64>b << 2), tagBuf, len << 2);
+          for (let j: u32 = idx0; j < idx0 + len; j++) {
+            const wi = j >> 1;
+            const whole = (j & 1) == 0 && j + 1 < idx0 + len;
+            if (whole) { shadowSet(k, wi, (<u64>mine << 32) | <u64>mine); j++; continue; }
+            shadowForget(k, wi);
+          }
+        }
         rest = len >= 64 - b ? 0 : rest & ~(((<u64>1 << len) - 1) << b);
       }
       const old = cas64(off, w, w | free);
       if (old != w) { w = old; continue; }
-      // Seed the shadow with these objects' tag words (one bulk read; the
-      // guesses are checked by every tag CAS, so a torn word only costs a retry).
-      shadowFor(k, head);
-      const pairs = (count + 1) >> 1;
-      readInto(tagOff, shadowAt(k, i << 5), pairs << 3);
-      const v = shadowValidAt(k, i << 5);
-      store<u64>(v, load<u64>(v) | (((<u64>1 << pairs) - 1) << ((i & 1) << 5)));
       // Pushed highest first so pops hand out low addresses first.
       const slot = cache + ((k * CACHE_CAP) << 3);
       let order = free;

@@ -17,6 +17,7 @@
  *     S      always 1: this block is a slab
  *     ocls   object class (0..10: OBJECT_SIZES)
  *     F      full hint: released with no free object; a free clears it
+ *            once its bitmap word has refillMin(ocls) free objects
  *     owner  the client allocating from this slab (0 = none); only the
  *            owner claims objects and only the owner writes tags
  *
@@ -209,6 +210,11 @@ export function releaseSlab(head: u32, e: u64): bool {
   }
 }
 
+/** Free objects one bitmap word of a full-hinted slab of class `k` needs before a free clears the hint: 8, or an eighth of a small slab's objects (at least 1). */
+@inline function refillMin(k: u32): u32 {
+  return max<u32>(1, min<u32>(8, objectCount(k) >> 3));
+}
+
 /** Bits of bitmap word `i` that are objects (the last word may be partial). */
 @inline export function validMask(n: u32, i: u32): u64 {
   const left = n - (i << 6);
@@ -239,6 +245,17 @@ export function freeObject(head: u32, e: u64, idx: u32, handedOut: bool): i32 {
     const old = cas64(off, w, w & ~bit);
     if (old == w) break;
     w = old;
+  }
+  // The full hint is cleared only once this bitmap word has REFILL_MIN(k)
+  // free objects (issue 10): a slab made a candidate again by a single free
+  // would be acquired for one object and released at once, a log search
+  // per allocation. Until then its few free objects wait (at most
+  // REFILL_MIN - 1 per word); a slab whose objects all come free is always
+  // a candidate again, so nothing is stranded for good.
+  if (e != 0 && slabFull(logSections(e))) {
+    const k = slabClassOf(logSections(e));
+    const freeHere = <u32>popcnt(~(w & ~bit) & validMask(objectCount(k), idx >> 6));
+    if (freeHere < refillMin(k)) return 0;
   }
   let cur = e;
   while (isSlabEntry(cur) && slabFull(logSections(cur))) {
