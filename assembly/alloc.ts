@@ -63,9 +63,6 @@ export let clientGen: u32 = 0;
 let startSection: u32 = 0;
 /** Next-fit position of the section path. */
 let largeCursor: u32 = 0;
-/** The last section header this client read or wrote in the chunk path (a guess for markSpan). */
-let cachedSection: i32 = -1;
-let cachedSectionWord: u64 = 0;
 
 // Per-class hint span (global span index, -1 = none) and the last word seen.
 const hintSpan = memory.data(4 * 5);
@@ -84,6 +81,58 @@ export let freeOps: u64 = 0;
 const classAllocs = memory.data(8 * 11);
 const classFrees = memory.data(8 * 11);
 
+/*
+ * Guesses for the free path (issue 10): a free's CAS needs the exact word it
+ * replaces, and the CAS returns the true word when a guess is wrong, so a
+ * good guess saves the load that would otherwise precede each CAS, and a
+ * wrong one costs no more than that load (one failed CAS, whose answer is
+ * used exactly as the load's would have been). Guesses are never a reason
+ * to act: what a successful CAS acted on is the word it found.
+ *   guessCls    per chunk (direct-mapped on the low 12 bits): 1 + the class
+ *               of the block this client last allocated there in the chunk
+ *               path, so its free can CAS the owner-log entry HELD(me, cls)
+ *               -> FREED without reading it first; 0 = no guess
+ *   guessSpan   per span (direct-mapped on the low 10 bits): the last
+ *               header word this client wrote or read there, tagged with
+ *               the span index + 1
+ *   guessSec    per section (direct-mapped on the low 10 bits): the same
+ *               for section headers (markSpan's expected word)
+ * The allocation path uses a span guess only when it shows room (a guess
+ * showing none is read again, so a stale guess never hides free memory),
+ * and a CAS that fails on a guess is not counted as a retry (it is the
+ * read the guess replaced, not contention).
+ */
+const GUESS_CHUNKS: u32 = 4096;
+const GUESS_SPANS: u32 = 1024;
+const GUESS_SECTIONS: u32 = 1024;
+const guessCls = memory.data(GUESS_CHUNKS);
+const guessSpanIdx = memory.data(4 * GUESS_SPANS);
+const guessSpanWord = memory.data(8 * GUESS_SPANS);
+const guessSecIdx = memory.data(4 * GUESS_SECTIONS);
+const guessSecWord = memory.data(8 * GUESS_SECTIONS);
+/** Set by probeSpan: the word it left in scratch is a guess, not a read. */
+let probeGuessed = false;
+
+/** The guessed header word of span `span` into scratch; false when there is none. */
+@inline function spanGuess(span: u32): bool {
+  const i = span & (GUESS_SPANS - 1);
+  if (load<u32>(guessSpanIdx + (i << 2)) != span + 1) return false;
+  store<u64>(scratch, load<u64>(guessSpanWord + (i << 3)));
+  return true;
+}
+
+@inline function noteSectionWord(sec: u32, w: u64): void {
+  const i = sec & (GUESS_SECTIONS - 1);
+  store<u32>(guessSecIdx + (i << 2), sec + 1);
+  store<u64>(guessSecWord + (i << 3), w);
+}
+
+@inline function noteSpanWord(span: u32, w: u64): void {
+  const i = span & (GUESS_SPANS - 1);
+  store<u32>(guessSpanIdx + (i << 2), span + 1);
+  store<u64>(guessSpanWord + (i << 3), w);
+}
+
 @inline function getHintSpan(cls: u32): i32 { return load<i32>(hintSpan + (cls << 2)); }
 @inline function getHintWord(cls: u32): u64 { return load<u64>(hintWord + (cls << 3)); }
 @inline function setHint(cls: u32, span: i32, w: u64): void {
@@ -100,8 +149,10 @@ export function setClient(id: u32, gen: u32): void {
   clientGen = gen;
   startSection = nSections > 0 ? nextBelow(nSections) : 0;
   largeCursor = startSection;
-  cachedSection = -1;
   for (let c: u32 = 0; c < 5; c++) setHint(c, -1, 0);
+  memory.fill(guessCls, 0, GUESS_CHUNKS);
+  memory.fill(guessSpanIdx, 0, 4 * GUESS_SPANS);
+  memory.fill(guessSecIdx, 0, 4 * GUESS_SECTIONS);
 }
 
 @inline function classStat(base: usize, cls: u32): usize { return base + (<usize>min(cls, 10) << 3); }
@@ -149,11 +200,13 @@ function allocChunks(cls: u32): i64 {
   let w = getHintWord(cls);
   let retries: u32 = 0;
   let streak: u32 = 0;
+  let guessed = false;
   while (true) {
     if (span < 0) {
       span = findSpanForChunks(cls);
       if (span < 0) { noteRetries(retries); return span; }
       w = load<u64>(scratch);
+      guessed = probeGuessed;
       streak = 0;
     }
     const bm = bitmapOf(w);
@@ -173,13 +226,20 @@ function allocChunks(cls: u32): i64 {
       crashPoint(CP_ALLOC_CHUNK_COMMITTED);
       store64(logOff(chunk), logEntry(clientId, clientGen, cls, LOG_HELD, 0));
       crashPoint(CP_ALLOC_CHUNK_LOGGED);
-      if (nbm == FULL_BITMAP) markSpan(<u32>span, ST_FULL);
-      else if (bm == 0) markSpan(<u32>span, ST_NORMAL);
+      store<u8>(guessCls + (chunk & (GUESS_CHUNKS - 1)), <u8>(cls + 1));
+      if (nbm == FULL_BITMAP) {
+        // Marked FULL here; the next allocation looks elsewhere straight
+        // away (a kept hint would only be found full and marked again).
+        markSpan(<u32>span, ST_FULL);
+        setHint(cls, -1, 0);
+      } else if (bm == 0) markSpan(<u32>span, ST_NORMAL);
       noteRetries(retries);
       return chunk;
     }
-    retries++;
     w = old;
+    noteSpanWord(<u32>span, old);
+    if (guessed) { guessed = false; continue; }
+    retries++;
     if (++streak >= CONTENDED_RETRIES) {
       markSpan(<u32>span, ST_CONTENDED);
       span = -1;
@@ -204,8 +264,7 @@ function findSpanForChunks(cls: u32): i32 {
     const mode = sectionMode(sw);
     if (mode == MODE_FREE) { if (freeSec < 0) freeSec = <i32>s; continue; }
     if (mode != MODE_CHUNK) continue;
-    cachedSection = <i32>s;
-    cachedSectionWord = sw;
+    noteSectionWord(s, sw);
     // NORMAL spans first (pack partly used spans), then EMPTY ones.
     for (let pass: u32 = 0; pass < 2; pass++) {
       const want = pass == 0 ? ST_NORMAL : ST_EMPTY;
@@ -222,6 +281,7 @@ function findSpanForChunks(cls: u32): i32 {
       startSection = <u32>freeSec;
       const span = <u32>freeSec * SECTION_SPANS;
       store<u64>(scratch, load64(spanHdr(span)));
+      probeGuessed = false;
       return <i32>span;
     }
     freeSec = findSectionInMode(MODE_FREE);
@@ -238,10 +298,20 @@ function findSpanForChunks(cls: u32): i32 {
   return E_EXHAUSTED;
 }
 
-/** Loads span `span`'s header into scratch[0]; true when it has room for `cls`. */
+/**
+ * Leaves span `span`'s header word in scratch[0] (probeGuessed says whether
+ * it is this client's guess or a fresh load); true when it has room for
+ * `cls`. A guess showing no room is read again.
+ */
 @inline function probeSpan(span: u32, cls: u32): bool {
+  if (spanGuess(span) && !isSealed(load<u64>(scratch)) && findFreeGroup(bitmapOf(load<u64>(scratch)), cls) >= 0) {
+    probeGuessed = true;
+    return true;
+  }
   const w = load64(spanHdr(span));
   store<u64>(scratch, w);
+  noteSpanWord(span, w);
+  probeGuessed = false;
   return findFreeGroup(bitmapOf(w), cls) >= 0;
 }
 
@@ -266,8 +336,9 @@ export function markSpan(span: u32, state: u32): void {
   const off = sectionHdr(sec);
   // Guess the header from the last one this client saw; a guess is only a
   // CAS's expected value, never a reason to skip the update.
-  let guessed = cachedSection == <i32>sec;
-  let w = guessed ? cachedSectionWord : load64(off);
+  const gi = sec & (GUESS_SECTIONS - 1);
+  let guessed = load<u32>(guessSecIdx + (gi << 2)) == sec + 1;
+  let w = guessed ? load<u64>(guessSecWord + (gi << 3)) : load64(off);
   for (let i = 0; i < 4; i++) {
     if (sectionMode(w) != MODE_CHUNK || spanState(w, j) == state) {
       if (!guessed) break;
@@ -281,8 +352,7 @@ export function markSpan(span: u32, state: u32): void {
     w = old;
     guessed = false;
   }
-  cachedSection = <i32>sec;
-  cachedSectionWord = w;
+  noteSectionWord(sec, w);
 }
 
 /** Sets the hints of `n` spans from `first` (within one section) to `state`. */
@@ -570,9 +640,24 @@ function unsealSpans(base: u32, count: u32): void {
  */
 export function freeChunk(chunk: u32, asPool: bool = false): i32 {
   const ops0 = transportOps;
-  const e = load64(logOff(chunk));
-  let r: i32;
-  if (logState(e) == LOG_HELD && isPoolOwner(logClient(e)) != asPool) {
+  let r: i32 = 1;
+  let e: u64;
+  // A chunk-path block this client allocated here: CAS its entry from
+  // HELD(me, cls) to FREED straight away (the guess above). Success is
+  // exactly "read HELD(me, cls), then won writeFreed"; failure returns the
+  // true entry, which the checks below take as a load's answer.
+  const g = asPool ? 0 : <u32>load<u8>(guessCls + (chunk & (GUESS_CHUNKS - 1)));
+  if (g != 0 && ((chunk & 31) & ((1 << (g - 1)) - 1)) == 0) {
+    const cls = g - 1;
+    const held = logEntry(clientId, clientGen, cls, LOG_HELD, 0);
+    e = cas64(logOff(chunk), held, logEntry(clientId, clientGen, cls, LOG_FREED, 0));
+    if (e == held) r = clearChunks(chunk, cls);
+  } else {
+    e = load64(logOff(chunk));
+  }
+  if (r != 1) {
+    // Freed by the guessed CAS above.
+  } else if (logState(e) == LOG_HELD && isPoolOwner(logClient(e)) != asPool) {
     // A slab, a region or the ring is freed only by its own code, and those
     // free only pool-owned blocks.
     r = E_INVALID_ADDRESS;
@@ -586,6 +671,7 @@ export function freeChunk(chunk: u32, asPool: bool = false): i32 {
   }
   freeOps += transportOps - ops0;
   if (r == 0) {
+    store<u8>(guessCls + (chunk & (GUESS_CHUNKS - 1)), 0);
     freeCount++;
     const cls = logClass(e);
     const p = classStat(classFrees, cls == CLASS_LARGE ? 10 : cls);
@@ -620,18 +706,33 @@ export function adoptBlock(chunk: u32, cls: u32, sections: u32, entry: u64): boo
 }
 
 export function freeChunks(chunk: u32, cls: u32, expectLog: u64): i32 {
-  const span = chunk >> 5;
   const pos = chunk & 31;
   if ((pos & ((1 << cls) - 1)) != 0) return E_CORRUPT;
-  const mask = groupMask(pos, cls);
   if (!writeFreed(chunk, logEntry(clientId, clientGen, cls, LOG_FREED, 0), expectLog)) return E_DOUBLE_FREE;
+  return clearChunks(chunk, cls);
+}
+
+/**
+ * The rest of a chunk-path free, once its FREED entry is written: clears
+ * the block's bits in its span header with a CAS. Returns OK or
+ * E_DOUBLE_FREE (bits not set: freed meanwhile).
+ */
+function clearChunks(chunk: u32, cls: u32): i32 {
   crashPoint(CP_FREE_CHUNK_LOGGED);
-  // Guess the word from a hint when the span is one of ours (saves a load);
-  // a wrong guess costs one failed CAS, which returns the true word.
+  const span = chunk >> 5;
+  const pos = chunk & 31;
+  const mask = groupMask(pos, cls);
+  // Guess the word from a hint or the last word this client saw there
+  // (saves a load); a wrong guess costs one failed CAS, which returns the
+  // true word, or fails the bit check and is read again.
   let fresh = true;
   let w: u64 = 0;
   for (let c: u32 = 0; c < 5; c++) {
     if (getHintSpan(c) == <i32>span) { w = getHintWord(c); fresh = false; break; }
+  }
+  if (fresh) {
+    const i = span & (GUESS_SPANS - 1);
+    if (load<u32>(guessSpanIdx + (i << 2)) == span + 1) { w = load<u64>(guessSpanWord + (i << 3)); fresh = false; }
   }
   if (fresh) w = load64(spanHdr(span));
   while (true) {
@@ -656,9 +757,10 @@ export function freeChunks(chunk: u32, cls: u32, expectLog: u64): i32 {
   }
 }
 
-/** Updates every class hint that points at `span` to its latest word. */
+/** Updates every class hint that points at `span`, and its guess, to its latest word. */
 @inline function refreshHints(span: u32, w: u64): void {
   for (let c: u32 = 0; c < 5; c++) if (getHintSpan(c) == <i32>span) store<u64>(hintWord + (c << 3), w);
+  noteSpanWord(span, w);
 }
 
 export function freeSpans(chunk: u32, cls: u32, expectLog: u64): i32 {

@@ -40,10 +40,96 @@ const nextWord = memory.data(4 * 11);
 const searchFrom = memory.data(4 * 11);
 const logs = memory.data(8 * 512);
 const tagBuf = memory.data(4 * 64);
-const tagOne = memory.data(4);
+
+/*
+ * Tag words, written by CAS (issue 10). A tag is one u32 half of a 64-bit
+ * word; the other half is a neighbour's tag, which the delayed-free ring may
+ * retag at any moment by a CAS of the whole word (assembly/epoch.ts). So the
+ * owner may never store a whole word built from an older read, but it may
+ * CAS it: the CAS succeeds only if the neighbour half is still what it
+ * expected, and otherwise returns the true word, whose neighbour half the
+ * retry keeps. Each such CAS changes only this client's own half, exactly
+ * as the 4-byte writes it replaces did, and costs one word operation
+ * instead of a bulk `write` (three times a word operation: docs/performance.md).
+ *
+ * The expected word is a guess from `shadow`: for each class, the tag words
+ * of the active slab as this client last read or wrote them, with one valid
+ * bit per word. The shadow is never trusted: a stale guess costs one failed
+ * CAS, which returns the true word. It is tied to one slab (`shadowHead`)
+ * and forgotten when the active slab changes.
+ */
+/** Tag words per slab that the shadow covers (ceil(1024 objects / 2)). */
+const SHADOW_WORDS: u32 = 512;
+const shadow = memory.data(8 * SHADOW_WORDS * 11);
+const shadowValid = memory.data(8 * (SHADOW_WORDS / 64) * 11);
+const shadowHead = memory.data(4 * 11);
 
 @inline function activeOf(k: u32): i32 { return load<i32>(active + (k << 2)); }
-@inline function setActive(k: u32, head: i32): void { store<i32>(active + (k << 2), head); store<u32>(nextWord + (k << 2), 0); }
+@inline function setActive(k: u32, head: i32): void {
+  store<i32>(active + (k << 2), head);
+  store<u32>(nextWord + (k << 2), 0);
+  store<u32>(shadowHead + (k << 2), 0);
+}
+
+/** Ties class `k`'s shadow to the slab at `head`, forgetting it if it was another slab's. */
+@inline function shadowFor(k: u32, head: u32): void {
+  if (load<u32>(shadowHead + (k << 2)) == head + 1) return;
+  store<u32>(shadowHead + (k << 2), head + 1);
+  memory.fill(shadowValid + k * (SHADOW_WORDS / 8), 0, SHADOW_WORDS / 8);
+}
+
+@inline function shadowValidAt(k: u32, wi: u32): usize { return shadowValid + k * (SHADOW_WORDS / 8) + ((wi >> 6) << 3); }
+@inline function shadowAt(k: u32, wi: u32): usize { return shadow + ((k * SHADOW_WORDS + wi) << 3); }
+@inline function shadowSet(k: u32, wi: u32, w: u64): void {
+  store<u64>(shadowAt(k, wi), w);
+  const v = shadowValidAt(k, wi);
+  store<u64>(v, load<u64>(v) | (<u64>1 << (wi & 63)));
+}
+
+@inline function shadowForget(k: u32, wi: u32): void {
+  const v = shadowValidAt(k, wi);
+  store<u64>(v, load<u64>(v) & ~(<u64>1 << (wi & 63)));
+}
+
+/** tagCas results: written, refused (not handed out), refused (handed out by another client). */
+const TAG_WRITTEN: i32 = 0;
+const TAG_NOT_HANDED_OUT: i32 = 1;
+const TAG_NOT_MINE: i32 = 2;
+
+/**
+ * Sets object `idx`'s tag (class `k`, slab at `head` = byte `base`, this
+ * client's active slab) to `tag`, with a CAS of its 64-bit tag word that
+ * changes only that half (see above). With `handedOutByMe`, only if the
+ * half now holds a tag handed out by this client: the check and the write
+ * are then one atomic step, so a retag by the ring in between fails the CAS
+ * and is seen. A guess that fails a check is re-read before refusing.
+ */
+function tagCas(k: u32, head: u32, base: u64, idx: u32, tag: u32, handedOutByMe: bool): i32 {
+  shadowFor(k, head);
+  const wi = idx >> 1;
+  const off = base + (<u64>bitmapWords(k) << 3) + (<u64>wi << 3);
+  const shift: u64 = (idx & 1) ? 32 : 0;
+  let fresh = (load<u64>(shadowValidAt(k, wi)) & (<u64>1 << (wi & 63))) == 0;
+  let w = fresh ? load64(off) : load<u64>(shadowAt(k, wi));
+  const me = tagTaker(tagOf(clientId, clientGen, 0));
+  while (true) {
+    if (handedOutByMe) {
+      const t = <u32>(w >> shift);
+      const refusal = !tagHandedOut(t) ? TAG_NOT_HANDED_OUT : tagTaker(t) != me ? TAG_NOT_MINE : TAG_WRITTEN;
+      if (refusal != TAG_WRITTEN) {
+        if (fresh) { shadowSet(k, wi, w); return refusal; }
+        w = load64(off);
+        fresh = true;
+        continue;
+      }
+    }
+    const nw = (w & ~(<u64>0xFFFFFFFF << shift)) | (<u64>tag << shift);
+    const old = cas64(off, w, nw);
+    if (old == w) { shadowSet(k, wi, nw); return TAG_WRITTEN; }
+    w = old;
+    fresh = true;
+  }
+}
 
 /** Forgets every cache and active slab (after recovery or close freed them, or at register). */
 export function resetHeap(): void {
@@ -68,11 +154,12 @@ export function heapAllocObject(k: u32, requested: u32): f64 {
   len--;
   store<u32>(cacheLen + (k << 2), len);
   const off = load<u64>(cache + ((k * CACHE_CAP + len) << 3));
-  // The tag is at a fixed place in the object's slab: recompute it.
-  const base = chunkOffset(slabHeadOf(off));
-  const idx = <u32>objectIndex(slabHeadOf(off), k, off);
-  store<u32>(tagOne, tagOf(clientId, clientGen, requested));
-  writeFrom(base + (<u64>bitmapWords(k) << 3) + (<u64>idx << 2), tagOne, 4);
+  // The tag is at a fixed place in the object's slab: recompute it. A cached
+  // object is this client's (claimed, tag "cached"): the tag CAS changes
+  // only its half.
+  const head = slabHeadOf(off);
+  const idx = <u32>objectIndex(head, k, off);
+  tagCas(k, head, chunkOffset(head), idx, tagOf(clientId, clientGen, requested), false);
   return <f64>off;
 }
 
@@ -123,13 +210,28 @@ function claimFrom(head: u32, k: u32): u32 {
       const tagOff = tagBase + (<u64>(i << 6) << 2);
       // Only the free objects' tags are written, one run of consecutive
       // free objects at a time: a taken neighbour's tag may be retagged by
-      // the ring meanwhile, and a whole-range write would undo that.
+      // the ring meanwhile, and a whole-range write would undo that. A run
+      // of one is a tag CAS (a word operation, changing only its half);
+      // longer runs are one 4-byte-granular bulk write each, after which
+      // the shadow knows every tag word the run covers whole.
+      shadowFor(k, head);
       for (let b: u32 = 0; b < count; b++) store<u32>(tagBuf + (b << 2), mine);
       let rest = free;
       while (rest != 0) {
         const b = <u32>ctz(rest);
         const len = <u32>ctz(~(rest >> b));
-        writeFrom(tagOff + (<u64>b << 2), tagBuf, len << 2);
+        const idx0 = (i << 6) + b;
+        if (len == 1) {
+          tagCas(k, head, base, idx0, mine, false);
+        } else {
+          writeFrom(tagOff + (<u64>b << 2), tagBuf, len << 2);
+          for (let j: u32 = idx0; j < idx0 + len; j++) {
+            const wi = j >> 1;
+            const whole = (j & 1) == 0 && j + 1 < idx0 + len;
+            if (whole) { shadowSet(k, wi, (<u64>mine << 32) | <u64>mine); j++; continue; }
+            shadowForget(k, wi);
+          }
+        }
         rest = len >= 64 - b ? 0 : rest & ~(((<u64>1 << len) - 1) << b);
       }
       const old = cas64(off, w, w | free);
@@ -218,15 +320,16 @@ function freeOwn(head: u32, k: u32, off: u64): i32 {
   const base = chunkOffset(head);
   const w = load64(base + (<u64>(idx >> 6) << 3));
   if ((w & (<u64>1 << (idx & 63))) == 0) return E_DOUBLE_FREE;
-  // Tags are u32, two to a word; this client (the owner) writes only its
-  // own half, 4 bytes, so a retag of the other half by the ring survives.
-  const tag = loadTag(base, k, idx);
-  if (!tagHandedOut(tag)) return E_DOUBLE_FREE; // in a cache, or queued for a delayed free
-  if (tagTaker(tag) != tagTaker(tagOf(clientId, clientGen, 0))) return freeObject(head, 0, idx, false);
+  // Tags are u32, two to a word; this client (the owner) changes only its
+  // own half, by a CAS of the word, so a retag of the other half by the
+  // ring survives (tagCas). The CAS also checks that the object is still
+  // handed out by this client: one in a cache or queued for a delayed free
+  // is refused, one another client took has its bit cleared instead.
+  const r = tagCas(k, head, base, idx, tagOf(clientId, clientGen, 0), true);
+  if (r == TAG_NOT_HANDED_OUT) return E_DOUBLE_FREE;
+  if (r == TAG_NOT_MINE) return freeObject(head, 0, idx, false);
   let len = load<u32>(cacheLen + (k << 2));
   if (len == CACHE_CAP) len = spill(k);
-  store<u32>(tagOne, tagOf(clientId, clientGen, 0));
-  writeFrom(base + (<u64>bitmapWords(k) << 3) + (<u64>idx << 2), tagOne, 4);
   store<u64>(cache + ((k * CACHE_CAP + len) << 3), off);
   store<u32>(cacheLen + (k << 2), len + 1);
   return 0;
@@ -248,8 +351,7 @@ export function freeRetired(head: u32, idx: u32, off: u64): i32 {
   if (activeOf(k) != <i32>head || !mine) return freeObject(head, e, idx, false);
   let len = load<u32>(cacheLen + (k << 2));
   if (len == CACHE_CAP) len = spill(k);
-  store<u32>(tagOne, tagOf(clientId, clientGen, 0));
-  writeFrom(base + (<u64>bitmapWords(k) << 3) + (<u64>idx << 2), tagOne, 4);
+  tagCas(k, head, base, idx, tagOf(clientId, clientGen, 0), false);
   store<u64>(cache + ((k * CACHE_CAP + len) << 3), off);
   store<u32>(cacheLen + (k << 2), len + 1);
   return 0;
@@ -262,13 +364,38 @@ export function freeRetired(head: u32, idx: u32, off: u64): i32 {
 function spill(k: u32): u32 {
   const half = CACHE_CAP >> 1;
   const slot = cache + ((k * CACHE_CAP) << 3);
+  // The cache holds objects of the active slab only (see the file comment):
+  // gather their bits per bitmap word and clear each word's with one CAS
+  // loop, instead of one load and one CAS per object. A bit found clear
+  // already is left so, as freeObject would (it answers E_DOUBLE_FREE and
+  // spill ignores that).
+  const head = slabHeadOf(load<u64>(slot));
+  memory.fill(spillMasks, 0, 8 * 16);
   for (let j: u32 = 0; j < half; j++) {
     const off = load<u64>(slot + (j << 3));
-    freeObject(slabHeadOf(off), 0, <u32>objectIndex(slabHeadOf(off), k, off), false);
+    const h = slabHeadOf(off);
+    const idx = <u32>objectIndex(h, k, off);
+    if (h != head) { freeObject(h, 0, idx, false); continue; }
+    const p = spillMasks + ((idx >> 6) << 3);
+    store<u64>(p, load<u64>(p) | (<u64>1 << (idx & 63)));
+  }
+  const base = chunkOffset(head);
+  const words = bitmapWords(k);
+  for (let i: u32 = 0; i < words; i++) {
+    const m = load<u64>(spillMasks + (i << 3));
+    if (m == 0) continue;
+    const off = base + (<u64>i << 3);
+    let w = load64(off);
+    while (true) {
+      const old = cas64(off, w, w & ~m);
+      if (old == w) break;
+      w = old;
+    }
   }
   memory.copy(slot, slot + (half << 3), half << 3);
   return half;
 }
+const spillMasks = memory.data(8 * 16);
 
 /**
  * Returns this client's cached objects (clears their bits) and releases its

@@ -17,6 +17,7 @@
  *     S      always 1: this block is a slab
  *     ocls   object class (0..10: OBJECT_SIZES)
  *     F      full hint: released with no free object; a free clears it
+ *            once its bitmap word has refillMin(ocls) free objects
  *     owner  the client allocating from this slab (0 = none); only the
  *            owner claims objects and only the owner writes tags
  *
@@ -69,7 +70,12 @@ import { LOG_HELD, OWNER_HEAP, logClass, logClient, logEntry, logSections, logSt
 
 /** Object sizes in bytes, by object class. */
 export const OBJECT_CLASSES: u32 = 11;
-const SIZES: StaticArray<u32> = [64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072];
+// Per-class tables, padded to 16 entries and read unchecked with `k & 15`
+// (a class from a torn or foreign log entry has 4 bits): the pads are a
+// class with no objects (count 0, size 2^32 - 1), which every caller
+// refuses, so the hot paths carry no bounds check and no abort.
+const SIZES: StaticArray<u32> = [64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072,
+  0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF];
 /** Largest object a slab holds; larger heap objects are chunk blocks. */
 export const MAX_SLAB_OBJECT: u32 = 3072;
 /** A slab is one block of this chunk size class (64 KiB). */
@@ -77,8 +83,8 @@ export const SLAB_CLASS: u32 = 4;
 export const SLAB_CHUNKS: u32 = 16;
 export const SLAB_BYTES: u32 = <u32>CHUNK_BYTES * SLAB_CHUNKS;
 
-const counts = new StaticArray<u32>(11);
-const metas = new StaticArray<u32>(11);
+const counts = new StaticArray<u32>(16);
+const metas = new StaticArray<u32>(16);
 
 /** Fills the per-class object count and metadata size (called once at init). */
 export function planSlabs(): void {
@@ -95,15 +101,15 @@ export function planSlabs(): void {
   return (((n + 63) >> 6) * 8 + n * 4 + 63) & ~63;
 }
 
-@inline export function objectSize(k: u32): u32 { return SIZES[k]; }
-@inline export function objectCount(k: u32): u32 { return counts[k]; }
-@inline export function slabMeta(k: u32): u32 { return metas[k]; }
-@inline export function bitmapWords(k: u32): u32 { return (counts[k] + 63) >> 6; }
+@inline export function objectSize(k: u32): u32 { return unchecked(SIZES[k & 15]); }
+@inline export function objectCount(k: u32): u32 { return unchecked(counts[k & 15]); }
+@inline export function slabMeta(k: u32): u32 { return unchecked(metas[k & 15]); }
+@inline export function bitmapWords(k: u32): u32 { return (objectCount(k) + 63) >> 6; }
 
 /** Smallest object class holding `bytes` (1..MAX_SLAB_OBJECT). */
 export function objectClassOf(bytes: u32): u32 {
   let k: u32 = 0;
-  while (SIZES[k] < bytes) k++;
+  while (objectSize(k) < bytes) k++;
   return k;
 }
 
@@ -117,11 +123,11 @@ export function objectClassOf(bytes: u32): u32 {
  * at `head`, or -1 when `off` is not an object's start.
  */
 @inline export function objectIndex(head: u32, k: u32, off: u64): i32 {
-  const first = chunkOffset(head) + <u64>metas[k];
-  const size = <u64>SIZES[k];
+  const first = chunkOffset(head) + <u64>slabMeta(k);
+  const size = <u64>objectSize(k);
   if (off < first || (off - first) % size != 0) return -1;
   const idx = (off - first) / size;
-  return idx < <u64>counts[k] ? <i32>idx : -1;
+  return idx < <u64>objectCount(k) ? <i32>idx : -1;
 }
 
 // ------------------------------------------------------------- slab state
@@ -172,7 +178,7 @@ export function newSlab(k: u32): i64 {
   const head = allocClass(SLAB_CLASS);
   if (head < 0) return head;
   const base = chunkOffset(<u32>head);
-  const meta = metas[k];
+  const meta = slabMeta(k);
   for (let off: u32 = 0; off < meta; off += 4096) writeFrom(base + off, zeros, min(4096, meta - off));
   if (!adoptBlock(<u32>head, SLAB_CLASS, 0, slabEntry(k, false, clientId, clientGen))) return E_CORRUPT;
   return head;
@@ -189,7 +195,7 @@ export function releaseSlab(head: u32, e: u64): bool {
   const base = chunkOffset(head);
   let any: u64 = 0;
   let full = true;
-  const n = counts[k];
+  const n = objectCount(k);
   for (let i: u32 = 0; i < words; i++) {
     const w = load64(base + (<u64>i << 3));
     any |= w;
@@ -202,6 +208,11 @@ export function releaseSlab(head: u32, e: u64): bool {
     if (old == cur || !isSlabEntry(old) || slabOwner(logSections(old)) != clientId) return false;
     cur = old;
   }
+}
+
+/** Free objects one bitmap word of a full-hinted slab of class `k` needs before a free clears the hint: 8, or an eighth of a small slab's objects (at least 1). */
+@inline function refillMin(k: u32): u32 {
+  return max<u32>(1, min<u32>(8, objectCount(k) >> 3));
 }
 
 /** Bits of bitmap word `i` that are objects (the last word may be partial). */
@@ -234,6 +245,17 @@ export function freeObject(head: u32, e: u64, idx: u32, handedOut: bool): i32 {
     const old = cas64(off, w, w & ~bit);
     if (old == w) break;
     w = old;
+  }
+  // The full hint is cleared only once this bitmap word has REFILL_MIN(k)
+  // free objects (issue 10): a slab made a candidate again by a single free
+  // would be acquired for one object and released at once, a log search
+  // per allocation. Until then its few free objects wait (at most
+  // REFILL_MIN - 1 per word); a slab whose objects all come free is always
+  // a candidate again, so nothing is stranded for good.
+  if (e != 0 && slabFull(logSections(e))) {
+    const k = slabClassOf(logSections(e));
+    const freeHere = <u32>popcnt(~(w & ~bit) & validMask(objectCount(k), idx >> 6));
+    if (freeHere < refillMin(k)) return 0;
   }
   let cur = e;
   while (isSlabEntry(cur) && slabFull(logSections(cur))) {
@@ -271,7 +293,7 @@ const tags = memory.data(4 * 1024);
 export function reclaimSlab(head: u32, e: u64, x: u32, gen: u32): u32 {
   const st = logSections(e);
   const k = slabClassOf(st);
-  const n = counts[k];
+  const n = objectCount(k);
   const words = bitmapWords(k);
   const base = chunkOffset(head);
   readInto(base, bits, words << 3);

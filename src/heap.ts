@@ -73,7 +73,11 @@ export class Heap {
     if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 1 || bytes > this.dataBytes) {
       throw new InvalidArgumentError(`heap.alloc: bytes must be an integer from 1 to the pool's ${this.dataBytes} data bytes, got ${show(bytes)}`);
     }
-    return this.p.gaddr(check(this.x.heapAlloc(bytes), `heap.alloc(${bytes})`));
+    // The message is built only on failure: a template literal evaluated
+    // on every call would be a string allocation per operation.
+    const r = this.x.heapAlloc(bytes);
+    if (r < 0) check(r, `heap.alloc(${bytes})`);
+    return this.p.gaddr(r);
   }
 
   /**
@@ -85,7 +89,8 @@ export class Heap {
   free(gaddr: number): void {
     this.p.guard();
     const off = this.p.offset(gaddr);
-    check(this.x.heapFree(off), `heap.free(${gaddr})`);
+    const r = this.x.heapFree(off);
+    if (r < 0) check(r, `heap.free(${gaddr})`);
   }
 
   /**

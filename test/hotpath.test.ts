@@ -1,0 +1,126 @@
+/**
+ * The hot path's guesses (issue 10): frees CAS the owner-log entry and the
+ * span header from what this client last saw instead of reading them first,
+ * heap tags are written by a CAS of the tag word from a per-slab shadow, and
+ * a released full slab becomes a candidate again only once a bitmap word
+ * has a few free objects. These tests make every guess stale on purpose
+ * (another client frees and reallocates behind this client's back) and
+ * check that nothing is handed out twice, every double free is still
+ * refused, and everything comes back (census, heap stats, fsck).
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { DoubleFreeError, openPool, type Pool } from '../src/index.js';
+import { is, withPoolName } from './helpers.js';
+
+/** Held chunks, handed-out and cached objects, slabs: the whole pool. */
+function usage(p: Pool): { chunks: number; objects: number; cached: number; slabs: number } {
+  const h = p.heap.stats();
+  return {
+    chunks: p.census().chunks.held,
+    objects: h.perClass.reduce((a, c) => a + c.objects, 0),
+    cached: h.perClass.reduce((a, c) => a + c.cached, 0),
+    slabs: h.perClass.reduce((a, c) => a + c.slabs, 0),
+  };
+}
+
+test('stale free guesses: blocks freed and reallocated by another client are never freed twice or handed out twice', async () => {
+  await withPoolName('hot-guess', async (name) => {
+    const a = await openPool(`shm:${name}`, { size: '64MiB' });
+    const b = await openPool(`shm:${name}`, { create: false });
+    try {
+      for (const cls of [0, 2, 4]) {
+        // A allocates (its guesses now say HELD(A, cls) for these chunks and
+        // name the span words A wrote); B frees them all and takes the same
+        // memory back, so every guess of A is stale.
+        const fromA = Array.from({ length: 64 }, () => a.allocClass(cls));
+        for (const g of fromA) b.free(g);
+        for (const g of fromA) assert.throws(() => a.free(g), is(DoubleFreeError), `class ${cls}: A's stale guess must not free ${g} again`);
+        const fromB = Array.from({ length: 64 }, () => b.allocClass(cls));
+        const live = new Set(fromB);
+        assert.is(live.size, fromB.length, 'B got distinct blocks');
+        // A allocates while B holds: never one of B's blocks.
+        const more = Array.from({ length: 64 }, () => a.allocClass(cls));
+        for (const g of more) assert.not.ok(live.has(g), `class ${cls}: A was handed B's block ${g}`);
+        // A frees B's blocks (its guess for those chunks is stale or absent)
+        // and B frees A's: every free succeeds exactly once.
+        for (const g of fromB) a.free(g);
+        for (const g of more) b.free(g);
+        for (const g of [...fromB, ...more]) assert.throws(() => b.free(g), is(DoubleFreeError));
+      }
+      assert.is(usage(a).chunks, 0, 'every chunk came back');
+      const f = a.fsck();
+      assert.ok(f.clean, JSON.stringify(f));
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
+
+test('heap tags by CAS: objects freed by another client, refused double frees, a full slab released and refilled; all counted and returned', async () => {
+  await withPoolName('hot-heap', async (name) => {
+    const a = await openPool(`shm:${name}`, { size: '64MiB' });
+    const b = await openPool(`shm:${name}`, { create: false });
+    try {
+      for (const size of [64, 256, 1024]) {
+        const objs = Array.from({ length: 600 }, () => a.heap.alloc(size));
+        assert.is(new Set(objs).size, objs.length, `${size} B: distinct objects`);
+        // A frees half to its cache (tag CAS from the shadow), B frees the
+        // other half (bitmap CAS; A's shadow of those tag words is kept).
+        for (let i = 0; i < objs.length; i++) (i % 2 === 0 ? a : b).heap.free(objs[i]);
+        for (const g of objs.slice(0, 40)) assert.throws(() => a.heap.free(g), is(DoubleFreeError), `${size} B: double free by the taker refused`);
+        for (const g of objs.slice(0, 40)) assert.throws(() => b.heap.free(g), is(DoubleFreeError), `${size} B: double free by another client refused`);
+        const u = usage(a);
+        assert.is(u.objects, 0, `${size} B: nothing handed out after the frees`);
+        // Allocate again through the cache and refills: distinct, and none
+        // that B holds meanwhile.
+        const held = new Set(Array.from({ length: 200 }, () => b.heap.alloc(size)));
+        const again = Array.from({ length: 600 }, () => a.heap.alloc(size));
+        assert.is(new Set(again).size, again.length, `${size} B: distinct after reuse`);
+        for (const g of again) assert.not.ok(held.has(g), `${size} B: A was handed B's object ${g}`);
+        assert.is(usage(a).objects, 800, `${size} B: census counts every handed-out object`);
+        for (const g of again) b.heap.free(g);
+        for (const g of held) a.heap.free(g);
+        a.heap.flush();
+        b.heap.flush();
+        a.heap.trim();
+        assert.equal(usage(a), { chunks: 0, objects: 0, cached: 0, slabs: 0 }, `${size} B: every object, cache and slab came back`);
+      }
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
+
+test('a released full slab is not stranded: freeing its objects one by one (below and past the refill threshold) lets trim return it', async () => {
+  await withPoolName('hot-full', async (name) => {
+    const a = await openPool(`shm:${name}`, { size: '64MiB' });
+    const b = await openPool(`shm:${name}`, { create: false });
+    try {
+      const per = a.heap.stats().perClass.find((c) => c.objectBytes === 1024)!.objectsPerSlab;
+      // Fill exactly one slab and a bit, then release A's slabs: the first
+      // one is released full.
+      const objs = Array.from({ length: per + 3 }, () => a.heap.alloc(1024));
+      a.heap.flush();
+      // Two frees: below the threshold, the slab stays hinted full, so a new
+      // allocation by B does not take it (it may take the partly used one).
+      b.heap.free(objs[0]);
+      b.heap.free(objs[1]);
+      const x = b.heap.alloc(1024);
+      assert.not.ok(objs.includes(x) && x !== objs[0] && x !== objs[1], 'B never gets an object A still holds');
+      b.heap.free(x);
+      // Free the rest: the slab comes free entirely and trim returns it.
+      for (const g of objs.slice(2)) b.heap.free(g);
+      b.heap.flush();
+      a.heap.trim();
+      assert.equal(usage(a), { chunks: 0, objects: 0, cached: 0, slabs: 0 }, 'the once-full slab and the other came back');
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
+
+test.run();
