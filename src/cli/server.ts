@@ -21,6 +21,8 @@ import { formatBytes } from '../units.js';
 import { intIn, parsePoolName, parsePositiveSize } from './options.js';
 import { pairs } from './format.js';
 import { Output } from './output.js';
+import { addTcpServeOptions, serveTcpCommand } from './serve-tcp.js';
+import { untilSignal } from './until-signal.js';
 
 interface ServerFlags {
   pool: string;
@@ -34,8 +36,8 @@ interface ServerFlags {
 
 /** Adds `server` to `program`. */
 export function addServerCommand(program: Command): void {
-  program
-    .command('server')
+  addTcpServeOptions(program
+    .command('server'))
     .description('create or attach a shared-memory pool (/dev/shm/dmem-NAME) and keep it up until SIGINT or SIGTERM')
     .requiredOption('--pool <name>', 'pool name (file /dev/shm/dmem-NAME) or absolute path (/dev/hugepages/..., /dev/daxX.Y)', parsePoolName)
     .requiredOption('--size <bytes>', 'pool size in bytes, e.g. 4096, 256MiB, 1GiB; an existing pool keeps its own size', parsePositiveSize)
@@ -50,7 +52,7 @@ export function addServerCommand(program: Command): void {
     .option('--remove-on-exit', 'unlink the pool file on shutdown (default: the pool persists)', false)
     .option('--json', 'print one JSON object per result line (started, recovered, stopped) on stdout', false)
     .addHelpText('after', '\nExample:\n  dmem server --pool demo --size 1GiB\n  dmem stat --pool demo')
-    .action(async (flags: ServerFlags) => serve(flags));
+    .action(async (flags: ServerFlags & { listen?: string }) => (flags.listen ? serveTcpCommand(flags) : serve(flags)));
 }
 
 async function serve(flags: ServerFlags): Promise<void> {
@@ -87,18 +89,7 @@ async function serve(flags: ServerFlags): Promise<void> {
   );
   log.info({ pool: flags.pool, path, created, leaseMs: pool.leaseMs, monitor: monitor !== null }, 'pool up');
 
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    // Signal listeners do not keep Node alive; this timer does.
-    const keepAlive = setInterval(() => undefined, 2 ** 30);
-    const stop = (sig: NodeJS.Signals): void => {
-      clearInterval(keepAlive);
-      process.removeListener('SIGINT', stop);
-      process.removeListener('SIGTERM', stop);
-      resolve(sig);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  const signal = await untilSignal();
   log.info({ signal }, 'shutting down');
   monitor?.stop();
   pool.close();

@@ -176,7 +176,7 @@ export class TcpServer {
   }
 
   /** @internal */
-  async listen(where: ListenAddress, tls: boolean, token: boolean): Promise<void> {
+  async listen(where: ListenAddress, tls: boolean): Promise<void> {
     const addr = parseListen(where);
     if ('path' in addr) {
       rmSync(addr.path, { force: true });
@@ -187,9 +187,6 @@ export class TcpServer {
       this.socketPath = addr.path;
       this.url = `unix:${addr.path}`;
     } else {
-      if (!token && !isLoopback(addr.host)) {
-        throw new InvalidArgumentError(`without a token the server listens on loopback only, not on ${addr.host}: give a token (--token-file) to listen there`);
-      }
       await new Promise<void>((resolve, reject) => {
         this.server.once('error', reject);
         this.server.listen(addr.port, addr.host, () => { this.server.off('error', reject); resolve(); });
@@ -547,6 +544,11 @@ export class TcpServer {
  *   token), what openPool throws, and the listen error (EADDRINUSE ...)
  */
 export async function serveTcp(source: Transport | string, opts: ServeTcpOptions = {}): Promise<TcpServer> {
+  const where = opts.listen ?? { host: '127.0.0.1', port: 0 };
+  const addr = parseListen(where);
+  if (opts.token == null && 'host' in addr && !isLoopback(addr.host)) {
+    throw new InvalidArgumentError(`without a token the server listens on loopback only, not on ${addr.host}: give a token (--token-file) to listen there`);
+  }
   let pool: Pool;
   let owns: boolean;
   const clients = opts.clients ?? 1024;
@@ -561,7 +563,7 @@ export async function serveTcp(source: Transport | string, opts: ServeTcpOptions
   try {
     if (opts.leaseMs !== undefined) pool.setLeaseMs(opts.leaseMs);
     const server = new TcpServer(pool, owns, opts);
-    await server.listen(opts.listen ?? { host: '127.0.0.1', port: 0 }, Boolean(opts.tls), opts.token != null);
+    await server.listen(where, Boolean(opts.tls));
     return server;
   } catch (err) {
     if (owns) pool.close();
