@@ -18,6 +18,7 @@ import { intIn, parseClass, parseClassList, parseExistingFile, parsePoolName, pa
 import { Output } from './output.js';
 import { progress } from './progress.js';
 import { withInterrupt } from './interrupt.js';
+import { addRemoteBenchCommand } from './bench-remote.js';
 
 interface MicroFlags {
   pool?: string;
@@ -127,6 +128,8 @@ export function addBenchCommands(program: Command): void {
     .action(async (flags: HeapFlags) => {
       await heapBench(flags);
     });
+
+  addRemoteBenchCommand(bench);
 }
 
 interface HeapFlags {
