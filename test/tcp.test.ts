@@ -26,7 +26,7 @@ import {
   TransportUnavailableError, type PoolCensus,
 } from '../src/index.js';
 import { serveTcp, type TcpServer } from '../src/transports/tcp/server.js';
-import { openTcpPool, type AsyncPool, type RemotePool } from '../src/transports/tcp/client.js';
+import { openTcpPool, type AsyncPool, type RemotePool } from '../src/transports/tcp/index.js';
 import {
   AuthFailedError, FrameReader, HEADER_BYTES, Op, PROTOCOL_VERSION, ST_ERROR, ST_OK, decodeError, encodeHello,
 } from '../src/transports/tcp/protocol.js';

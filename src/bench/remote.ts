@@ -21,7 +21,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { DmemError } from '../errors.js';
-import { openTcpPool, type RemotePool } from '../transports/tcp/client.js';
+import { openTcpPool } from '../transports/tcp/index.js';
+import type { RemotePool } from '../transports/tcp/client.js';
 import { median, percentile } from './percentile.js';
 
 /** What `runRemoteBench` measures. */

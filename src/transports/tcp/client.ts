@@ -515,16 +515,3 @@ export class RemotePool implements AsyncPool {
 function isIp(host: string): boolean {
   return /^[\d.]+$/.test(host) || host.includes(':');
 }
-
-/**
- * Opens a pool served by `dmem server --listen` (server-side mode):
- * `tcp://HOST:PORT`, `tls://HOST:PORT` or `unix:PATH` (a compute-node
- * service). Several URLs (or a nodes config file, see nodes.ts) give a pool
- * spread over several memory nodes.
- * @throws InvalidArgumentError (bad URL), TransportUnavailableError (no
- *   server there), AuthFailedError (token refused), VersionMismatchError,
- *   ClientTableFullError
- */
-export async function openTcpPool(url: string, opts: TcpPoolOptions = {}): Promise<RemotePool> {
-  return RemotePool.open(url, opts);
-}
