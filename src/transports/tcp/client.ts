@@ -136,6 +136,8 @@ export class RemotePool implements AsyncPool {
   private closed = false;
   private fenced: DmemError | null = null;
   private epochDepth = 0;
+  /** The outermost epoch's ENTER: true once entered, else its error. */
+  private entered: Promise<unknown> | null = null;
   private heapClassSizes: number[] = [];
 
   private constructor(url: string, opts: TcpPoolOptions) {
@@ -246,12 +248,18 @@ export class RemotePool implements AsyncPool {
    * session in an epoch from the first nested call's start to the last one's end.
    */
   async epoch<T>(fn: () => Promise<T> | T): Promise<T> {
-    if (this.epochDepth === 0) await this.call(Op.EPOCH_ENTER, Kind.Void, null);
-    this.epochDepth++;
+    // Overlapping calls share one ENTER (sent by the first) and one EXIT (sent by the last).
+    if (this.epochDepth++ === 0) this.entered = this.call<void>(Op.EPOCH_ENTER, Kind.Void, null).then(() => true, (err: unknown) => err);
+    const entered = this.entered!;
     try {
+      const ok = await entered;
+      if (ok !== true) throw ok;
       return await fn();
     } finally {
-      if (--this.epochDepth === 0 && !this.closed && this.fenced === null) await this.call(Op.EPOCH_EXIT, Kind.Void, null);
+      if (--this.epochDepth === 0) {
+        this.entered = null;
+        if ((await entered) === true && !this.closed && this.fenced === null) await this.call(Op.EPOCH_EXIT, Kind.Void, null);
+      }
     }
   }
 

@@ -337,5 +337,5 @@ function sumHeapStats(all: HeapStats[]): HeapStats {
  */
 export async function openNodesPool(nodes: string[] | NodesConfig, opts: NodesPoolOptions = {}): Promise<NodesPool> {
   if (Array.isArray(nodes)) return NodesPool.open(nodes.map((url) => ({ url })), opts);
-  return NodesPool.open(nodes.nodes, { token: nodes.token, policy: nodes.policy, ...opts });
+  return NodesPool.open(nodes.nodes, { ...opts, token: opts.token ?? nodes.token, policy: opts.policy ?? nodes.policy });
 }
