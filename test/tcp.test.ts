@@ -502,4 +502,29 @@ test('a connection cut and restored within the lease resumes its session and kee
   }
 });
 
+// ------------------------------------------------------------------ scale
+
+test('1,000 connections to one server, each its own client slot, each allocating and freeing', async () => {
+  const srv = await server('64MiB', { clients: 1024 });
+  const pools: RemotePool[] = [];
+  try {
+    const empty = held(srv.pool.census());
+    for (let i = 0; i < 1000; i += 50) pools.push(...await Promise.all(Array.from({ length: 50 }, () => openTcpPool(srv.url, { token: TOKEN }))));
+    assert.is(new Set(pools.map((p) => p.clientId)).size, 1000, 'distinct client slots');
+    assert.is(srv.liveSessions, 1000);
+    const gs = await Promise.all(pools.map((p) => p.alloc(4096)));
+    assert.is(new Set(gs).size, 1000, 'distinct blocks');
+    await Promise.all(pools.map((p, i) => p.write(gs[i], Uint8Array.of(i & 0xFF, i >> 8))));
+    const back = await Promise.all(pools.map((p, i) => p.read(gs[(i + 1) % 1000], 2)));
+    back.forEach((b, i) => assert.is(b[0] | (b[1] << 8), (i + 1) % 1000));
+    await Promise.all(pools.map((p, i) => p.free(gs[i])));
+    assert.is(held(srv.pool.census()), empty);
+    await Promise.all(pools.map((p) => p.close()));
+    assert.is(srv.liveSessions, 0);
+  } finally {
+    await Promise.all(pools.map((p) => p.close()));
+    await srv.close();
+  }
+});
+
 test.run();

@@ -15,7 +15,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -124,7 +124,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** A `dmem server --listen` child process on a temporary shm pool. */
-export interface ServerProcess { url: string; token: string; stop(): Promise<void> }
+export interface ServerProcess { url: string; token: string; pid: number; stop(): Promise<void> }
 
 /**
  * Starts `dmem server --listen 127.0.0.1:0` in a child process on a new
@@ -152,7 +152,7 @@ export async function startServerProcess(size = '1GiB', clients = 1024): Promise
     child.once('exit', (code) => reject(new DmemError('BENCH_SERVER', `dmem server exited with ${code} before it was up`)));
   });
   return {
-    url, token,
+    url, token, pid: child.pid!,
     stop: async () => {
       await stopChild(child);
       rmSync(dir, { recursive: true, force: true });
@@ -264,4 +264,62 @@ export async function runRemoteTable(o: {
     if (peer) r.vsRedis = r.opsPerSec / peer.opsPerSec;
   }
   return { rows, redisSkipped };
+}
+
+/** What `runScaleBench` saw. */
+export interface ScaleResult {
+  connections: number;
+  /** Time to open them all (ms), 50 at a time. */
+  openMs: number;
+  /** Time for every connection to alloc 4 KiB and free it, all at once (ms). */
+  allocFreeMs: number;
+  /** Server resident memory before and with every connection open (bytes, /proc/PID/status VmRSS). */
+  serverRssBefore: number;
+  serverRssAfter: number;
+  /** (after - before) / connections (bytes). */
+  rssPerConnection: number;
+  /** Server virtual size growth per connection (bytes; each session's Wasm memory is reserved here). */
+  vmPerConnection: number;
+  /** Sessions the server held, all distinct client slots. */
+  distinctClients: number;
+}
+
+function procStatus(pid: number, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/**
+ * Opens `n` connections (each its own client slot) to a `dmem server
+ * --listen` child process on a pool with n + 64 slots, has each alloc and
+ * free, and reads what the server process grew by.
+ */
+export async function runScaleBench(n: number): Promise<ScaleResult> {
+  const server = await startServerProcess('1GiB', Math.min(4093, n + 64));
+  const pools: RemotePool[] = [];
+  try {
+    await sleep(500);
+    const rss0 = procStatus(server.pid, 'VmRSS');
+    const vm0 = procStatus(server.pid, 'VmSize');
+    let t = performance.now();
+    for (let i = 0; i < n; i += 50) {
+      pools.push(...await Promise.all(Array.from({ length: Math.min(50, n - i) }, () => openTcpPool(server.url, { token: server.token }))));
+    }
+    const openMs = performance.now() - t;
+    t = performance.now();
+    const gs = await Promise.all(pools.map((p) => p.alloc(4096)));
+    await Promise.all(pools.map((p, i) => p.free(gs[i])));
+    const allocFreeMs = performance.now() - t;
+    await sleep(200);
+    const rss1 = procStatus(server.pid, 'VmRSS');
+    const vm1 = procStatus(server.pid, 'VmSize');
+    return {
+      connections: n, openMs, allocFreeMs, serverRssBefore: rss0, serverRssAfter: rss1,
+      rssPerConnection: (rss1 - rss0) / n, vmPerConnection: (vm1 - vm0) / n,
+      distinctClients: new Set(pools.map((p) => p.clientId)).size,
+    };
+  } finally {
+    for (let i = 0; i < pools.length; i += 100) await Promise.all(pools.slice(i, i + 100).map((p) => p.close().catch(() => 0)));
+    await server.stop();
+  }
 }

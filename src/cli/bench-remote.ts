@@ -6,9 +6,10 @@
 import { Option, type Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import {
-  runRemoteBench, runRemoteTable, startServerProcess, type RemoteBenchResult, type RemoteOp, type RemoteTableRow,
+  runRemoteBench, runRemoteTable, runScaleBench, startServerProcess, type RemoteBenchResult, type RemoteOp, type RemoteTableRow,
 } from '../bench/remote.js';
-import { fixed, formatCount, table } from './format.js';
+import { fixed, formatCount, pairs, table } from './format.js';
+import { formatBytes } from '../units.js';
 import { intIn, parsePositiveSize } from './options.js';
 import { Output } from './output.js';
 import { readTokenFile } from './serve-tcp.js';
@@ -23,6 +24,7 @@ interface RemoteFlags {
   durationMs: number;
   reps: number;
   redis: boolean;
+  scale?: number;
   json: boolean;
 }
 
@@ -46,6 +48,7 @@ export function addRemoteBenchCommand(bench: Command): void {
     .option('--duration-ms <ms>', 'measured time per run (after a 300 ms warm-up)', intIn(100, 600_000), 2000)
     .option('--reps <n>', 'table: repetitions, interleaved with redis; medians are reported', intIn(1, 100), 3)
     .option('--no-redis', 'table: do not run redis-benchmark')
+    .option('--scale <n>', 'instead: open N connections to a new server process (each its own client slot), alloc+free on each, and report the server\'s memory per connection', intIn(1, 4000))
     .option('--json', 'print one JSON object per result on stdout', false)
     .addHelpText('after', [
       '',
@@ -63,6 +66,17 @@ export function addRemoteBenchCommand(bench: Command): void {
 
 async function remote(flags: RemoteFlags): Promise<void> {
   const out = new Output(flags.json);
+  if (flags.scale !== undefined) {
+    const r = await runScaleBench(flags.scale);
+    out.result({ scale: r }, () => pairs([
+      ['connections', `${r.connections} (${r.distinctClients} distinct client slots)`],
+      ['open all', `${fixed(r.openMs, 0)} ms (50 at a time)`],
+      ['alloc+free on each', `${fixed(r.allocFreeMs, 0)} ms (all at once)`],
+      ['server RSS', `${formatBytes(r.serverRssBefore)} -> ${formatBytes(r.serverRssAfter)}`],
+      ['per connection', `${formatBytes(r.rssPerConnection)} resident, ${formatBytes(r.vmPerConnection)} virtual`],
+    ]));
+    return;
+  }
   const server = flags.url === undefined ? await startServerProcess() : null;
   const url = flags.url ?? server!.url;
   const token = server?.token ?? (flags.tokenFile ? readTokenFile(flags.tokenFile).toString() : undefined);
