@@ -7,7 +7,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -105,6 +105,11 @@ test('CLI: two `dmem server --listen --node` and `dmem client --config`; an appl
       await app.write(g2, Uint8Array.of(3));
       assert.equal([...(await app.read(g2, 1))], [3]);
       await app.close();
+      const st = spawnSync(process.execPath, [MAIN, 'stat', '--config', join(dir, 'nodes.json'), '--json'], { encoding: 'utf8' });
+      assert.is(st.status, 0, st.stderr);
+      const rows = st.stdout.trim().split('\n').map((l) => JSON.parse(l) as { node: number; census: { liveClients: number } | null });
+      assert.equal(rows.map((r) => r.node), [1, 2], 'dmem stat shows every node');
+      assert.ok(rows.every((r) => r.census !== null && r.census.liveClients >= 1));
       for (const ch of children.reverse()) assert.is(await stop(ch), 0);
     }));
   } finally {

@@ -282,7 +282,7 @@ export class FrameReader {
       if (len + 4 > this.maxFrameBytes) throw new ProtocolError(`frame of ${len + 4} bytes exceeds the limit of ${this.maxFrameBytes}`);
       const end = at + 4 + len;
       if (end <= chunk.length) {
-        this.deliver(chunk.subarray(at, end));
+        this.onFrame(chunk[at + 4], chunk.readUInt32LE(at + 5), chunk.subarray(at + HEADER_BYTES, end));
         at = end;
         continue;
       }
