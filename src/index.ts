@@ -18,3 +18,8 @@ export type { ClientSlot, ReclaimReport, OrphanRecord, FsckReport } from './pool
 export { CRASH_POINTS, parseCrashPoint } from './crash.js';
 export { Heap } from './heap.js';
 export type { HeapStats, HeapClassStats } from './heap.js';
+export {
+  openTcpPool, serveTcp, TcpServer, RemotePool, NodesPool, NodeUnavailableError, AuthFailedError, ProtocolError, loadNodesConfig,
+} from './transports/tcp/index.js';
+export type { AsyncPool, RemoteRegion, RemoteHeap, TcpPoolOptions, NodesConfig, NodesPoolOptions, PlacementPolicy, ServeTcpOptions } from './transports/tcp/index.js';
+export { serveComputeNode, ComputeService } from './transports/tcp/service.js';
