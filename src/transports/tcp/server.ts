@@ -13,7 +13,10 @@
  * session Pool's own heartbeat keeps its slot's lease in the pool while
  * the server holds the session, and closing it (BYE, a fence) frees what
  * the client held. A LeaseMonitor on the server's own client recovers slots
- * the server could not close (it crashed, or stalled past a lease).
+ * the server could not close (a previous server process crashed), and
+ * clients of the pool in other processes; a sweep that follows a stall of
+ * this process is skipped, so that the sessions' own heartbeats, as late as
+ * the sweep, renew first.
  */
 import type { Logger } from 'pino';
 import { openPool, Pool } from '../../pool.js';
@@ -58,6 +61,7 @@ export class TcpServer extends SessionServer<Pool> {
   readonly pool: Pool;
   private readonly monitor: LeaseMonitor | null;
   private readonly ownsPool: boolean;
+  private monitorTimer: NodeJS.Timeout | undefined;
 
   /** @internal use serveTcp */
   constructor(pool: Pool, ownsPool: boolean, opts: ServeTcpOptions) {
@@ -69,12 +73,32 @@ export class TcpServer extends SessionServer<Pool> {
 
   override async listen(where: ListenAddress): Promise<void> {
     await super.listen(where);
-    this.monitor?.start();
+    if (this.monitor === null) return;
+    const monitor = this.monitor;
+    let last = Date.now();
+    this.monitorTimer = setInterval(() => {
+      // After a stall of this process (or a jump of the clock), the session
+      // Pools' heartbeat timers are as late as this one: skip one sweep so
+      // they renew first, instead of revoking every session at once.
+      const now = Date.now();
+      const gap = now - last;
+      last = now;
+      if (gap > this.pool.leaseMs / 2) {
+        this.log?.warn({ gapMs: gap }, 'the server stalled (or the clock jumped): lease sweep postponed once');
+        return;
+      }
+      try {
+        monitor.sweep(now);
+      } catch (err) {
+        this.log?.error({ err }, 'lease monitor sweep failed');
+      }
+    }, Math.max(5, Math.floor(this.pool.leaseMs / 4)));
+    this.monitorTimer.unref();
   }
 
   /** Closes every session (freeing what remote clients held), stops listening, then closes the server's own client. */
   override async close(): Promise<void> {
-    this.monitor?.stop();
+    clearInterval(this.monitorTimer);
     await super.close();
     if (this.ownsPool) this.pool.close();
   }

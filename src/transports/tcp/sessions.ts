@@ -10,7 +10,9 @@
  * Sessions, leases and fencing. Each accepted HELLO opens a backend for the
  * session. A session counts as alive while its connection sends frames
  * (requests, or PINGs a client sends every lease/4 when idle). The sweep
- * (every lease/4) fences a session silent for longer than the lease: it
+ * (every lease/4; skipped once after a stall of this process, whose
+ * unread frames would otherwise look like silence) fences a session silent
+ * for longer than the lease: it
  * closes the session's backend, which frees everything the client held,
  * and from then on answers every request of that session (on its old
  * connection, or a resume) with LEASE_EXPIRED, never calling the backend
@@ -172,7 +174,7 @@ export class SessionServer<B extends Backend> {
   private readonly tokenDigest: Buffer | null;
   private readonly maxFrameBytes: number;
   private readonly helloTimeoutMs: number;
-  private readonly log: Logger | undefined;
+  protected readonly log: Logger | undefined;
   private readonly tls: boolean;
   private sweepTimer: NodeJS.Timeout | undefined;
   private socketPath: string | null = null;
@@ -221,7 +223,16 @@ export class SessionServer<B extends Backend> {
       const host = addr.host.includes(':') ? `[${addr.host}]` : addr.host;
       this.url = `${this.tls ? 'tls' : 'tcp'}://${host}:${this.port}`;
     }
-    this.sweepTimer = setInterval(() => this.sweep(), Math.max(5, Math.floor(this.factory.leaseMs() / 4)));
+    let last = Date.now();
+    this.sweepTimer = setInterval(() => {
+      // After a stall of this process (or a clock jump), frames the clients
+      // sent meanwhile are still unread: skip one sweep rather than fence them.
+      const now = Date.now();
+      const gap = now - last;
+      last = now;
+      if (gap > this.factory.leaseMs() / 2) this.log?.warn({ gapMs: gap }, 'the server stalled (or the clock jumped): session sweep postponed once');
+      else this.sweep(now);
+    }, Math.max(5, Math.floor(this.factory.leaseMs() / 4)));
     this.sweepTimer.unref();
   }
 
