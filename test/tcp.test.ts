@@ -158,6 +158,8 @@ async function coreScenarios(p: AsyncPool, srv: TcpServer): Promise<string> {
   await p.epoch(async () => {
     await p.epoch(() => p.heap.freeDelayed(objs[0]));
   });
+  // Overlapping (not nested) operations share one server-side epoch.
+  assert.equal(await Promise.all([p.epoch(async () => 1), p.epoch(async () => 2), p.epoch(() => 3)]), [1, 2, 3]);
   for (let i = 0; i < 4; i++) await p.reclaim();
   await p.heap.flush();
   // Regions: bounded by the region, survive the handle.
@@ -475,6 +477,21 @@ test('a paused (SIGSTOP) remote client is fenced: memory reclaimed, and refused 
     child.kill('SIGKILL');
     assert.ok((await other.alloc(64)) > 0, 'others still served');
     await other.close();
+  } finally {
+    await srv.close();
+  }
+});
+
+test('an idle client keeps its session for many leases: its pings renew it', async () => {
+  const srv = await server();
+  try {
+    const p = await openTcpPool(srv.url, { token: TOKEN });
+    const g = await p.alloc(4096);
+    await sleep(3 * LEASE);
+    assert.is(srv.liveSessions, 1);
+    await p.write(g, Uint8Array.of(1));
+    await p.free(g);
+    await p.close();
   } finally {
     await srv.close();
   }

@@ -26,6 +26,7 @@ import {
   decodeError, decodeWelcome, encodeHello, type Welcome,
 } from './protocol.js';
 import { remoteError } from './errors.js';
+import { parseBytes } from '../../units.js';
 
 /** Options of `openTcpPool`. */
 export interface TcpPoolOptions {
@@ -229,17 +230,15 @@ export class RemotePool implements AsyncPool {
   /** The global epoch, delayed frees waiting, and whether this session is in an epoch. */
   epochState(): Promise<{ epoch: number; pending: number; inEpoch: boolean }> { return this.call(Op.EPOCH_STATE, Kind.Json, null); }
 
-  createRegion(name: string, bytes: number | string): Promise<RemoteRegion> {
-    if (typeof bytes === 'string') {
-      return import('../../units.js').then(({ parseBytes }) => this.createRegion(name, parseBytes(bytes)));
-    }
+  async createRegion(name: string, bytes: number | string): Promise<RemoteRegion> {
+    const size = parseBytes(bytes);
     const head = Buffer.allocUnsafe(8);
-    head.writeDoubleLE(bytes, 0);
+    head.writeDoubleLE(size, 0);
     return this.call(Op.REGION_CREATE, Kind.Region, Buffer.concat([head, this.name(name)]), name);
   }
 
-  openRegion(name: string): Promise<RemoteRegion> { return this.call(Op.REGION_OPEN, Kind.Region, this.name(name), name); }
-  destroyRegion(name: string): Promise<void> { return this.call(Op.REGION_DESTROY, Kind.Void, this.name(name)); }
+  async openRegion(name: string): Promise<RemoteRegion> { return this.call(Op.REGION_OPEN, Kind.Region, this.name(name), name); }
+  async destroyRegion(name: string): Promise<void> { return this.call(Op.REGION_DESTROY, Kind.Void, this.name(name)); }
   listRegions(): Promise<RegionInfo[]> { return this.call(Op.REGION_LIST, Kind.Json, null); }
   async regionExists(name: string): Promise<boolean> { return (await this.call<number>(Op.REGION_EXISTS, Kind.Number, this.name(name))) === 1; }
 
