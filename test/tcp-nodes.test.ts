@@ -70,6 +70,9 @@ test('most-free puts allocations on the emptier node; a config file names nodes 
     writeFileSync(join(dir, 'bad.json'), JSON.stringify({ nodes: [{ id: 2, url: a.url }], token: TOKEN }));
     await rejects(openTcpPool(loadNodesConfig(join(dir, 'bad.json'))), is(InvalidArgumentError));
     await rejects(openTcpPool([a.url, a.url], { token: TOKEN }), is(InvalidArgumentError));
+    const before = a.liveSessions;
+    await rejects(openTcpPool([a.url, 'tcp://127.0.0.1:1'], { token: TOKEN, connectTimeoutMs: 2000 }), is(NodeUnavailableError));
+    assert.is(a.liveSessions, before, 'the session opened on the node that answered was closed again');
     await filler.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -103,10 +103,15 @@ export class NodesPool implements AsyncPool {
 
   /** @internal use openNodesPool */
   static async open(entries: Array<{ id?: number; url: string }>, opts: NodesPoolOptions): Promise<NodesPool> {
-    const pools = await Promise.all(entries.map((e) => RemotePool.open(e.url, opts).then(
-      (p) => p,
-      (err: unknown) => { throw new NodeUnavailableError(e.id ?? -1, e.url, err); },
-    )));
+    const settled = await Promise.allSettled(entries.map((e) => RemotePool.open(e.url, opts)));
+    const failed = settled.findIndex((r) => r.status === 'rejected');
+    if (failed >= 0) {
+      await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.close() : 0)));
+      const e = entries[failed];
+      const why = (settled[failed] as PromiseRejectedResult).reason as unknown;
+      throw why instanceof TransportUnavailableError ? new NodeUnavailableError(e.id ?? -1, e.url, why) : why;
+    }
+    const pools = settled.map((r) => (r as PromiseFulfilledResult<RemotePool>).value);
     const nodes: Node[] = [];
     const seen = new Set<number>();
     for (let i = 0; i < entries.length; i++) {

@@ -300,7 +300,9 @@ export class FrameReader {
   }
 }
 
-const BATCH_BYTES = 64 * 1024;
+/** Size of a batch buffer (bytes); a larger frame gets a batch of its own size. */
+const EMPTY = Buffer.alloc(0);
+const BATCH_BYTES = 16 * 1024;
 /** Payloads at least this long are sent as their own buffer instead of copied into the batch (bytes). */
 const ZERO_COPY_BYTES = 2048;
 
@@ -313,7 +315,8 @@ const ZERO_COPY_BYTES = 2048;
  */
 export class FrameWriter {
   private readonly socket: Socket;
-  private batch: Buffer = Buffer.allocUnsafe(BATCH_BYTES);
+  /** Made on the first write, so an idle connection holds none. */
+  private batch: Buffer = EMPTY;
   private used = 0;
   /** Start of the part of `batch` not yet queued. */
   private mark = 0;

@@ -380,7 +380,7 @@ export class SessionServer<B extends Backend> {
       this.sessions.set(s.key, s);
       this.welcome(conn, id, s, false);
     };
-    if (opened instanceof Promise) opened.then(start, (err: unknown) => this.refuse(conn, id, err, 0));
+    if (opened instanceof Promise) opened.then(start).catch((err: unknown) => this.refuse(conn, id, err, 0));
     else start(opened);
   }
 
@@ -463,7 +463,7 @@ export class SessionServer<B extends Backend> {
   /** Replies with `v` now, or when the Promise settles. */
   private answer(conn: Conn<B>, s: Session<B>, id: number, kind: Reply, v: unknown): void {
     if (v instanceof Promise) {
-      v.then((x: unknown) => { if (!conn.closed) this.ok(conn, s, id, kind, x); }, (err: unknown) => this.failed(conn, s, id, err));
+      v.then((x: unknown) => { if (!conn.closed) this.ok(conn, s, id, kind, x); }).catch((err: unknown) => this.failed(conn, s, id, err));
     } else {
       this.ok(conn, s, id, kind, v);
     }
