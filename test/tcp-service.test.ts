@@ -118,4 +118,33 @@ test('CLI: two `dmem server --listen --node` and `dmem client --config`; an appl
   }
 });
 
+test('a memory server stopped (SIGSTOP) for two leases keeps its sessions: the stall is not taken for silent clients', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmem-stall-'));
+  let server: ChildProcess | null = null;
+  try {
+    await withPoolName('tcpstall', async (pool) => {
+      writeFileSync(join(dir, 'token'), TOKEN);
+      const s = await cli(['server', '--pool', pool, '--size', '32MiB', '--lease-ms', '1000', '--listen', '127.0.0.1:0', '--token-file', join(dir, 'token')]);
+      server = s.child;
+      const p = await openTcpPool(s.first.url as string, { token: TOKEN });
+      const id = p.clientId;
+      const g = await p.alloc(4096);
+      await p.write(g, Uint8Array.of(42));
+      server.kill('SIGSTOP');
+      await sleep(2500);
+      server.kill('SIGCONT');
+      await sleep(600);
+      assert.equal([...(await p.read(g, 1))], [42], 'the session and its block survived');
+      assert.is(p.clientId, id);
+      await p.free(g);
+      await p.close();
+      assert.is(await stop(server), 0);
+      server = null;
+    });
+  } finally {
+    (server as ChildProcess | null)?.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

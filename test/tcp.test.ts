@@ -268,6 +268,13 @@ test('wrong or missing token: refused, no pool byte readable or writable, others
     assert.is(raw.replies[0].st, ST_ERROR);
     assert.is(decodeError(raw.replies[0].payload).code, 'AUTH_FAILED');
 
+    // Another protocol version: refused with VERSION_MISMATCH.
+    const raw3 = new Raw(srv.port);
+    await raw3.ready();
+    raw3.send(Op.HELLO, 0, encodeHello({ version: PROTOCOL_VERSION + 1, token: Buffer.from(TOKEN), resume: null }));
+    await raw3.done;
+    assert.is(decodeError(raw3.replies[0].payload).code, 'VERSION_MISMATCH');
+
     // Requests before HELLO: closed without a byte of reply.
     const raw2 = new Raw(srv.port);
     await raw2.ready();
