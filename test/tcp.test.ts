@@ -70,7 +70,7 @@ class Raw {
 
   constructor(port: number) {
     this.socket = connect(port, '127.0.0.1');
-    const reader = new FrameReader(64 * MiB, (st, id, payload) => this.replies.push({ st, id, payload: Buffer.from(payload) }));
+    const reader = new FrameReader(64 * MiB, (st, id, b, o, e) => this.replies.push({ st, id, payload: Buffer.from(b.subarray(o, e)) }));
     this.socket.on('data', (c: Buffer) => { this.bytesIn += c.length; reader.push(c); });
     this.socket.on('error', () => undefined);
     this.done = new Promise((resolve) => this.socket.on('close', () => { this.closed = true; resolve(); }));

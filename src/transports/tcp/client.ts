@@ -172,7 +172,8 @@ export class RemotePool implements AsyncPool {
     const w = this.out();
     if (w === null) return this.slow(() => this.allocClass(cls));
     const id = this.id();
-    const { buf, at } = w.begin(Op.ALLOC_CLASS, id, 1);
+    const at = w.begin(Op.ALLOC_CLASS, id, 1);
+    const buf = w.buf;
     buf[at] = cls;
     return this.wait(id, Kind.Number);
   }
@@ -185,7 +186,8 @@ export class RemotePool implements AsyncPool {
     const w = this.out();
     if (w === null) return this.slow(() => this.read(gaddr, length));
     const id = this.id();
-    const { buf, at } = w.begin(Op.READ, id, 12);
+    const at = w.begin(Op.READ, id, 12);
+    const buf = w.buf;
     buf.writeDoubleLE(gaddr, at);
     buf.writeUInt32LE(length, at + 8);
     return this.wait(id, Kind.Bytes);
@@ -207,7 +209,8 @@ export class RemotePool implements AsyncPool {
     const w = this.out();
     if (w === null) return this.slow(() => this.cas(gaddr, expected, desired));
     const id = this.id();
-    const { buf, at } = w.begin(Op.CAS, id, 24);
+    const at = w.begin(Op.CAS, id, 24);
+    const buf = w.buf;
     buf.writeDoubleLE(gaddr, at);
     buf.writeBigInt64LE(BigInt.asIntN(64, expected), at + 8);
     buf.writeBigInt64LE(BigInt.asIntN(64, desired), at + 16);
@@ -218,7 +221,8 @@ export class RemotePool implements AsyncPool {
     const w = this.out();
     if (w === null) return this.slow(() => this.faa(gaddr, delta));
     const id = this.id();
-    const { buf, at } = w.begin(Op.FAA, id, 16);
+    const at = w.begin(Op.FAA, id, 16);
+    const buf = w.buf;
     buf.writeDoubleLE(gaddr, at);
     buf.writeBigInt64LE(BigInt.asIntN(64, delta), at + 8);
     return this.wait(id, Kind.Word);
@@ -314,7 +318,8 @@ export class RemotePool implements AsyncPool {
     const w = this.out();
     if (w === null) return this.slow(() => this.callNumber<T>(op, kind, v));
     const id = this.id();
-    const { buf, at } = w.begin(op, id, 8);
+    const at = w.begin(op, id, 8);
+    const buf = w.buf;
     buf.writeDoubleLE(v, at);
     return this.wait(id, kind);
   }
@@ -438,18 +443,18 @@ export class RemotePool implements AsyncPool {
     const writer = new FrameWriter(socket);
     const welcome = await new Promise<Welcome>((resolve, reject) => {
       let done = false;
-      const reader = new FrameReader(HELLO_MAX_BYTES * 64, (st, id, p) => {
+      const reader = new FrameReader(HELLO_MAX_BYTES * 64, (st, id, b, o, end) => {
         if (!done) {
           done = true;
-          if (st !== ST_OK) { const e = decodeError(p); reject(remoteError(e.code, e.message)); return; }
-          const w = decodeWelcome(p);
+          if (st !== ST_OK) { const e = decodeError(b.subarray(o, end)); reject(remoteError(e.code, e.message)); return; }
+          const w = decodeWelcome(b.subarray(o, end));
           this.session = { id: w.id, secret: w.secret };
           reader.maxFrameBytes = w.welcome.maxFrameBytes;
           this.reader = reader;
           resolve(w.welcome);
           return;
         }
-        this.reply(st, id, p);
+        this.reply(st, id, b, o, end);
       });
       socket.on('data', (chunk: Buffer) => {
         try {
@@ -496,27 +501,29 @@ export class RemotePool implements AsyncPool {
     for (const p of all) p.reject(err);
   }
 
-  private reply(st: number, id: number, p: Buffer): void {
+  /** One reply; its payload is `p[o .. e)`. */
+  private reply(st: number, id: number, p: Buffer, o: number, e: number): void {
     const w = this.pending.get(id);
     if (w === undefined) throw new ProtocolError(`reply to unknown request ${id}`);
     this.pending.delete(id);
     if (st !== ST_OK) {
-      const e = decodeError(p);
-      const err = remoteError(e.code, e.message);
+      const d = decodeError(p.subarray(o, e));
+      const err = remoteError(d.code, d.message);
       if (err instanceof LeaseExpiredError) { this.fenced = err; clearInterval(this.pingTimer); }
       w.reject(err);
       return;
     }
     switch (w.kind) {
       case Kind.Void: w.resolve(undefined as never); return;
-      case Kind.Number: w.resolve(p.readDoubleLE(0) as never); return;
-      case Kind.Word: w.resolve(p.readBigInt64LE(0) as never); return;
-      case Kind.Bytes: w.resolve(p as never); return;
-      case Kind.Json: w.resolve(JSON.parse(p.toString('utf8')) as never); return;
+      case Kind.Number: w.resolve(p.readDoubleLE(o) as never); return;
+      case Kind.Word: w.resolve(p.readBigInt64LE(o) as never); return;
+      case Kind.Bytes: w.resolve(p.subarray(o, e) as never); return;
+      case Kind.Json: w.resolve(JSON.parse(p.toString('utf8', o, e)) as never); return;
       case Kind.Region:
-        w.resolve(this.region(p.readUInt32LE(0), { name: w.name!, gaddr: p.readDoubleLE(4), bytes: p.readDoubleLE(12) }) as never);
+        w.resolve(this.region(p.readUInt32LE(o), { name: w.name!, gaddr: p.readDoubleLE(o + 4), bytes: p.readDoubleLE(o + 12) }) as never);
     }
   }
+
 }
 
 function isIp(host: string): boolean {

@@ -234,8 +234,12 @@ export function decodeError(p: Buffer): { code: string; message: string } {
   return { code: p.subarray(1, 1 + p[0]).toString('latin1'), message: p.subarray(1 + p[0]).toString('utf8') };
 }
 
-/** Called for each complete frame: kind is the op (requests) or the status (replies). */
-export type FrameHandler = (kind: number, id: number, payload: Buffer) => void;
+/**
+ * Called for each complete frame: kind is the op (requests) or the status
+ * (replies); the payload is `buf[start .. end)`, valid during the call
+ * (take a subarray to keep it).
+ */
+export type FrameHandler = (kind: number, id: number, buf: Buffer, start: number, end: number) => void;
 
 /**
  * Cuts frames out of a byte stream. Feed it every received chunk; it calls
@@ -282,7 +286,7 @@ export class FrameReader {
       if (len + 4 > this.maxFrameBytes) throw new ProtocolError(`frame of ${len + 4} bytes exceeds the limit of ${this.maxFrameBytes}`);
       const end = at + 4 + len;
       if (end <= chunk.length) {
-        this.onFrame(chunk[at + 4], chunk.readUInt32LE(at + 5), chunk.subarray(at + HEADER_BYTES, end));
+        this.onFrame(chunk[at + 4], chunk.readUInt32LE(at + 5), chunk, at + HEADER_BYTES, end);
         at = end;
         continue;
       }
@@ -296,7 +300,7 @@ export class FrameReader {
   }
 
   private deliver(frame: Buffer): void {
-    this.onFrame(frame[4], frame.readUInt32LE(5), frame.subarray(HEADER_BYTES));
+    this.onFrame(frame[4], frame.readUInt32LE(5), frame, HEADER_BYTES, frame.length);
   }
 }
 
@@ -329,10 +333,11 @@ export class FrameWriter {
   }
 
   /**
-   * Reserves a frame of `payloadBytes` whose payload the caller fills at the
-   * returned offset of the returned buffer (`writeFrame` does it for a ready payload).
+   * Reserves a frame of `payloadBytes` and returns the offset in `buf` where
+   * the caller writes its payload (`writeFrame` does it for a ready
+   * payload). `buf` is valid until the next call (no object per frame).
    */
-  begin(kind: number, id: number, payloadBytes: number): { buf: Buffer; at: number } {
+  begin(kind: number, id: number, payloadBytes: number): number {
     const need = HEADER_BYTES + payloadBytes;
     if (this.used + need > this.batch.length) this.newBatch(need);
     const buf = this.batch;
@@ -342,7 +347,12 @@ export class FrameWriter {
     buf.writeUInt32LE(id, at + 5);
     this.used += need;
     this.schedule();
-    return { buf, at: at + HEADER_BYTES };
+    return at + HEADER_BYTES;
+  }
+
+  /** The buffer the last `begin` reserved its frame in. */
+  get buf(): Buffer {
+    return this.batch;
   }
 
   /** Writes a frame whose payload is `head` (copied) followed by `body` (zero-copy when large). */
@@ -350,15 +360,15 @@ export class FrameWriter {
     const h = head ? head.length : 0;
     const b = body ? body.length : 0;
     if (b < ZERO_COPY_BYTES) {
-      const { buf, at } = this.begin(kind, id, h + b);
-      if (head) buf.set(head, at);
-      if (body) buf.set(body, at + h);
+      const at = this.begin(kind, id, h + b);
+      if (head) this.batch.set(head, at);
+      if (body) this.batch.set(body, at + h);
       return;
     }
-    const { buf, at } = this.begin(kind, id, h);
-    if (head) buf.set(head, at);
+    const at = this.begin(kind, id, h);
+    if (head) this.batch.set(head, at);
     // The frame's length covers the body that follows it in the stream.
-    buf.writeUInt32LE(HEADER_BYTES - 4 + h + b, at - HEADER_BYTES);
+    this.batch.writeUInt32LE(HEADER_BYTES - 4 + h + b, at - HEADER_BYTES);
     this.cut();
     this.queue.push(Buffer.from(body!.buffer, body!.byteOffset, b));
   }

@@ -279,7 +279,7 @@ export class SessionServer<B extends Backend> {
     if (this.stopped) { socket.destroy(); return; }
     socket.setNoDelay?.(true);
     const conn = new Conn<B>(socket);
-    conn.reader = new FrameReader(HELLO_MAX_BYTES, (kind, id, p) => this.frame(conn, kind, id, p));
+    conn.reader = new FrameReader(HELLO_MAX_BYTES, (kind, id, p, o, e) => this.frame(conn, kind, id, p, o, e));
     this.conns.add(conn);
     conn.helloTimer = setTimeout(() => { if (conn.session === null) this.drop(conn, 'no HELLO in time'); }, this.helloTimeoutMs);
     conn.helloTimer.unref();
@@ -315,22 +315,23 @@ export class SessionServer<B extends Backend> {
     }
   }
 
-  private frame(conn: Conn<B>, op: number, id: number, p: Buffer): void {
+  /** One frame: its payload is `p[o .. e)`. */
+  private frame(conn: Conn<B>, op: number, id: number, p: Buffer, o: number, e: number): void {
     if (conn.closed || conn.refusing) return;
     const s = conn.session;
     if (s === null) {
       if (conn.busy) throw new ProtocolError('frame before the HELLO reply');
       if (op !== Op.HELLO) throw new ProtocolError(`op 0x${op.toString(16)} before HELLO`);
-      this.hello(conn, id, p);
+      this.hello(conn, id, p.subarray(o, e));
       return;
     }
     if (op === Op.HELLO) throw new ProtocolError('second HELLO on one connection');
-    const problem = payloadProblem(op, p.length);
+    const problem = payloadProblem(op, e - o);
     if (problem !== null) throw new ProtocolError(problem);
     s.heard = true;
     if (s.fenced !== null || s.backend === null) { this.error(conn, id, s.fenced ?? new LeaseExpiredError('session closed')); return; }
     try {
-      this.request(conn, s, s.backend, op, id, p);
+      this.request(conn, s, s.backend, op, id, p, o, e);
     } catch (err) {
       this.failed(conn, s, id, err);
     }
@@ -442,9 +443,9 @@ export class SessionServer<B extends Backend> {
     const w = conn.writer;
     switch (kind) {
       case Reply.Void: w.begin(ST_OK, id, 0); return;
-      case Reply.Number: { const { buf, at } = w.begin(ST_OK, id, 8); buf.writeDoubleLE(v as number, at); return; }
-      case Reply.Bool: { const { buf, at } = w.begin(ST_OK, id, 8); buf.writeDoubleLE(v ? 1 : 0, at); return; }
-      case Reply.Word: { const { buf, at } = w.begin(ST_OK, id, 8); buf.writeBigInt64LE(v as bigint, at); return; }
+      case Reply.Number: { const at = w.begin(ST_OK, id, 8); const buf = w.buf; buf.writeDoubleLE(v as number, at); return; }
+      case Reply.Bool: { const at = w.begin(ST_OK, id, 8); const buf = w.buf; buf.writeDoubleLE(v ? 1 : 0, at); return; }
+      case Reply.Word: { const at = w.begin(ST_OK, id, 8); const buf = w.buf; buf.writeBigInt64LE(v as bigint, at); return; }
       case Reply.Bytes: w.writeFrame(ST_OK, id, null, v as Uint8Array); return;
       case Reply.Json: w.writeFrame(ST_OK, id, Buffer.from(JSON.stringify(v))); return;
       case Reply.Region: {
@@ -452,7 +453,8 @@ export class SessionServer<B extends Backend> {
         if (s.regions.size >= MAX_REGION_HANDLES) throw new InvalidArgumentError(`a session may hold at most ${MAX_REGION_HANDLES} regions open`);
         const handle = s.nextHandle++;
         s.regions.set(handle, r);
-        const { buf, at } = w.begin(ST_OK, id, 20);
+        const at = w.begin(ST_OK, id, 20);
+    const buf = w.buf;
         buf.writeUInt32LE(handle, at);
         buf.writeDoubleLE(r.gaddr, at + 4);
         buf.writeDoubleLE(r.bytes, at + 12);
@@ -482,23 +484,23 @@ export class SessionServer<B extends Backend> {
   }
 
   /** Runs one request on the session's backend and queues its reply. Throws what a synchronous backend throws. */
-  private request(conn: Conn<B>, s: Session<B>, b: B, op: number, id: number, p: Buffer): void {
+  private request(conn: Conn<B>, s: Session<B>, b: B, op: number, id: number, p: Buffer, o: number, e: number): void {
     switch (op) {
       case Op.PING: return this.answer(conn, s, id, Reply.Void, undefined);
       case Op.READ: {
-        const len = p.readUInt32LE(8);
+        const len = p.readUInt32LE(o + 8);
         this.readLimit(len);
-        return this.answer(conn, s, id, Reply.Bytes, b.read(p.readDoubleLE(0), len));
+        return this.answer(conn, s, id, Reply.Bytes, b.read(p.readDoubleLE(o), len));
       }
-      case Op.WRITE: return this.answer(conn, s, id, Reply.Void, b.write(p.readDoubleLE(0), p.subarray(8)));
-      case Op.CAS: return this.answer(conn, s, id, Reply.Word, b.cas(p.readDoubleLE(0), p.readBigInt64LE(8), p.readBigInt64LE(16)));
-      case Op.FAA: return this.answer(conn, s, id, Reply.Word, b.faa(p.readDoubleLE(0), p.readBigInt64LE(8)));
-      case Op.ALLOC: return this.answer(conn, s, id, Reply.Number, b.alloc(p.readDoubleLE(0)));
-      case Op.ALLOC_CLASS: return this.answer(conn, s, id, Reply.Number, b.allocClass(p[0]));
-      case Op.FREE: return this.answer(conn, s, id, Reply.Void, b.free(p.readDoubleLE(0)));
-      case Op.HEAP_ALLOC: return this.answer(conn, s, id, Reply.Number, b.heap.alloc(p.readDoubleLE(0)));
-      case Op.HEAP_FREE: return this.answer(conn, s, id, Reply.Void, b.heap.free(p.readDoubleLE(0)));
-      case Op.HEAP_FREE_DELAYED: return this.answer(conn, s, id, Reply.Void, b.heap.freeDelayed(p.readDoubleLE(0)));
+      case Op.WRITE: return this.answer(conn, s, id, Reply.Void, b.write(p.readDoubleLE(o), p.subarray(o + 8, e)));
+      case Op.CAS: return this.answer(conn, s, id, Reply.Word, b.cas(p.readDoubleLE(o), p.readBigInt64LE(o + 8), p.readBigInt64LE(o + 16)));
+      case Op.FAA: return this.answer(conn, s, id, Reply.Word, b.faa(p.readDoubleLE(o), p.readBigInt64LE(o + 8)));
+      case Op.ALLOC: return this.answer(conn, s, id, Reply.Number, b.alloc(p.readDoubleLE(o)));
+      case Op.ALLOC_CLASS: return this.answer(conn, s, id, Reply.Number, b.allocClass(p[o]));
+      case Op.FREE: return this.answer(conn, s, id, Reply.Void, b.free(p.readDoubleLE(o)));
+      case Op.HEAP_ALLOC: return this.answer(conn, s, id, Reply.Number, b.heap.alloc(p.readDoubleLE(o)));
+      case Op.HEAP_FREE: return this.answer(conn, s, id, Reply.Void, b.heap.free(p.readDoubleLE(o)));
+      case Op.HEAP_FREE_DELAYED: return this.answer(conn, s, id, Reply.Void, b.heap.freeDelayed(p.readDoubleLE(o)));
       case Op.HEAP_FLUSH: return this.answer(conn, s, id, Reply.Number, b.heap.flush());
       case Op.HEAP_TRIM: return this.answer(conn, s, id, Reply.Number, b.heap.trim());
       case Op.HEAP_STATS: return this.answer(conn, s, id, Reply.Json, b.heap.stats());
@@ -513,20 +515,20 @@ export class SessionServer<B extends Backend> {
         if (s.epochEnd === null) throw new InvalidArgumentError('EPOCH_EXIT without EPOCH_ENTER');
         endEpoch(s);
         return this.answer(conn, s, id, Reply.Void, undefined);
-      case Op.REGION_CREATE: return this.answer(conn, s, id, Reply.Region, b.createRegion(p.toString('utf8', 8), p.readDoubleLE(0)));
-      case Op.REGION_OPEN: return this.answer(conn, s, id, Reply.Region, b.openRegion(p.toString('utf8')));
-      case Op.REGION_DESTROY: return this.answer(conn, s, id, Reply.Void, b.destroyRegion(p.toString('utf8')));
-      case Op.REGION_EXISTS: return this.answer(conn, s, id, Reply.Bool, b.regionExists(p.toString('utf8')));
+      case Op.REGION_CREATE: return this.answer(conn, s, id, Reply.Region, b.createRegion(p.toString('utf8', o + 8, e), p.readDoubleLE(o)));
+      case Op.REGION_OPEN: return this.answer(conn, s, id, Reply.Region, b.openRegion(p.toString('utf8', o, e)));
+      case Op.REGION_DESTROY: return this.answer(conn, s, id, Reply.Void, b.destroyRegion(p.toString('utf8', o, e)));
+      case Op.REGION_EXISTS: return this.answer(conn, s, id, Reply.Bool, b.regionExists(p.toString('utf8', o, e)));
       case Op.REGION_LIST: return this.answer(conn, s, id, Reply.Json, b.listRegions());
       case Op.REGION_READ: {
-        const len = p.readUInt32LE(12);
+        const len = p.readUInt32LE(o + 12);
         this.readLimit(len);
-        return this.answer(conn, s, id, Reply.Bytes, this.region(s, p.readUInt32LE(0)).read(p.readDoubleLE(4), len));
+        return this.answer(conn, s, id, Reply.Bytes, this.region(s, p.readUInt32LE(o)).read(p.readDoubleLE(o + 4), len));
       }
-      case Op.REGION_WRITE: return this.answer(conn, s, id, Reply.Void, this.region(s, p.readUInt32LE(0)).write(p.readDoubleLE(4), p.subarray(12)));
+      case Op.REGION_WRITE: return this.answer(conn, s, id, Reply.Void, this.region(s, p.readUInt32LE(o)).write(p.readDoubleLE(o + 4), p.subarray(o + 12, e)));
       case Op.REGION_CLOSE:
-        this.region(s, p.readUInt32LE(0));
-        s.regions.delete(p.readUInt32LE(0));
+        this.region(s, p.readUInt32LE(o));
+        s.regions.delete(p.readUInt32LE(o));
         return this.answer(conn, s, id, Reply.Void, undefined);
       case Op.BYE: {
         this.sessions.delete(s.key);
