@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  DoubleFreeError, InvalidAddressError, InvalidArgumentError, LeaseExpiredError, PoolExhaustedError, RegionNotFoundError,
+  ClientTableFullError, DoubleFreeError, InvalidAddressError, InvalidArgumentError, LeaseExpiredError, PoolExhaustedError, RegionNotFoundError,
   TransportUnavailableError, type PoolCensus,
 } from '../src/index.js';
 import { serveTcp, type TcpServer } from '../src/transports/tcp/server.js';
@@ -238,6 +238,22 @@ test('4 client processes stamping their chunks over tcp: no chunk held twice, no
       assert.ok(r.allocs > 300, `client ${r.clientId} made ${r.allocs} allocations`);
     }
     assert.is(held(srv.pool.census()), before);
+  } finally {
+    await srv.close();
+  }
+});
+
+test('a full client table refuses the next connection with ClientTableFullError; a closed session frees its slot', async () => {
+  const srv = await server('8MiB', { clients: 3 });
+  try {
+    const a = await openTcpPool(srv.url, { token: TOKEN });
+    const b = await openTcpPool(srv.url, { token: TOKEN });
+    await rejects(openTcpPool(srv.url, { token: TOKEN }), is(ClientTableFullError));
+    await a.close();
+    const c = await openTcpPool(srv.url, { token: TOKEN });
+    assert.ok((await c.alloc(1)) > 0);
+    await b.close();
+    await c.close();
   } finally {
     await srv.close();
   }
