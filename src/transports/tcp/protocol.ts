@@ -33,9 +33,9 @@
  * event loop into one buffer (large payloads ride along as their own buffers
  * without a copy) and hands them to the socket corked, so a burst of N
  * requests costs one writev, not N writes. `FrameReader` cuts frames out of
- * the byte stream; a frame contained in one received chunk is a view of it
- * (no copy), one that spans chunks is copied once into a buffer of exactly
- * its size.
+ * the byte stream; a frame contained in one received chunk is handed over
+ * as (chunk, start, end), with no copy and no object per frame; one that
+ * spans chunks is copied once into a buffer of exactly its size.
  */
 import type { Socket } from 'node:net';
 import { DmemError } from '../../errors.js';
