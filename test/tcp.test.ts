@@ -533,6 +533,14 @@ test('a connection cut and restored within the lease resumes its session and kee
     assert.equal([...(await p.read(g, 3))], [5, 6, 7], 'resumed, block kept');
     assert.is(p.clientId, id);
     assert.is(srv.liveSessions, 1);
+    // Someone else presenting the session id with a guessed secret is refused.
+    const session = (p as unknown as { session: { id: Buffer } }).session;
+    const raw = new Raw(srv.port);
+    await raw.ready();
+    raw.send(Op.HELLO, 0, encodeHello({ version: PROTOCOL_VERSION, token: Buffer.from(TOKEN), resume: { id: session.id, secret: Buffer.alloc(32, 1) } }));
+    await raw.done;
+    assert.is(decodeError(raw.replies[0].payload).code, 'AUTH_FAILED');
+    assert.equal([...(await p.read(g, 3))], [5, 6, 7], 'the owner is unaffected');
     await p.free(g);
     await p.close();
     assert.is(srv.liveSessions, 0);

@@ -358,8 +358,12 @@ export class SessionServer<B extends Backend> {
     if (h.resume !== null) {
       const key = h.resume.id.toString('hex');
       const found = this.sessions.get(key);
-      if (found === undefined || !timingSafeEqual(found.secret, h.resume.secret)) {
-        const why = this.tombstones.has(key) || found !== undefined ? 'this session was fenced: its lease expired and its memory was reclaimed' : 'unknown session (the server restarted or forgot it)';
+      if (found !== undefined && !timingSafeEqual(found.secret, h.resume.secret)) {
+        this.refuse(conn, id, new AuthFailedError('resume refused: wrong session secret'), AUTH_FAIL_DELAY_MS);
+        return;
+      }
+      if (found === undefined) {
+        const why = this.tombstones.has(key) ? 'this session was fenced: its lease expired and its memory was reclaimed' : 'unknown session (the server restarted or forgot it)';
         this.refuse(conn, id, new LeaseExpiredError(`${why}; open the pool again to continue`), 0);
         return;
       }
