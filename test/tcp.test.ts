@@ -28,7 +28,7 @@ import {
 import { serveTcp, type TcpServer } from '../src/transports/tcp/server.js';
 import { openTcpPool, type AsyncPool, type RemotePool } from '../src/transports/tcp/index.js';
 import {
-  AuthFailedError, FrameReader, HEADER_BYTES, Op, PROTOCOL_VERSION, ST_ERROR, ST_OK, decodeError, encodeHello,
+  AuthFailedError, FrameReader, FrameWriter, HEADER_BYTES, ProtocolError, Op, PROTOCOL_VERSION, ST_ERROR, ST_OK, decodeError, encodeHello,
 } from '../src/transports/tcp/protocol.js';
 import { Prng } from '../src/bench/prng.js';
 import { is, rejects } from './helpers.js';
@@ -110,6 +110,37 @@ function f64(...vs: number[]): Buffer {
   vs.forEach((v, i) => b.writeDoubleLE(v, i * 8));
   return b;
 }
+
+// -------------------------------------------------------------- framing
+
+test('framing: a burst of 1,000 frames in one tick leaves in a few writes, and is read back whole from any chunking', async () => {
+  const written: Buffer[] = [];
+  let corks = 0;
+  const fake = { destroyed: false, cork: () => { corks++; }, uncork: () => undefined, write: (b: Buffer) => { written.push(Buffer.from(b)); return true; } };
+  const w = new FrameWriter(fake as unknown as Socket);
+  const big = new Uint8Array(5000).fill(9);
+  for (let i = 0; i < 1000; i++) {
+    const at = w.begin(Op.READ, i, 12);
+    w.buf.writeDoubleLE(i * 4096, at);
+    w.buf.writeUInt32LE(64, at + 8);
+    if (i === 500) w.writeFrame(Op.WRITE, 100_000, f64(1), big);
+  }
+  await new Promise<void>((r) => process.nextTick(r));
+  assert.is(corks, 1, 'one corked flush');
+  assert.ok(written.length <= 4, `${written.length} writes for 1,001 frames`);
+  const stream = Buffer.concat(written);
+  for (const cut of [1, 7, 100, 4096, stream.length]) {
+    const got: Array<{ op: number; id: number; len: number }> = [];
+    const r = new FrameReader(1 << 20, (op, id, _b, o, e) => got.push({ op, id, len: e - o }));
+    for (let at = 0; at < stream.length; at += cut) r.push(stream.subarray(at, at + cut));
+    assert.is(got.length, 1001, `chunks of ${cut} B`);
+    assert.equal(got[501], { op: Op.WRITE, id: 100_000, len: 8 + 5000 });
+    assert.equal(got[1000], { op: Op.READ, id: 999, len: 12 });
+  }
+  const small = new FrameReader(100, () => undefined);
+  assert.throws(() => small.push(Buffer.from([200, 0, 0, 0, 1])), (e: unknown) => e instanceof ProtocolError);
+  assert.throws(() => new FrameReader(100, () => undefined).push(Buffer.from([2, 0, 0, 0, 1, 0])), (e: unknown) => e instanceof ProtocolError);
+});
 
 // ------------------------------------------------------------------ core
 
