@@ -40,6 +40,8 @@ export interface RemoteBenchOptions {
   /** Measured time (ms, default 2000), after `warmupMs` (default 300). */
   durationMs?: number;
   warmupMs?: number;
+  /** The server's pid on this host, to report its CPU time per op. */
+  serverPid?: number;
 }
 
 /** One run's result. Latencies in microseconds. */
@@ -54,6 +56,26 @@ export interface RemoteBenchResult {
   p50Us: number;
   p99Us: number;
   meanUs: number;
+  /**
+   * CPU time per op (us, user + system) of the server process and of the
+   * client process over the measured window; null when not measured (the
+   * server's CPU needs its pid on this host). Less disturbed by other load
+   * on the machine than ops/s.
+   */
+  serverCpuUsPerOp: number | null;
+  clientCpuUsPerOp: number | null;
+}
+
+/** CPU time (us, user + system) a process of this host has used, from /proc/PID/stat; NaN when unreadable. */
+export function processCpuUs(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name, in clock ticks (100 per second on Linux).
+    return (Number(rest[11]) + Number(rest[12])) * 10_000;
+  } catch {
+    return NaN;
+  }
 }
 
 const MAX_SAMPLES = 1 << 21;
@@ -94,10 +116,14 @@ export async function runRemoteBench(o: RemoteBenchOptions): Promise<RemoteBench
     await sleep(o.warmupMs ?? 300);
     measuring = true;
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    const srv0 = o.serverPid === undefined ? NaN : processCpuUs(o.serverPid);
     await sleep(o.durationMs ?? 2000);
     measuring = false;
     const seconds = (performance.now() - t0) / 1000;
     const ops = n;
+    const cpu = process.cpuUsage(cpu0);
+    const srv = o.serverPid === undefined ? NaN : processCpuUs(o.serverPid) - srv0;
     stop = true;
     await Promise.all(loops);
     const sorted = samples.slice(0, Math.min(n, MAX_SAMPLES)).sort();
@@ -106,6 +132,8 @@ export async function runRemoteBench(o: RemoteBenchOptions): Promise<RemoteBench
     return {
       system: 'dmem', op: o.op, bytes, inflight: o.inflight, conns: o.conns, ops, opsPerSec: ops / seconds,
       p50Us: percentile(sorted, 0.5) * 1000, p99Us: percentile(sorted, 0.99) * 1000, meanUs: sorted.length ? (sum / sorted.length) * 1000 : 0,
+      serverCpuUsPerOp: Number.isNaN(srv) || ops === 0 ? null : srv / ops,
+      clientCpuUsPerOp: ops === 0 ? null : (cpu.user + cpu.system) / ops,
     };
   } finally {
     await Promise.all(pools.map((p) => p.close().catch(() => 0)));
@@ -178,33 +206,41 @@ export function redisAvailable(): string | null {
 }
 
 /** A redis-server on a free loopback port, without persistence. */
-export async function startRedis(): Promise<{ port: number; stop(): Promise<void> }> {
+export async function startRedis(): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const port = await freePort();
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   for (let i = 0; i < 100; i++) {
     if (spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout?.trim() === 'PONG') break;
     await sleep(50);
   }
-  return { port, stop: () => stopChild(child) };
+  return { port, pid: child.pid!, stop: () => stopChild(child) };
 }
 
 /**
  * redis-benchmark -t get,set -d BYTES -c CONNS -P PIPELINE -n REQUESTS --csv
  * against `port`. @returns the GET and SET rows
  */
-export function runRedisBenchmark(port: number, bytes: number, conns: number, pipeline: number, requests: number): RemoteBenchResult[] {
-  const r = spawnSync('redis-benchmark', [
-    '-p', String(port), '-t', 'get,set', '-d', String(bytes), '-c', String(conns), '-P', String(pipeline), '-n', String(requests), '--csv', '-q',
-  ], { encoding: 'utf8' });
-  if (r.status !== 0) throw new DmemError('BENCH_REDIS', `redis-benchmark failed: ${r.stderr}`);
+export function runRedisBenchmark(port: number, bytes: number, conns: number, pipeline: number, requests: number, serverPid?: number): RemoteBenchResult[] {
   const out: RemoteBenchResult[] = [];
-  for (const line of r.stdout.split('\n')) {
-    const f = line.split(',').map((x) => x.replace(/"/g, ''));
-    if (f[0] !== 'GET' && f[0] !== 'SET') continue;
-    out.push({
-      system: 'redis', op: f[0].toLowerCase(), bytes, inflight: pipeline, conns, ops: requests, opsPerSec: Number(f[1]),
-      p50Us: Number(f[4]) * 1000, p99Us: Number(f[6]) * 1000, meanUs: Number(f[2]) * 1000,
-    });
+  // One test per run, so each one's CPU time (bash's `time` for redis-benchmark, /proc for the server) is its own.
+  for (const t of ['set', 'get']) {
+    const srv0 = serverPid === undefined ? NaN : processCpuUs(serverPid);
+    const r = spawnSync('bash', ['-c', 'TIMEFORMAT="cpu %U %S"; time redis-benchmark "$@"', 'redis-benchmark',
+      '-p', String(port), '-t', t, '-d', String(bytes), '-c', String(conns), '-P', String(pipeline), '-n', String(requests), '--csv', '-q',
+    ], { encoding: 'utf8' });
+    const srv = serverPid === undefined ? NaN : processCpuUs(serverPid) - srv0;
+    if (r.status !== 0) throw new DmemError('BENCH_REDIS', `redis-benchmark failed: ${r.stderr}`);
+    const cpu = /cpu ([\d.]+) ([\d.]+)/.exec(r.stderr);
+    for (const line of r.stdout.split('\n')) {
+      const f = line.split(',').map((x) => x.replace(/"/g, ''));
+      if (f[0] !== 'GET' && f[0] !== 'SET') continue;
+      out.push({
+        system: 'redis', op: f[0].toLowerCase(), bytes, inflight: pipeline, conns, ops: requests, opsPerSec: Number(f[1]),
+        p50Us: Number(f[4]) * 1000, p99Us: Number(f[6]) * 1000, meanUs: Number(f[2]) * 1000,
+        serverCpuUsPerOp: Number.isNaN(srv) ? null : srv / requests,
+        clientCpuUsPerOp: cpu ? ((Number(cpu[1]) + Number(cpu[2])) * 1e6) / requests : null,
+      });
+    }
   }
   return out;
 }
@@ -227,7 +263,7 @@ export const TABLE_SHAPES: ReadonlyArray<readonly [RemoteOp, number]> = [
  * @param onRow called with each repetition's result as it comes (progress)
  */
 export async function runRemoteTable(o: {
-  url: string; token?: string; conns: number; inflights: number[]; reps: number; durationMs: number; redis: boolean;
+  url: string; token?: string; serverPid?: number; conns: number; inflights: number[]; reps: number; durationMs: number; redis: boolean;
   onRow?: (r: RemoteBenchResult) => void;
 }): Promise<{ rows: RemoteTableRow[]; redisSkipped: string | null }> {
   const runs = new Map<string, RemoteBenchResult[]>();
@@ -241,11 +277,11 @@ export async function runRemoteTable(o: {
   try {
     for (let rep = 0; rep < o.reps; rep++) {
       for (const k of o.inflights) {
-        for (const [op, bytes] of TABLE_SHAPES) add(await runRemoteBench({ url: o.url, token: o.token, op, bytes, inflight: k, conns: o.conns, durationMs: o.durationMs }));
+        for (const [op, bytes] of TABLE_SHAPES) add(await runRemoteBench({ url: o.url, token: o.token, serverPid: o.serverPid, op, bytes, inflight: k, conns: o.conns, durationMs: o.durationMs }));
         if (redis) {
           // About as long as one dmem run per op.
           const requests = Math.max(10_000, Math.round((k === 1 ? 60_000 : 400_000) * o.durationMs / 2000));
-          for (const r of runRedisBenchmark(redis.port, 64, o.conns, k, requests)) add(r);
+          for (const r of runRedisBenchmark(redis.port, 64, o.conns, k, requests, redis.pid)) add(r);
         }
       }
     }
@@ -253,9 +289,11 @@ export async function runRemoteTable(o: {
     await redis?.stop();
   }
   const rows: RemoteTableRow[] = [];
+  const medOrNull = (xs: Array<number | null>): number | null => (xs.some((x) => x === null) ? null : median(xs as number[]));
   const med = (rs: RemoteBenchResult[]): RemoteBenchResult => ({
     ...rs[0], ops: median(rs.map((r) => r.ops)), opsPerSec: median(rs.map((r) => r.opsPerSec)),
     p50Us: median(rs.map((r) => r.p50Us)), p99Us: median(rs.map((r) => r.p99Us)), meanUs: median(rs.map((r) => r.meanUs)),
+    serverCpuUsPerOp: medOrNull(rs.map((r) => r.serverCpuUsPerOp)), clientCpuUsPerOp: medOrNull(rs.map((r) => r.clientCpuUsPerOp)),
   });
   for (const rs of runs.values()) rows.push({ ...med(rs), vsRedis: null });
   for (const r of rows) {

@@ -56,6 +56,9 @@ export function addRemoteBenchCommand(bench: Command): void {
       'Redis (redis-server on a free loopback port, redis-benchmark -t get,set -d 64 -c CONNS -P K) runs',
       'in the same script when installed (apt-get install redis-server redis-tools); "vs redis" is',
       'dmem read / redis GET and dmem write / redis SET ops/s at the same connections and depth.',
+      'CPU us/op: user + system time of the server process (when this command started it) and of the',
+      'client process (this one; redis-benchmark for redis) over the run, per op: less disturbed by',
+      'other load on the machine than ops/s.',
       '',
       'Examples:',
       '  dmem bench remote --op read --bytes 64 --inflight 16 --conns 16',
@@ -82,13 +85,13 @@ async function remote(flags: RemoteFlags): Promise<void> {
   const token = server?.token ?? (flags.tokenFile ? readTokenFile(flags.tokenFile).toString() : undefined);
   try {
     if (flags.op !== undefined) {
-      const r = await runRemoteBench({ url, token, op: flags.op, bytes: flags.bytes, inflight: flags.inflight[0], conns: flags.conns, durationMs: flags.durationMs });
+      const r = await runRemoteBench({ url, token, serverPid: server?.pid, op: flags.op, bytes: flags.bytes, inflight: flags.inflight[0], conns: flags.conns, durationMs: flags.durationMs });
       out.result({ url, ...r }, () => lines([{ ...r, vsRedis: null }]));
       return;
     }
     out.lines([`dmem bench remote: ${url}, ${flags.conns} connections, in flight ${flags.inflight.join(' and ')}, ${flags.reps} repetitions of ${flags.durationMs} ms`]);
     const { rows, redisSkipped } = await runRemoteTable({
-      url, token, conns: flags.conns, inflights: flags.inflight, reps: flags.reps, durationMs: flags.durationMs, redis: flags.redis,
+      url, token, serverPid: server?.pid, conns: flags.conns, inflights: flags.inflight, reps: flags.reps, durationMs: flags.durationMs, redis: flags.redis,
       onRow: (r: RemoteBenchResult) => { if (!flags.json) process.stderr.write(`  ${r.system} ${r.op} ${r.bytes} B x${r.inflight}: ${formatCount(r.opsPerSec)} ops/s\n`); },
     });
     if (redisSkipped !== null) out.lines([`redis: skipped, ${redisSkipped}`]);
@@ -102,8 +105,9 @@ async function remote(flags: RemoteFlags): Promise<void> {
 function lines(rows: RemoteTableRow[]): string[] {
   return table(
     [{ header: 'system', left: true }, { header: 'op', left: true }, { header: 'bytes' }, { header: 'conns' }, { header: 'in flight' },
-      { header: 'ops/s' }, { header: 'p50 us' }, { header: 'p99 us' }, { header: 'vs redis' }],
+      { header: 'ops/s' }, { header: 'p50 us' }, { header: 'p99 us' }, { header: 'vs redis' }, { header: 'server cpu us/op' }, { header: 'client cpu us/op' }],
     rows.map((r) => [r.system, r.op === 'alloc' || r.op === 'heap' ? `${r.op}+free` : r.op, String(r.bytes), String(r.conns), String(r.inflight),
-      formatCount(r.opsPerSec), fixed(r.p50Us, 1), fixed(r.p99Us, 1), r.vsRedis === null ? '' : `${fixed(r.vsRedis, 2)}x`]),
+      formatCount(r.opsPerSec), fixed(r.p50Us, 1), fixed(r.p99Us, 1), r.vsRedis === null ? '' : `${fixed(r.vsRedis, 2)}x`,
+      r.serverCpuUsPerOp === null ? '' : fixed(r.serverCpuUsPerOp, 2), r.clientCpuUsPerOp === null ? '' : fixed(r.clientCpuUsPerOp, 2)]),
   );
 }
