@@ -23,6 +23,7 @@ import { withInterrupt } from './interrupt.js';
 import { addCompareCommand } from './compare.js';
 import { addChaosCommand } from './chaos.js';
 import { addPagingBench } from './bench-paging.js';
+import { addRemoteBenchCommand } from './bench-remote.js';
 
 interface MicroFlags {
   pool?: string;
@@ -136,6 +137,7 @@ export function addBenchCommands(program: Command): void {
   addCompareCommand(bench);
   addChaosCommand(bench);
   addPagingBench(bench);
+  addRemoteBenchCommand(bench);
 }
 
 interface HeapFlags {

@@ -22,6 +22,7 @@ import { addFsckCommand } from './fsck.js';
 import { addRecoverCommand } from './recover.js';
 import { addBenchCommands } from './bench.js';
 import { addDemoCommand } from './demo.js';
+import { addClientCommand } from './client.js';
 import { printError } from './output.js';
 
 function version(): string {
@@ -47,6 +48,7 @@ export function program(): Command {
   addRecoverCommand(p);
   addBenchCommands(p);
   addDemoCommand(p);
+  addClientCommand(p);
   return p;
 }
 

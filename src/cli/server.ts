@@ -25,6 +25,8 @@ import { formatBytes } from '../units.js';
 import { intIn, parsePoolName, parsePositiveSize } from './options.js';
 import { pairs } from './format.js';
 import { Output } from './output.js';
+import { addTcpServeOptions, serveTcpCommand } from './serve-tcp.js';
+import { untilSignal } from './until-signal.js';
 
 interface ServerFlags {
   pool: string;
@@ -38,8 +40,8 @@ interface ServerFlags {
 
 /** Adds `server` to `program`. */
 export function addServerCommand(program: Command): void {
-  program
-    .command('server')
+  addTcpServeOptions(program
+    .command('server'))
     .description('create or attach a shared-memory pool (/dev/shm/dmem-NAME) and keep it up until SIGINT or SIGTERM')
     .requiredOption('--pool <name>', 'pool name (file /dev/shm/dmem-NAME) or absolute path (/dev/hugepages/..., /dev/daxX.Y)', parsePoolName)
     .option('--size <bytes>', 'pool size in bytes to create it, e.g. 256MiB, 1GiB; not needed to attach (an existing pool keeps its own size; a devdax device defaults to its size in sysfs)', parsePositiveSize)
@@ -53,7 +55,7 @@ export function addServerCommand(program: Command): void {
     .option('--remove-on-exit', 'unlink the pool file on shutdown if no other client is live then (default: the pool persists)', false)
     .option('--json', 'print one JSON object per result line (started, recovered, stopped) on stdout', false)
     .addHelpText('after', '\nExample:\n  dmem server --pool demo --size 1GiB\n  dmem stat --pool demo')
-    .action(async (flags: ServerFlags) => serve(flags));
+    .action(async (flags: ServerFlags & { listen?: string }) => (flags.listen ? serveTcpCommand(flags) : serve(flags)));
 }
 
 async function serve(flags: ServerFlags): Promise<void> {

@@ -14,6 +14,7 @@ import { formatBytes } from '../units.js';
 import { parsePoolName } from './options.js';
 import { fixed, pairs, table } from './format.js';
 import { Output } from './output.js';
+import { addRemoteStatOptions, statRemote, type RemoteStatFlags } from './stat-remote.js';
 
 interface StatFlags {
   pool: string;
@@ -24,12 +25,16 @@ const CLASS_LABELS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '>2MiB']
 
 /** Adds `stat` to `program`. */
 export function addStatCommand(program: Command): void {
-  program
-    .command('stat')
+  addRemoteStatOptions(program
+    .command('stat'))
     .description("attach to an existing pool and print its census: allocations per size class, free space, fragmentation, clients")
-    .requiredOption('--pool <name>', 'pool name (file /dev/shm/dmem-NAME) or absolute path; must exist', parsePoolName)
+    .option('--pool <name>', 'pool name (file /dev/shm/dmem-NAME) or absolute path; must exist (or --url / --config)', parsePoolName)
     .option('--json', 'print the census as one JSON object on stdout', false)
-    .action(async (flags: StatFlags) => stat(flags));
+    .action(async (flags: StatFlags & RemoteStatFlags, cmd: Command) => {
+      if (flags.url || flags.config) return statRemote(flags);
+      if (!flags.pool) cmd.error('error: give --pool NAME (or --url / --config for remote nodes)', { exitCode: 2 });
+      return stat(flags);
+    });
 }
 
 async function stat(flags: StatFlags): Promise<void> {
