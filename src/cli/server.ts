@@ -21,6 +21,7 @@ import { formatBytes } from '../units.js';
 import { intIn, parsePoolName, parsePositiveSize } from './options.js';
 import { pairs } from './format.js';
 import { Output } from './output.js';
+import { serveOfiCli, wantsOfi, withOfiOptions } from './serve-ofi.js';
 
 interface ServerFlags {
   pool: string;
@@ -34,8 +35,7 @@ interface ServerFlags {
 
 /** Adds `server` to `program`. */
 export function addServerCommand(program: Command): void {
-  program
-    .command('server')
+  withOfiOptions(program.command('server'))
     .description('create or attach a shared-memory pool (/dev/shm/dmem-NAME) and keep it up until SIGINT or SIGTERM')
     .requiredOption('--pool <name>', 'pool name (file /dev/shm/dmem-NAME) or absolute path (/dev/hugepages/..., /dev/daxX.Y)', parsePoolName)
     .requiredOption('--size <bytes>', 'pool size in bytes, e.g. 4096, 256MiB, 1GiB; an existing pool keeps its own size', parsePositiveSize)
@@ -54,6 +54,7 @@ export function addServerCommand(program: Command): void {
 }
 
 async function serve(flags: ServerFlags): Promise<void> {
+  if (wantsOfi(flags)) return serveOfiCli(flags);
   const out = new Output(flags.json);
   const log = out.logger('dmem-server');
   const path = shmPath(flags.pool);
