@@ -62,6 +62,7 @@ export const FI_MR_ENDPOINT = 1 << 9;
 // enums
 export const FI_EP_RDM = 3;
 export const FI_THREAD_SAFE = 1;
+export const FI_PROGRESS_AUTO = 1;
 export const FI_AV_TABLE = 2;
 export const FI_CQ_FORMAT_CONTEXT = 1;
 export const FI_WAIT_NONE = 0;
@@ -341,6 +342,8 @@ export interface InfoFacts {
   mrKeySize: number;
   maxMsgSize: number;
   addrFormat: number;
+  /** domain_attr->data_progress: FI_PROGRESS_AUTO (1) or FI_PROGRESS_MANUAL (2). */
+  dataProgress: number;
   /** Writes complete only once their data is in the target's memory (tx op_flags FI_DELIVERY_COMPLETE). */
   deliveryComplete: boolean;
 }
@@ -383,6 +386,7 @@ export function getInfo(o: Ofi, prov: string, node: string | null, source: boole
       mrKeySize: Number(field(o, d, t.fi_domain_attr, 'mr_key_size', 'size_t')),
       maxMsgSize: Math.min(Number(field(o, ptrField(o, info, t.fi_info, 'ep_attr'), t.fi_ep_attr, 'max_msg_size', 'size_t')), 2 ** 30),
       addrFormat: field(o, info, t.fi_info, 'addr_format', 'uint32_t') as number,
+      dataProgress: field(o, d, t.fi_domain_attr, 'data_progress', 'int') as number,
       deliveryComplete: (Number(field(o, ptrField(o, info, t.fi_info, 'tx_attr'), t.fi_tx_attr, 'op_flags', 'uint64_t')) & FI_DELIVERY_COMPLETE) !== 0,
     };
     if ((facts.mrMode & ~MR_MODES_SUPPORTED & ~3) !== 0) {

@@ -38,7 +38,7 @@ import { InvalidArgumentError, TransportUnavailableError } from '../../src/error
 import type { Pool } from '../../src/pool.js';
 import { BOOTSTRAP_VERSION, readLines, sendLine, tokenMatches } from './bootstrap.js';
 import { OfiEndpoint } from './endpoint.js';
-import { FI_MR_VIRT_ADDR, FI_READ, FI_REMOTE_READ, FI_REMOTE_WRITE, FI_WRITE, nativeBuffer, providerString, type NativeBuffer } from './ofi.js';
+import { FI_MR_VIRT_ADDR, FI_PROGRESS_AUTO, FI_READ, FI_REMOTE_READ, FI_REMOTE_WRITE, FI_WRITE, nativeBuffer, providerString, type NativeBuffer } from './ofi.js';
 
 /** The memory to serve: a mapping of the whole pool. */
 export interface ServedMemory {
@@ -66,6 +66,8 @@ export interface ServeOfiOptions {
   reportMs?: number;
   /** fi_cq_sread timeout of the progress loop (ms, default 100; also bounds `close`). */
   sreadMs?: number;
+  /** Force the fi_cq_sread loop even where the provider progresses data by itself (measurements). */
+  progress?: 'sread';
   /** Told about each connection, cut and refusal (for logs). */
   onEvent?: (e: OfiServerEvent) => void;
 }
@@ -106,8 +108,8 @@ export class OfiServer {
   private closed = false;
   /** Progress-loop wake-ups so far (sread returns or timer ticks). */
   progressCalls = 0;
-  /** How the CQ is progressed: `'sread'` (blocking, worker thread) or `'poll'` (1 ms timer). */
-  readonly progressMode: 'sread' | 'poll';
+  /** How the CQ is progressed: `'auto'` (the provider's own thread), `'sread'` (blocking, worker thread) or `'poll'` (1 ms timer). */
+  readonly progressMode: 'auto' | 'sread' | 'poll';
 
   private constructor(mem: ServedMemory, opts: ServeOfiOptions, ep: OfiEndpoint, net: Server) {
     this.mem = mem;
@@ -118,7 +120,7 @@ export class OfiServer {
     this.token = Buffer.isBuffer(opts.token) ? opts.token : Buffer.from(opts.token, 'utf8');
     this.keyBytes = Math.max(1, Math.min(8, ep.facts.mrKeySize || 8));
     this.entry = nativeBuffer(ep.o, 256);
-    this.progressMode = ep.cqSread !== null ? 'sread' : 'poll';
+    this.progressMode = ep.facts.dataProgress === FI_PROGRESS_AUTO && opts.progress !== 'sread' ? 'auto' : ep.cqSread !== null ? 'sread' : 'poll';
   }
 
   /**
@@ -211,6 +213,7 @@ export class OfiServer {
   private startProgress(): void {
     this.progressing = true;
     const sread = this.ep.cqSread;
+    if (this.progressMode === 'auto') return;
     if (sread === null) {
       this.pollTimer = setInterval(() => { this.ep.cqRead(this.ep.cq, this.entry.ptr, 1); this.progressCalls++; }, 1);
       return;

@@ -309,6 +309,14 @@ export async function openOfiPool(uri: string, opts: OfiPoolOptions): Promise<Po
     const pool = Pool.attach(transport, { ...opts, create: false });
     sendLine(sock, { client: pool.clientId, gen: pool.clientSlot(pool.clientId).gen });
     const t = transport;
+    // Pool's idle heartbeat runs from a timer; a transport failure there
+    // (the node cut this client, or went away) must not kill the process:
+    // the transport stays broken and the next call throws the error.
+    const p = pool as unknown as { heartbeat(): void };
+    const beat = p.heartbeat.bind(pool);
+    p.heartbeat = (): void => {
+      try { beat(); } catch (e) { if (!(e instanceof TransportFailedError)) throw e; }
+    };
     const close = pool.close.bind(pool);
     pool.close = (): number => {
       try { return close(); } finally { t.close(); }

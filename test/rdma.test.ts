@@ -1,0 +1,281 @@
+/**
+ * The ofi transport (plugins/rdma) against a real memory node: `dmem server
+ * --transport ofi` in a child process on 127.0.0.1 (ephemeral ports), with
+ * one-sided clients in this process and in child processes. Skips with a
+ * printed reason when libfabric or the provider is missing.
+ *
+ * tcp;ofi_rxm: the core's operations one-sided (every size class, > 2 MiB,
+ * exhaustion, double free, invalid address, read/write/cas/faa), wrong
+ * token, the multi-process stamping test with 2 clients, 2 x 5k CAS
+ * increments on one word, a client killed with SIGKILL recovered after its
+ * lease, and a paused client that resumes after revocation and cannot write
+ * the pool (its key was cut). sockets: the basic operations.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { Pool } from '../src/index.js';
+import { DoubleFreeError, InvalidAddressError, InvalidArgumentError, PoolExhaustedError, TransportUnavailableError } from '../src/index.js';
+import { openOfiPool } from '../plugins/rdma/transport.js';
+import { AuthFailedError } from '../plugins/rdma/errors.js';
+import { getInfo, ofi, providerString } from '../plugins/rdma/ofi.js';
+import { ROOT, is, rejects, uniqueName } from './helpers.js';
+import { removeShm } from '../plugins/cxl-shm/index.js';
+
+const CLI = join(ROOT, 'dist/src/cli/main.js');
+const WORKER = fileURLToPath(new URL('./fixtures/ofi-worker.js', import.meta.url));
+const STAMP = fileURLToPath(new URL('./fixtures/stamp-worker.js', import.meta.url));
+const TOKEN = `tok-${Math.random().toString(36).slice(2)}`;
+const LEASE_MS = 1500;
+
+/** Why the provider cannot run here, or null. */
+function unavailable(provider: string): string | null {
+  try {
+    const o = ofi();
+    const { info } = getInfo(o, providerString(provider), '127.0.0.1', true, true);
+    o.freeinfo(info);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+interface Node { url: string; proc: ChildProcess; name: string; log: string[]; stop(): Promise<void> }
+
+/** Starts `dmem server --transport ofi` on a fresh pool and waits for its `started` line. */
+async function startNode(provider: string, dir: string, leaseMs = LEASE_MS): Promise<Node> {
+  const name = uniqueName('ofi');
+  const tokenFile = join(dir, `token-${name}`);
+  writeFileSync(tokenFile, `${TOKEN}\n`);
+  const proc = spawn(process.execPath, [CLI, 'server', '--pool', name, '--size', '64MiB', '--transport', 'ofi', '--provider', provider,
+    '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--lease-ms', String(leaseMs), '--json', '--remove-on-exit'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log: string[] = [];
+  createInterface({ input: proc.stderr! }).on('line', (l) => log.push(l));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${log.join('\n')}`)), 15_000);
+    createInterface({ input: proc.stdout! }).once('line', (l) => { clearTimeout(timer); resolve((JSON.parse(l) as { url: string }).url); });
+    proc.once('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited with ${code}: ${log.join('\n')}`)); });
+  });
+  return {
+    url, proc, name, log,
+    stop: async () => {
+      if (proc.exitCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        await exited;
+      }
+      removeShm(name);
+    },
+  };
+}
+
+function waitFor<T>(what: string, ms: number, probe: () => T | null | undefined | false): Promise<T> {
+  const deadline = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const tick = (): void => {
+      let v: T | null | undefined | false;
+      try { v = probe(); } catch (e) { reject(e as Error); return; }
+      if (v !== null && v !== undefined && v !== false) { resolve(v); return; }
+      if (Date.now() > deadline) { reject(new Error(`timed out waiting for ${what}`)); return; }
+      setTimeout(tick, 50);
+    };
+    tick();
+  });
+}
+
+function worker(args: string[]): ChildProcess {
+  return fork(WORKER, args, { stdio: 'inherit', env: { ...process.env, DMEM_OFI_TOKEN: TOKEN } });
+}
+
+function message<T>(c: ChildProcess): Promise<T> {
+  return new Promise((resolve, reject) => {
+    c.once('message', (m) => resolve(m as T));
+    c.once('exit', (code) => reject(new Error(`worker exited with ${code}`)));
+  });
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'dmem-rdma-'));
+const tcpSkip = unavailable('tcp');
+let node: Node | null = null;
+let admin: Pool | null = null;
+
+test.before(async () => {
+  if (tcpSkip !== null) { console.log(`skip: ofi over tcp;ofi_rxm: ${tcpSkip}`); return; }
+  node = await startNode('tcp', dir);
+  admin = await openOfiPool(node.url, { token: TOKEN });
+});
+
+test.after(async () => {
+  admin?.close();
+  await node?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('tcp: every size class, > 2 MiB, read/write/cas/faa one-sided', () => {
+  if (admin === null) { console.log('skip: no ofi node'); return; }
+  const p = admin;
+  for (let c = 0; c <= 9; c++) {
+    const g = p.allocClass(c);
+    const bytes = 4096 * 2 ** c;
+    const pattern = new Uint8Array(bytes).map((_, i) => (i * 7 + c) & 255);
+    p.write(g, pattern);
+    assert.equal(p.read(g, bytes), pattern, `class ${c} reads back`);
+    p.free(g);
+  }
+  const big = p.alloc(5 * 2 ** 20 + 123);
+  const data = new Uint8Array(5 * 2 ** 20 + 123).map((_, i) => (i >> 3) & 255);
+  p.write(big, data);
+  assert.equal(p.read(big, data.length), data, '5 MiB block reads back');
+  p.free(big);
+  const w = p.alloc(64);
+  p.write(w, new Uint8Array(8));
+  assert.is(p.cas(w, 0n, 41n), 0n);
+  assert.is(p.cas(w, 0n, 99n), 41n, 'failed CAS returns the word found');
+  assert.is(p.faa(w, 1n), 41n);
+  assert.is(p.faa(w, -50n), 42n);
+  assert.is(p.cas(w, -8n, 0n), -8n, 'signed 64-bit values');
+  p.free(w);
+  const census = p.census();
+  assert.is(census.chunks.held, 0);
+});
+
+test('tcp: exhaustion, double free and invalid addresses are typed errors', () => {
+  if (admin === null) { console.log('skip: no ofi node'); return; }
+  const p = admin;
+  const held: number[] = [];
+  assert.throws(() => { for (;;) held.push(p.allocClass(9)); }, is(PoolExhaustedError));
+  assert.ok(held.length >= 20, `${held.length} sections allocated before exhaustion`);
+  for (const g of held) p.free(g);
+  const g = p.alloc(4096);
+  p.free(g);
+  assert.throws(() => p.free(g), is(DoubleFreeError));
+  assert.throws(() => p.free(g + 8), (e: unknown) => e instanceof InvalidAddressError || e instanceof DoubleFreeError);
+  assert.throws(() => p.read(7, 8), is(InvalidAddressError));
+  assert.throws(() => p.write(p.geometry.poolBytes * 4, new Uint8Array(8)), is(InvalidAddressError));
+});
+
+test('tcp: wrong token, closed port and bad URIs are refused with typed errors', async () => {
+  if (node === null) { console.log('skip: no ofi node'); return; }
+  await rejects(openOfiPool(node.url, { token: 'not-the-token' }), is(AuthFailedError));
+  await rejects(openOfiPool('ofi+tcp://127.0.0.1:1', { token: TOKEN }), is(TransportUnavailableError));
+  await rejects(openOfiPool('ofi+tcp://nohostport', { token: TOKEN }), is(InvalidArgumentError));
+  await rejects(openOfiPool(node.url.replace('ofi+tcp', 'ofi+sockets'), { token: TOKEN }), is(TransportUnavailableError));
+  assert.ok(node.log.some((l) => l.includes('wrong token')), 'the server logged the refusal');
+});
+
+test('tcp: 2 one-sided client processes stamp every chunk they hold: no chunk held twice', async () => {
+  if (node === null || admin === null) { console.log('skip: no ofi node'); return; }
+  const url = node.url;
+  const kids = [0, 1].map((i) => fork(STAMP, [url, String(2000 + i), '1500', '16'], { stdio: 'inherit', env: { ...process.env, DMEM_OFI_TOKEN: TOKEN } }));
+  await Promise.all(kids.map((k) => message(k)));
+  const done = kids.map((k) => message<{ clientId: number; allocs: number; frees: number; mismatches: number }>(k));
+  for (const k of kids) k.send('go');
+  const reports = await Promise.all(done);
+  assert.is(new Set(reports.map((r) => r.clientId)).size, 2);
+  for (const r of reports) {
+    assert.is(r.mismatches, 0, `client ${r.clientId}: stamps overwritten`);
+    assert.is(r.allocs, r.frees);
+    assert.ok(r.allocs > 300, `client ${r.clientId} made ${r.allocs} allocations`);
+  }
+  const c = admin.census();
+  assert.is(c.chunks.held, 0);
+  assert.is(c.chunks.orphan, 0);
+});
+
+test('tcp: 2 client processes x 5000 CAS increments on one word total exactly 10000', async () => {
+  if (node === null || admin === null) { console.log('skip: no ofi node'); return; }
+  const N = 5000;
+  const g = admin.alloc(8);
+  admin.write(g, new Uint8Array(8));
+  const kids = [0, 1].map(() => worker(['cas', node!.url, String(g), String(N)]));
+  await Promise.all(kids.map((k) => message(k)));
+  const done = kids.map((k) => message<{ done: number; retries: number }>(k));
+  for (const k of kids) k.send('go');
+  const r = await Promise.all(done);
+  assert.is(admin.cas(g, 0n, 0n), BigInt(2 * N));
+  console.log(`  2 x ${N} remote CAS increments: ${r[0].retries + r[1].retries} retries`);
+  admin.free(g);
+});
+
+test('tcp: a client killed with SIGKILL mid-allocation is recovered after its lease', async () => {
+  if (node === null || admin === null) { console.log('skip: no ofi node'); return; }
+  const k = worker(['churn', node.url]);
+  const { clientId } = await message<{ clientId: number }>(k);
+  assert.ok(admin.census().chunks.held > 0, 'the churning client holds memory');
+  const gone = new Promise((r) => k.once('exit', r));
+  k.kill('SIGKILL');
+  await gone;
+  await waitFor('recovery of the killed client', 8 * LEASE_MS, () => admin!.clientSlot(clientId).state === 'free');
+  await waitFor('its memory back', 4 * LEASE_MS, () => admin!.census().chunks.held === 0);
+  const c = admin.census();
+  assert.is(c.chunks.orphan, 0);
+  assert.ok(node.log.some((l) => l.includes('client recovered')), 'the monitor logged the recovery');
+});
+
+test('tcp: a paused client resumed after revocation cannot write the pool (its key was cut)', async () => {
+  if (node === null || admin === null) { console.log('skip: no ofi node'); return; }
+  const k = worker(['hold', node.url]);
+  const { clientId, gaddr } = await message<{ clientId: number; gaddr: number }>(k);
+  k.kill('SIGSTOP');
+  try {
+    await waitFor('revocation', 6 * LEASE_MS, () => admin!.clientSlot(clientId).state === 'revoked');
+    await waitFor('the key cut', 2000, () => node!.log.some((l) => l.includes('client-cut') && l.includes(`"client":${clientId}`)));
+  } finally {
+    k.kill('SIGCONT');
+  }
+  const reply = message<{ code: string }>(k);
+  k.send('write');
+  const { code } = await reply;
+  assert.is(code, 'TRANSPORT_FAILED', 'the resumed client\'s write fails');
+  assert.equal(admin.read(gaddr, 64), new Uint8Array(64).fill(1), 'nothing it wrote after the cut landed');
+  const gone = new Promise((r) => k.once('exit', r));
+  k.kill('SIGKILL');
+  await gone;
+  await waitFor('recovery after it exited', 8 * LEASE_MS, () => admin!.clientSlot(clientId).state === 'free');
+});
+
+test('sockets provider: the basic operations one-sided', async () => {
+  const why = unavailable('sockets');
+  if (why !== null) { console.log(`skip: ofi over sockets: ${why}`); return; }
+  // The tcp node's admin client would miss its lease while this process
+  // waits on the sockets provider (10-60 ms an operation here): close it.
+  admin?.close();
+  admin = null;
+  const n = await startNode('sockets', dir, 10_000);
+  try {
+    assert.ok(n.url.startsWith('ofi+sockets://'));
+    const p = await openOfiPool(n.url, { token: TOKEN });
+    try {
+      const gs = [0, 3, 9].map((c) => p.allocClass(c));
+      const big = new Uint8Array(3 * 2 ** 20).map((_, i) => i & 255);
+      const g = p.alloc(big.length);
+      p.write(g, big);
+      assert.equal(p.read(g, big.length), big, '3 MiB over sockets reads back');
+      p.free(g);
+      for (const g of gs) {
+        p.write(g, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
+        assert.equal(p.read(g, 8), new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
+      }
+      const w = gs[0];
+      p.write(w, new Uint8Array(8));
+      assert.is(p.cas(w, 0n, 5n), 0n);
+      assert.is(p.faa(w, 2n), 5n);
+      assert.is(p.cas(w, 7n, 1n), 7n);
+      for (const g of gs) p.free(g);
+      assert.throws(() => p.free(gs[0]), is(DoubleFreeError));
+      assert.is(p.census().chunks.held, 0);
+      await rejects(openOfiPool(n.url, { token: 'nope' }), is(AuthFailedError));
+    } finally {
+      p.close();
+    }
+  } finally {
+    await n.stop();
+  }
+});
+
+test.run();
