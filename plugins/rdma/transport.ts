@@ -77,6 +77,8 @@ export class OfiTransport implements Transport {
   readonly kind = 'ofi';
   readonly size: number;
   readonly ep: OfiEndpoint;
+  /** Where the pool is (the bootstrap's answer): a C peer can use the same key (bench/peers/ofi_client.c). */
+  readonly target: OfiTarget;
   private readonly peer: bigint;
   private readonly key: bigint;
   private readonly base: number;
@@ -113,6 +115,7 @@ export class OfiTransport implements Transport {
       operand: b + BigInt(OPERAND), compare: b + BigInt(COMPARE), result: b + BigInt(RESULT), ctx: b + BigInt(CONTEXT),
       entry: b + BigInt(CQ_ENTRY), err: b + BigInt(ERR_ENTRY), stage: b + BigInt(STAGE),
     };
+    this.target = t;
     this.size = t.size;
     this.key = t.key;
     this.base = t.base;

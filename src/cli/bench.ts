@@ -18,6 +18,7 @@ import { intIn, parseClass, parseClassList, parseExistingFile, parsePoolName, pa
 import { Output } from './output.js';
 import { progress } from './progress.js';
 import { withInterrupt } from './interrupt.js';
+import { addOfiBenchCommand } from './bench-ofi.js';
 
 interface MicroFlags {
   pool?: string;
@@ -44,6 +45,7 @@ interface TraceFlags {
 /** Adds `bench micro` and `bench trace` to `program`. */
 export function addBenchCommands(program: Command): void {
   const bench = program.command('bench').description('benchmarks: micro (FineMem frag), trace (FineMem stage replay), recovery, heap');
+  addOfiBenchCommand(bench);
 
   bench
     .command('micro')
