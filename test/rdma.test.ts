@@ -9,11 +9,13 @@
  * token, the multi-process stamping test with 2 clients, 2 x 5k CAS
  * increments on one word, a client killed with SIGKILL recovered after its
  * lease, and a paused client that resumes after revocation and cannot write
- * the pool (its key was cut). sockets: the basic operations.
+ * the pool (its key was cut). sockets: the basic operations. Then the
+ * stamping test across two network namespaces joined by veth (made and
+ * removed here; skipped without root).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,12 +50,13 @@ function unavailable(provider: string): string | null {
 interface Node { url: string; proc: ChildProcess; name: string; log: string[]; stop(): Promise<void> }
 
 /** Starts `dmem server --transport ofi` on a fresh pool and waits for its `started` line. */
-async function startNode(provider: string, dir: string, leaseMs = LEASE_MS): Promise<Node> {
+async function startNode(provider: string, dir: string, leaseMs = LEASE_MS, netns: string | null = null, host = '127.0.0.1'): Promise<Node> {
   const name = uniqueName('ofi');
   const tokenFile = join(dir, `token-${name}`);
   writeFileSync(tokenFile, `${TOKEN}\n`);
-  const proc = spawn(process.execPath, [CLI, 'server', '--pool', name, '--size', '64MiB', '--transport', 'ofi', '--provider', provider,
-    '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--lease-ms', String(leaseMs), '--json', '--remove-on-exit'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const wrap = netns === null ? [] : ['netns', 'exec', netns, process.execPath];
+  const proc = spawn(netns === null ? process.execPath : 'ip', [...wrap, CLI, 'server', '--pool', name, '--size', '64MiB', '--transport', 'ofi', '--provider', provider,
+    '--listen', `${host}:0`, '--token-file', tokenFile, '--lease-ms', String(leaseMs), '--json', '--remove-on-exit'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log: string[] = [];
   createInterface({ input: proc.stderr! }).on('line', (l) => log.push(l));
   const url = await new Promise<string>((resolve, reject) => {
@@ -275,6 +278,53 @@ test('sockets provider: the basic operations one-sided', async () => {
     }
   } finally {
     await n.stop();
+  }
+});
+
+/** Runs `ip ARGS`; returns null on success or the error text. */
+function ip(args: string[]): string | null {
+  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  return r.status === 0 ? null : (r.error?.message ?? r.stderr.trim()) || `ip exited with ${r.status}`;
+}
+
+test('tcp across two network namespaces joined by veth: 2 stamping clients in one, the node in the other', async () => {
+  if (tcpSkip !== null) { console.log(`skip: netns: ${tcpSkip}`); return; }
+  if (process.getuid?.() !== 0) { console.log('skip: netns: needs root (ip netns add)'); return; }
+  const tag = `${process.pid % 100000}`;
+  const [a, b] = [`dmem-a-${tag}`, `dmem-b-${tag}`];
+  const [va, vb] = [`dv${tag}a`, `dv${tag}b`];
+  const net = `10.213.${process.pid % 250}`;
+  const setup: string[][] = [
+    ['netns', 'add', a], ['netns', 'add', b], ['link', 'add', va, 'type', 'veth', 'peer', 'name', vb],
+    ['link', 'set', va, 'netns', a], ['link', 'set', vb, 'netns', b],
+    ['-n', a, 'addr', 'add', `${net}.1/24`, 'dev', va], ['-n', b, 'addr', 'add', `${net}.2/24`, 'dev', vb],
+    ['-n', a, 'link', 'set', va, 'up'], ['-n', b, 'link', 'set', vb, 'up'], ['-n', a, 'link', 'set', 'lo', 'up'], ['-n', b, 'link', 'set', 'lo', 'up'],
+  ];
+  let n: Node | null = null;
+  try {
+    for (const step of setup) {
+      const err = ip(step);
+      if (err !== null) { console.log(`skip: netns: ip ${step.join(' ')}: ${err}`); return; }
+    }
+    n = await startNode('tcp', dir, LEASE_MS, a, `${net}.1`);
+    assert.ok(n.url.includes(`${net}.1`), n.url);
+    const kids = [0, 1].map((i) => spawn('ip', ['netns', 'exec', b, process.execPath, STAMP, n!.url, String(3000 + i), '400', '8'], {
+      stdio: ['inherit', 'inherit', 'inherit', 'ipc'], env: { ...process.env, DMEM_OFI_TOKEN: TOKEN },
+    }));
+    await Promise.all(kids.map((k) => message(k)));
+    const done = kids.map((k) => message<{ clientId: number; allocs: number; frees: number; mismatches: number }>(k));
+    for (const k of kids) k.send('go');
+    const reports = await Promise.all(done);
+    for (const r of reports) {
+      assert.is(r.mismatches, 0, `client ${r.clientId}: stamps overwritten`);
+      assert.is(r.allocs, r.frees);
+      assert.ok(r.allocs > 50, `client ${r.clientId} made ${r.allocs} allocations across the veth`);
+    }
+    assert.is(reports[0].clientId === reports[1].clientId, false);
+  } finally {
+    await n?.stop();
+    ip(['netns', 'del', a]);
+    ip(['netns', 'del', b]);
   }
 });
 
