@@ -20,9 +20,12 @@
  *    by anyone, checked every `watchMs`);
  *  - its bootstrap connection closes (the process died or the network
  *    between them broke: the client cannot tell it is still wanted);
- *  - it has not reported its client id within `reportMs` (so a slot the
- *    server cannot name never outlives the monitor's fence timeout of two
- *    leases with a live key; keep reportMs below that).
+ *  - it has not reported its client id within `reportMs` (garbage
+ *    collection of silent connections). Until it reports, the connection
+ *    is cut along with any revocation the server cannot attribute: a
+ *    `cutClient` of an unknown id, or a slot unknown to the server seen
+ *    revoked or recovering. So a slot the server cannot name never
+ *    outlives its revocation with a live key.
  *
  * Progress: ofi_rxm emulates RMA and atomics in software on the target and
  * its data progress is manual, so the server must call into the CQ. It
@@ -62,7 +65,7 @@ export interface ServeOfiOptions {
   pool?: Pool;
   /** Period of that slot check (ms, default 250). */
   watchMs?: number;
-  /** Time a client has to report its client id after the bootstrap (ms, default 2000). */
+  /** Time a client has to report its client id after the bootstrap (ms, default 30000). */
   reportMs?: number;
   /** fi_cq_sread timeout of the progress loop (ms, default 100; also bounds `close`). */
   sreadMs?: number;
@@ -178,6 +181,14 @@ export class OfiServer {
     for (const c of [...this.conns.values()]) {
       if (c.client === clientId) { this.cut(c, reason); n++; }
     }
+    // A connection that has not reported its id yet may be this client
+    // (it registered and is about to report): it is cut too, so no key
+    // outlives the revocation of the slot it might own.
+    if (n === 0) {
+      for (const c of [...this.conns.values()]) {
+        if (c.client === null) { this.cut(c, `${reason} (client ${clientId} unknown; this connection had not reported its id)`); n++; }
+      }
+    }
     return n;
   }
 
@@ -273,7 +284,7 @@ export class OfiServer {
     this.usedKeys.add(reg.key);
     const conn: Conn = { id: this.nextConn++, sock, mr: reg.mr, client: null, gen: 0, reportTimer: null };
     this.conns.set(conn.id, conn);
-    conn.reportTimer = setTimeout(() => this.cut(conn, 'no client id reported in time'), this.opts.reportMs ?? 2000);
+    conn.reportTimer = setTimeout(() => this.cut(conn, 'no client id reported in time'), this.opts.reportMs ?? 30_000);
     conn.reportTimer.unref();
     sock.once('close', () => this.cut(conn, 'bootstrap connection closed'));
     this.opts.onEvent?.({ event: 'client-connected', conn: conn.id, remote });
@@ -304,6 +315,16 @@ export class OfiServer {
   private watchSlots(): void {
     const pool = this.opts.pool;
     if (!pool || this.closed) return;
+    const conns = [...this.conns.values()];
+    if (conns.some((c) => c.client === null)) {
+      // Unreported connections cannot be matched to a slot: cut them if
+      // any slot we do not know of is being revoked or recovered.
+      const known = new Set(conns.map((c) => c.client));
+      let slots: ReturnType<Pool['clientSlots']> = [];
+      try { slots = pool.clientSlots(); } catch { /* a closed pool: nothing to compare */ }
+      const gone = slots.find((s) => (s.state === 'revoked' || s.state === 'recovering') && !known.has(s.id));
+      if (gone) for (const c of conns) if (c.client === null) this.cut(c, `slot ${gone.id} is ${gone.state} and this connection had not reported its id`);
+    }
     for (const c of [...this.conns.values()]) {
       if (c.client === null) continue;
       let slot;

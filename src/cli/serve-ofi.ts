@@ -70,7 +70,7 @@ export async function serveOfiCli(flags: OfiServerFlags): Promise<void> {
   const ofiLog = log.child({ component: 'ofi' }, { level: 'info' });
   const server = await serveOfi(mem, {
     provider: flags.provider, listen: flags.listen, token, pool,
-    watchMs: quarterMs, reportMs: Math.max(1000, flags.leaseMs),
+    watchMs: quarterMs,
     onEvent: (e) => (e.event === 'client-cut' || e.event === 'refused' ? ofiLog.warn(e, e.event) : ofiLog.info(e, e.event)),
   }).catch((e: unknown) => { mem.unmap(); pool.close(); throw e; });
   server.fenceOnRevoke(pool);
