@@ -6,7 +6,9 @@
  * the cost of the FFI + JS + Wasm path is the difference of the two.
  *
  * Operations: 8 B read (fi_read), 8 B CAS (fi_compare_atomic), 4 KiB write
- * (fi_write), and alloc+free of one 4 KiB block (JS only: the allocator is
+ * (fi_write), each through the Pool API (`js`: the core first checks that
+ * the range lies in an allocated block, which reads pool metadata) and
+ * through the OfiTransport alone (`js-transport`), and alloc+free of one 4 KiB block (JS only: the allocator is
  * the Wasm core; one pair counts as one operation). JS runs with one
  * operation in flight (the transport is synchronous); the C client runs
  * with 1 and with `inflight` (default 16). Each repetition runs every
@@ -40,7 +42,8 @@ export interface OfiBenchOptions {
 
 /** One measured row (medians over repetitions). */
 export interface OfiBenchRow {
-  side: 'js' | 'c';
+  /** `js`: the Pool API (address check in the core + transport); `js-transport`: OfiTransport alone; `c`: bench/peers/ofi_client.c. */
+  side: 'js' | 'js-transport' | 'c';
   op: 'read8' | 'cas8' | 'write4k' | 'alloc+free';
   inflight: number;
   opsPerSec: number;
@@ -145,12 +148,19 @@ export async function runOfiBench(opts: OfiBenchOptions = {}): Promise<OfiBenchR
       write4k: () => p.write(g, page),
       'alloc+free': () => p.free(p.allocClass(0)),
     };
+    const raw: Record<string, () => void> = {
+      read8: () => { t.load64(offset); },
+      cas8: () => { t.cas64(offset, 0n, 0n); },
+      write4k: () => t.write(offset, page),
+    };
     const samples = new Map<string, Array<[number, number, number]>>();
     const add = (key: string, v: [number, number, number]): void => { samples.set(key, [...(samples.get(key) ?? []), v]); };
     for (let r = 0; r < reps; r++) {
       for (const op of ['read8', 'cas8', 'write4k', 'alloc+free'] as const) {
         add(`js ${op} 1`, timeJs(ops, js[op]));
-        if (op === 'alloc+free' || !('path' in client)) continue;
+        if (op === 'alloc+free') continue;
+        add(`js-transport ${op} 1`, timeJs(ops, raw[op]));
+        if (!('path' in client)) continue;
         for (const inflight of depth > 1 ? [1, depth] : [1]) {
           const out = execFileSync(client.path, [
             t.target.prov, t.target.host, Buffer.from(t.target.addr).toString('hex'), t.target.key.toString(), String(t.target.base),
