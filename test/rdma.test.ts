@@ -16,7 +16,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -309,6 +309,25 @@ test('sockets provider: the basic operations one-sided', async () => {
     }
   } finally {
     await n.stop();
+  }
+});
+
+test('cli: --transport ofi without --listen is bad usage; an unknown provider names fi_info', () => {
+  const tokenFile = join(dir, 'cli-token');
+  writeFileSync(tokenFile, TOKEN);
+  const name = uniqueName('ofi-cli');
+  try {
+    const usage = spawnSync(process.execPath, [CLI, 'server', '--pool', name, '--size', '8MiB', '--transport', 'ofi', '--token-file', tokenFile], { encoding: 'utf8' });
+    assert.is(usage.status, 2, usage.stderr);
+    assert.match(usage.stderr, /--listen/);
+    if (tcpSkip !== null) { console.log(`skip: unknown-provider check: ${tcpSkip}`); return; }
+    const bad = spawnSync(process.execPath, [CLI, 'server', '--pool', name, '--size', '8MiB', '--transport', 'ofi', '--provider', 'nosuchprov',
+      '--listen', '127.0.0.1:0', '--token-file', tokenFile], { encoding: 'utf8' });
+    assert.is(bad.status, 1, bad.stderr);
+    assert.match(bad.stderr, /fi_info -p 'nosuchprov'/);
+    assert.not.ok(existsSync(`/dev/shm/dmem-${name}`), 'the pool it created for nothing is removed');
+  } finally {
+    removeShm(name);
   }
 });
 

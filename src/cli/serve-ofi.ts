@@ -8,8 +8,8 @@
  * (`fenceOnRevoke`), docs/rdma.md.
  */
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { Option, type Command } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
+import { InvalidArgumentError as UsageError, Option, type Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { openPool } from '../pool.js';
 import { LeaseMonitor, type RecoveryEvent } from '../monitor.js';
@@ -47,10 +47,15 @@ export function wantsOfi(flags: object): flags is OfiServerFlags {
   return (flags as { transport?: string }).transport === 'ofi';
 }
 
-/** Runs the ofi server until SIGINT or SIGTERM. @throws InvalidArgumentError, TransportUnavailableError */
+/** Runs the ofi server until SIGINT or SIGTERM. @throws commander's InvalidArgumentError (usage: exit 2), InvalidArgumentError (token file), TransportUnavailableError */
 export async function serveOfiCli(flags: OfiServerFlags): Promise<void> {
-  if (flags.listen === undefined) throw new InvalidArgumentError('--transport ofi needs --listen HOST:PORT');
-  if (flags.tokenFile === undefined) throw new InvalidArgumentError('--transport ofi needs --token-file FILE (the shared secret clients present)');
+  const missing = flags.listen === undefined ? '--listen HOST:PORT' : flags.tokenFile === undefined ? '--token-file FILE (the shared secret clients present)' : null;
+  if (missing !== null || flags.listen === undefined || flags.tokenFile === undefined) {
+    // Bad usage: commander prints its own errors, an action's are only thrown (exit 2).
+    const text = `--transport ofi needs ${missing}`;
+    process.stderr.write(`error: ${text}\n`);
+    throw new UsageError(text);
+  }
   let token: string;
   try {
     token = readFileSync(flags.tokenFile, 'utf8').replace(/\r?\n$/, '');
@@ -64,6 +69,7 @@ export async function serveOfiCli(flags: OfiServerFlags): Promise<void> {
   const out = new Output(flags.json);
   const log = out.logger('dmem-server');
   const quarterMs = Math.max(5, Math.floor(flags.leaseMs / 4));
+  const existed = existsSync(shmPath(flags.pool));
   const pool = await openPool(`shm:${flags.pool}`, { size: flags.size, clients: flags.clients, heartbeatMs: quarterMs });
   pool.setLeaseMs(flags.leaseMs);
   const mem = mapWholePool(flags.pool, pool.geometry.layoutVersion);
@@ -72,7 +78,12 @@ export async function serveOfiCli(flags: OfiServerFlags): Promise<void> {
     provider: flags.provider, listen: flags.listen, token, pool,
     watchMs: quarterMs,
     onEvent: (e) => (e.event === 'client-cut' || e.event === 'refused' ? ofiLog.warn(e, e.event) : ofiLog.info(e, e.event)),
-  }).catch((e: unknown) => { mem.unmap(); pool.close(); throw e; });
+  }).catch((e: unknown) => {
+    mem.unmap();
+    pool.close();
+    if (!existed) removeShm(flags.pool);
+    throw e;
+  });
   server.fenceOnRevoke(pool);
   const monitorLog = log.child({ component: 'lease-monitor' }, { level: 'info' });
   const onRecovery = flags.json ? (e: RecoveryEvent): void => out.result({ event: 'recovered', pool: flags.pool, ...e }, () => []) : undefined;
