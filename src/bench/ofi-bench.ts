@@ -187,3 +187,75 @@ export async function runOfiBench(opts: OfiBenchOptions = {}): Promise<OfiBenchR
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** Options of `runOfiFrag`. */
+export interface OfiFragOptions {
+  provider?: string;
+  /** Client process counts to run, in order (default [1, 2]). */
+  procs?: number[];
+  /** Blocks each process holds (N, default 1000), freed and allocated per epoch (M, default 250), epochs (default 8). */
+  blocks?: number;
+  churn?: number;
+  epochs?: number;
+  /** Repetitions (default 3); rows are medians. */
+  reps?: number;
+}
+
+/** One frag row: medians over repetitions. */
+export interface OfiFragRow {
+  procs: number;
+  /** Allocations per second per process while filling (median over processes and repetitions). */
+  fillAllocsPerSec: number;
+  /** Frees + allocations per second of all processes together during the epochs. */
+  churnOpsPerSec: number;
+  casRetries: number;
+  opsPerAlloc: number;
+  opsPerFree: number;
+}
+
+/**
+ * FineMem's frag pattern on class 0 (4 KiB), one-sided over ofi, with 1 and
+ * 2 client processes on a memory node started here on 127.0.0.1
+ * (src/bench/ofi-frag-worker.ts); process counts interleaved per repetition.
+ * @throws TransportUnavailableError when libfabric or the provider is missing
+ */
+export async function runOfiFrag(opts: OfiFragOptions = {}): Promise<OfiFragRow[]> {
+  const { fork } = await import('node:child_process');
+  const dir = mkdtempSync(join(tmpdir(), 'dmem-ofi-frag-'));
+  const token = `frag-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const node = await startNode(opts.provider ?? 'tcp', token, dir);
+  const worker = fileURLToPath(new URL('./ofi-frag-worker.js', import.meta.url));
+  const runs = new Map<number, Array<{ fill: number; churn: number; retries: number; perAlloc: number; perFree: number }>>();
+  try {
+    for (let r = 0; r < (opts.reps ?? 3); r++) {
+      for (const procs of opts.procs ?? [1, 2]) {
+        const kids = Array.from({ length: procs }, (_, i) => fork(worker, [node.url, String(r * 100 + i + 1), String(opts.blocks ?? 1000), String(opts.churn ?? 250), String(opts.epochs ?? 8)], {
+          env: { ...process.env, DMEM_OFI_TOKEN: token }, stdio: 'inherit',
+        }));
+        try {
+          const msg = <T>(k: (typeof kids)[number]): Promise<T> => new Promise((resolve, reject) => {
+            k.once('message', (m) => resolve(m as T));
+            k.once('exit', (code) => reject(new Error(`frag worker exited with ${code}`)));
+          });
+          await Promise.all(kids.map((k) => msg(k)));
+          const done = kids.map((k) => msg<{ fillAllocsPerS: number; churnOpsPerS: number; casRetries: number; opsPerAlloc: number; opsPerFree: number }>(k));
+          for (const k of kids) k.send('go');
+          const rs = await Promise.all(done);
+          runs.set(procs, [...(runs.get(procs) ?? []), {
+            fill: median(rs.map((x) => x.fillAllocsPerS)), churn: rs.reduce((a, x) => a + x.churnOpsPerS, 0),
+            retries: rs.reduce((a, x) => a + x.casRetries, 0), perAlloc: median(rs.map((x) => x.opsPerAlloc)), perFree: median(rs.map((x) => x.opsPerFree)),
+          }]);
+        } finally {
+          for (const k of kids) if (k.exitCode === null) k.kill('SIGKILL');
+        }
+      }
+    }
+  } finally {
+    await node.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return [...runs].map(([procs, v]) => ({
+    procs, fillAllocsPerSec: median(v.map((x) => x.fill)), churnOpsPerSec: median(v.map((x) => x.churn)),
+    casRetries: median(v.map((x) => x.retries)), opsPerAlloc: median(v.map((x) => x.perAlloc)), opsPerFree: median(v.map((x) => x.perFree)),
+  }));
+}

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { runOfiBench } from '../bench/ofi-bench.js';
+import { runOfiBench, runOfiFrag } from '../bench/ofi-bench.js';
 import { fixed, formatCount, table } from './format.js';
 import { intIn } from './options.js';
 import { Output } from './output.js';
@@ -17,6 +17,7 @@ interface OfiBenchFlags {
   reps: number;
   inflight: number;
   json: boolean;
+  frag: boolean;
 }
 
 /** Adds `ofi` under `dmem bench`. */
@@ -30,9 +31,20 @@ export function addOfiBenchCommand(bench: Command): void {
     .option('--ops <n>', 'operations per measurement', intIn(10, 1e8), 5000)
     .option('--reps <n>', 'repetitions; figures are medians over them', intIn(1, 1000), 3)
     .option('--inflight <n>', "the C client's second in-flight depth (JS is synchronous: 1)", intIn(1, 64), 16)
+    .option('--frag', "instead: FineMem's frag pattern on class 0 (1000 blocks, 250 freed and allocated per epoch, 8 epochs) with 1 and 2 client processes", false)
     .option('--json', 'one JSON object per result row', false)
     .action(async (flags: OfiBenchFlags) => {
       const out = new Output(flags.json);
+      if (flags.frag) {
+        const rows = await runOfiFrag({ provider: flags.provider, reps: flags.reps });
+        for (const row of rows) out.result({ bench: 'ofi-frag', provider: flags.provider, ...row }, () => []);
+        if (!flags.json) {
+          const cells = rows.map((x) => [String(x.procs), formatCount(x.fillAllocsPerSec), formatCount(x.churnOpsPerSec), String(x.casRetries), fixed(x.opsPerAlloc), fixed(x.opsPerFree)]);
+          const cols = ['procs', 'fill allocs/s/proc', 'churn ops/s (all)', 'CAS retries', 'ops/alloc', 'ops/free'].map((header) => ({ header }));
+          for (const line of table(cols, cells)) console.log(line);
+        }
+        return;
+      }
       const token = flags.tokenFile ? readFileSync(flags.tokenFile, 'utf8').replace(/\r?\n$/, '') : undefined;
       const r = await runOfiBench({ url: flags.url, token, provider: flags.provider, ops: flags.ops, reps: flags.reps, inflight: flags.inflight });
       for (const row of r.rows) out.result({ bench: 'ofi', url: r.url, provider: r.provider, ...row }, () => []);
