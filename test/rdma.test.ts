@@ -34,7 +34,8 @@ const CLI = join(ROOT, 'dist/src/cli/main.js');
 const WORKER = fileURLToPath(new URL('./fixtures/ofi-worker.js', import.meta.url));
 const STAMP = fileURLToPath(new URL('./fixtures/stamp-worker.js', import.meta.url));
 const TOKEN = `tok-${Math.random().toString(36).slice(2)}`;
-const LEASE_MS = 1500;
+// Long enough that a loaded 2-core CI machine does not starve a live client past its lease.
+const LEASE_MS = 2500;
 
 /** Why the provider cannot run here, or null. */
 function unavailable(provider: string): string | null {
@@ -243,8 +244,8 @@ test('tcp: a client killed with SIGKILL mid-allocation is recovered after its le
   await gone;
   await waitFor('recovery of the killed client', 8 * LEASE_MS, () => admin!.clientSlot(clientId).state === 'free');
   await waitFor('its memory back', 4 * LEASE_MS, () => admin!.census().chunks.held === before);
-  const c = admin.census();
-  assert.is(c.chunks.orphan, 0);
+  // What it left half done and nobody owns (orphans) is freed by the monitor's grace sweep, a full lease or two later.
+  await waitFor('no orphans', 8 * LEASE_MS, () => admin!.census().chunks.orphan === 0);
   assert.ok(node.log.some((l) => l.includes('client recovered')), 'the monitor logged the recovery');
 });
 
