@@ -24,6 +24,7 @@ import { addCompareCommand } from './compare.js';
 import { addChaosCommand } from './chaos.js';
 import { addPagingBench } from './bench-paging.js';
 import { addRemoteBenchCommand } from './bench-remote.js';
+import { addOfiBenchCommand } from './bench-ofi.js';
 
 interface MicroFlags {
   pool?: string;
@@ -49,7 +50,8 @@ interface TraceFlags {
 
 /** Adds `bench micro` and `bench trace` to `program`. */
 export function addBenchCommands(program: Command): void {
-  const bench = program.command('bench').description('benchmarks: micro (FineMem frag), trace (FineMem stage replay), recovery, heap, compare (against Boost.Interprocess and malloc)');
+  const bench = program.command('bench').description('benchmarks: micro (FineMem frag), trace (FineMem stage replay), recovery, heap, compare, chaos, paging, remote, ofi');
+  addOfiBenchCommand(bench);
 
   bench
     .command('micro')

@@ -27,6 +27,7 @@ import { pairs } from './format.js';
 import { Output } from './output.js';
 import { addTcpServeOptions, serveTcpCommand } from './serve-tcp.js';
 import { untilSignal } from './until-signal.js';
+import { serveOfiCli, wantsOfi, withOfiOptions } from './serve-ofi.js';
 
 interface ServerFlags {
   pool: string;
@@ -40,8 +41,8 @@ interface ServerFlags {
 
 /** Adds `server` to `program`. */
 export function addServerCommand(program: Command): void {
-  addTcpServeOptions(program
-    .command('server'))
+  addTcpServeOptions(withOfiOptions(program
+    .command('server')))
     .description('create or attach a shared-memory pool (/dev/shm/dmem-NAME) and keep it up until SIGINT or SIGTERM')
     .requiredOption('--pool <name>', 'pool name (file /dev/shm/dmem-NAME) or absolute path (/dev/hugepages/..., /dev/daxX.Y)', parsePoolName)
     .option('--size <bytes>', 'pool size in bytes to create it, e.g. 256MiB, 1GiB; not needed to attach (an existing pool keeps its own size; a devdax device defaults to its size in sysfs)', parsePositiveSize)
@@ -59,6 +60,7 @@ export function addServerCommand(program: Command): void {
 }
 
 async function serve(flags: ServerFlags): Promise<void> {
+  if (wantsOfi(flags)) return serveOfiCli(flags);
   const out = new Output(flags.json);
   const log = out.logger('dmem-server');
   const path = shmPath(flags.pool);

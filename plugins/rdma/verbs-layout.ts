@@ -1,0 +1,204 @@
+/**
+ * koffi definitions of the rdma-core (libibverbs) structs a verbs backend
+ * binds, and the layout table that test/verbs-layout.test.ts compares,
+ * field by field, with what a C compiler says against the installed
+ * headers (infiniband/verbs.h), together with the libfabric layouts of
+ * ofi.ts (rdma/fabric.h ...).
+ *
+ * ibv_post_send and ibv_poll_cq are static inline in verbs.h:
+ *   ibv_post_send(qp, wr, bad) = qp->context->ops.post_send(qp, wr, bad)
+ *   ibv_poll_cq(cq, n, wc)     = cq->context->ops.poll_cq(cq, n, wc)
+ * so a binding reads `context` at offset 0 of ibv_qp / ibv_cq and the
+ * function pointer at offsetof(ibv_context, ops) + offsetof(ops, slot):
+ * `verbsOpOffset('post_send')`.
+ *
+ * Anonymous unions of C are named fields here (`imm_data` covers
+ * imm_data/invalidate_rkey, `ext` covers bind_mw/tso); the table maps each
+ * koffi field to the C member that designates the same bytes.
+ *
+ * Only the layouts exist so far: there is no verbs transport (no RDMA
+ * device on the development machine to test one against; docs/rdma.md).
+ */
+import { createRequire } from 'node:module';
+import { TransportUnavailableError } from '../../src/errors.js';
+import { ofi } from './ofi.js';
+
+type Koffi = typeof import('koffi').default;
+type KType = ReturnType<Koffi['struct']>;
+
+/** One struct to check: its C spelling, header, koffi type and the fields (koffi name -> C member designator). */
+export interface LayoutCheck {
+  /** C type, e.g. `struct ibv_send_wr`. */
+  c: string;
+  /** Header that declares it. */
+  header: string;
+  type: KType;
+  /** [koffi field path ('wr.atomic.rkey'), C member designator ('wr.atomic.rkey')]. */
+  fields: Array<[string, string]>;
+}
+
+/** The verbs structs (see the file comment). */
+export interface VerbsLayouts {
+  ibv_sge: KType; ibv_send_wr: KType; ibv_wc: KType; ibv_qp_cap: KType; ibv_qp_init_attr: KType;
+  ibv_device_attr: KType; ibv_context_ops: KType; ibv_context: KType; ibv_qp: KType; ibv_cq: KType;
+}
+
+let cached: { koffi: Koffi; t: VerbsLayouts } | null = null;
+
+/** Names of the ibv_context_ops slots, in order (verbs.h, rdma-core >= 28). */
+export const CONTEXT_OPS = [
+  '_compat_query_device', '_compat_query_port', '_compat_alloc_pd', '_compat_dealloc_pd', '_compat_reg_mr', '_compat_rereg_mr',
+  '_compat_dereg_mr', 'alloc_mw', 'bind_mw', 'dealloc_mw', '_compat_create_cq', 'poll_cq', 'req_notify_cq', '_compat_cq_event',
+  '_compat_resize_cq', '_compat_destroy_cq', '_compat_create_srq', '_compat_modify_srq', '_compat_query_srq', '_compat_destroy_srq',
+  'post_srq_recv', '_compat_create_qp', '_compat_query_qp', '_compat_modify_qp', '_compat_destroy_qp', 'post_send', 'post_recv',
+  '_compat_create_ah', '_compat_destroy_ah', '_compat_attach_mcast', '_compat_detach_mcast', '_compat_async_event',
+] as const;
+
+/** The koffi verbs layouts (koffi only: libibverbs itself is not loaded). @throws TransportUnavailableError without koffi */
+export function verbsLayouts(): { koffi: Koffi; t: VerbsLayouts } {
+  if (cached !== null) return cached;
+  let k: Koffi;
+  try {
+    k = createRequire(import.meta.url)('koffi') as Koffi;
+  } catch (err) {
+    throw new TransportUnavailableError('the verbs layouts need the koffi package: run `npm install koffi`', { cause: err });
+  }
+  const P = 'void *';
+  // pthread_mutex_t is 40 bytes, pthread_cond_t 48, both 8-aligned, on glibc LP64 (the C check confirms).
+  const mutex = k.array('int64_t', 5);
+  const cond = k.array('int64_t', 6);
+  const ibv_sge = k.struct('dmem_ibv_sge', { addr: 'uint64_t', length: 'uint32_t', lkey: 'uint32_t' });
+  const rdma = k.struct('dmem_ibv_wr_rdma', { remote_addr: 'uint64_t', rkey: 'uint32_t' });
+  const atomic = k.struct('dmem_ibv_wr_atomic', { remote_addr: 'uint64_t', compare_add: 'uint64_t', swap: 'uint64_t', rkey: 'uint32_t' });
+  const ud = k.struct('dmem_ibv_wr_ud', { ah: P, remote_qpn: 'uint32_t', remote_qkey: 'uint32_t' });
+  const bindInfo = k.struct('dmem_ibv_mw_bind_info', { mr: P, addr: 'uint64_t', length: 'uint64_t', mw_access_flags: 'uint32_t' });
+  const bindMw = k.struct('dmem_ibv_wr_bind_mw', { mw: P, rkey: 'uint32_t', bind_info: bindInfo });
+  const tso = k.struct('dmem_ibv_wr_tso', { hdr: P, hdr_sz: 'uint16_t', mss: 'uint16_t' });
+  const ops: Record<string, string> = {};
+  for (const name of CONTEXT_OPS) ops[name] = P;
+  const ibv_context_ops = k.struct('dmem_ibv_context_ops', ops);
+  const t: VerbsLayouts = {
+    ibv_sge,
+    ibv_send_wr: k.struct('dmem_ibv_send_wr', {
+      wr_id: 'uint64_t', next: P, sg_list: P, num_sge: 'int', opcode: 'int', send_flags: 'uint32_t',
+      imm_data: 'uint32_t',
+      wr: k.union('dmem_ibv_wr_union', { rdma, atomic, ud }),
+      qp_type: k.union('dmem_ibv_qp_type_union', { xrc: k.struct('dmem_ibv_wr_xrc', { remote_srqn: 'uint32_t' }) }),
+      ext: k.union('dmem_ibv_wr_ext', { bind_mw: bindMw, tso }),
+    }),
+    ibv_wc: k.struct('dmem_ibv_wc', {
+      wr_id: 'uint64_t', status: 'int', opcode: 'int', vendor_err: 'uint32_t', byte_len: 'uint32_t', imm_data: 'uint32_t',
+      qp_num: 'uint32_t', src_qp: 'uint32_t', wc_flags: 'uint32_t', pkey_index: 'uint16_t', slid: 'uint16_t', sl: 'uint8_t',
+      dlid_path_bits: 'uint8_t',
+    }),
+    ibv_qp_cap: k.struct('dmem_ibv_qp_cap', {
+      max_send_wr: 'uint32_t', max_recv_wr: 'uint32_t', max_send_sge: 'uint32_t', max_recv_sge: 'uint32_t', max_inline_data: 'uint32_t',
+    }),
+    ibv_qp_init_attr: null as unknown as KType,
+    ibv_device_attr: k.struct('dmem_ibv_device_attr', {
+      fw_ver: k.array('char', 64), node_guid: 'uint64_t', sys_image_guid: 'uint64_t', max_mr_size: 'uint64_t', page_size_cap: 'uint64_t',
+      vendor_id: 'uint32_t', vendor_part_id: 'uint32_t', hw_ver: 'uint32_t', max_qp: 'int', max_qp_wr: 'int', device_cap_flags: 'uint32_t',
+      max_sge: 'int', max_sge_rd: 'int', max_cq: 'int', max_cqe: 'int', max_mr: 'int', max_pd: 'int', max_qp_rd_atom: 'int',
+      max_ee_rd_atom: 'int', max_res_rd_atom: 'int', max_qp_init_rd_atom: 'int', max_ee_init_rd_atom: 'int', atomic_cap: 'int',
+      max_ee: 'int', max_rdd: 'int', max_mw: 'int', max_raw_ipv6_qp: 'int', max_raw_ethy_qp: 'int', max_mcast_grp: 'int',
+      max_mcast_qp_attach: 'int', max_total_mcast_qp_attach: 'int', max_ah: 'int', max_fmr: 'int', max_map_per_fmr: 'int',
+      max_srq: 'int', max_srq_wr: 'int', max_srq_sge: 'int', max_pkeys: 'uint16_t', local_ca_ack_delay: 'uint8_t', phys_port_cnt: 'uint8_t',
+    }),
+    ibv_context_ops,
+    ibv_context: k.struct('dmem_ibv_context', {
+      device: P, ops: ibv_context_ops, cmd_fd: 'int', async_fd: 'int', num_comp_vectors: 'int', mutex, abi_compat: P,
+    }),
+    ibv_qp: k.struct('dmem_ibv_qp', {
+      context: P, qp_context: P, pd: P, send_cq: P, recv_cq: P, srq: P, handle: 'uint32_t', qp_num: 'uint32_t', state: 'int',
+      qp_type: 'int', mutex, cond, events_completed: 'uint32_t',
+    }),
+    ibv_cq: k.struct('dmem_ibv_cq', {
+      context: P, channel: P, cq_context: P, handle: 'uint32_t', cqe: 'int', mutex, cond,
+      comp_events_completed: 'uint32_t', async_events_completed: 'uint32_t',
+    }),
+  };
+  t.ibv_qp_init_attr = k.struct('dmem_ibv_qp_init_attr', {
+    qp_context: P, send_cq: P, recv_cq: P, srq: P, cap: t.ibv_qp_cap, qp_type: 'int', sq_sig_all: 'int',
+  });
+  cached = { koffi: k, t };
+  return cached;
+}
+
+/** Byte offset of ops slot `slot` inside struct ibv_context (the function pointer ibv_post_send/ibv_poll_cq call). */
+export function verbsOpOffset(slot: (typeof CONTEXT_OPS)[number]): number {
+  const { koffi: k, t } = verbsLayouts();
+  return k.offsetof(t.ibv_context, 'ops') + k.offsetof(t.ibv_context_ops, slot);
+}
+
+/** Every field of `type` as [koffi name, C designator], renaming anonymous unions. */
+function fieldsOf(type: KType, rename: Record<string, string> = {}): Array<[string, string]> {
+  const members = (type as unknown as { members: Record<string, unknown> }).members;
+  return Object.keys(members).map((m) => [m, rename[m] ?? m]);
+}
+
+/** Offset of a dotted koffi field path ('wr.atomic.rkey') in `type`. */
+export function offsetOfPath(k: Koffi, type: KType, path: string): number {
+  let off = 0;
+  let cur = type;
+  for (const part of path.split('.')) {
+    const m = (cur as unknown as { members: Record<string, { offset: number; type: KType }> }).members[part];
+    if (m === undefined) throw new Error(`no field ${part} in ${path}`);
+    off += m.offset;
+    cur = m.type;
+  }
+  return off;
+}
+
+/** The verbs structs to check against infiniband/verbs.h. */
+export function verbsChecks(): LayoutCheck[] {
+  const { t } = verbsLayouts();
+  const h = 'infiniband/verbs.h';
+  const wrPaths: Array<[string, string]> = [
+    'wr.rdma.remote_addr', 'wr.rdma.rkey', 'wr.atomic.remote_addr', 'wr.atomic.compare_add', 'wr.atomic.swap', 'wr.atomic.rkey',
+    'wr.ud.ah', 'wr.ud.remote_qpn', 'wr.ud.remote_qkey', 'qp_type.xrc.remote_srqn',
+  ].map((p) => [p, p]);
+  return [
+    { c: 'struct ibv_sge', header: h, type: t.ibv_sge, fields: fieldsOf(t.ibv_sge) },
+    {
+      c: 'struct ibv_send_wr', header: h, type: t.ibv_send_wr,
+      fields: [...fieldsOf(t.ibv_send_wr, { ext: 'bind_mw' }), ['imm_data', 'invalidate_rkey'], ['ext', 'tso'], ...wrPaths,
+        ['ext.bind_mw.rkey', 'bind_mw.rkey'], ['ext.bind_mw.bind_info', 'bind_mw.bind_info'], ['ext.tso.mss', 'tso.mss']],
+    },
+    { c: 'struct ibv_wc', header: h, type: t.ibv_wc, fields: [...fieldsOf(t.ibv_wc), ['imm_data', 'invalidated_rkey']] },
+    { c: 'struct ibv_qp_cap', header: h, type: t.ibv_qp_cap, fields: fieldsOf(t.ibv_qp_cap) },
+    { c: 'struct ibv_qp_init_attr', header: h, type: t.ibv_qp_init_attr, fields: fieldsOf(t.ibv_qp_init_attr) },
+    { c: 'struct ibv_device_attr', header: h, type: t.ibv_device_attr, fields: fieldsOf(t.ibv_device_attr) },
+    { c: 'struct ibv_context_ops', header: h, type: t.ibv_context_ops, fields: fieldsOf(t.ibv_context_ops) },
+    { c: 'struct ibv_context', header: h, type: t.ibv_context, fields: [...fieldsOf(t.ibv_context), ['ops.post_send', 'ops.post_send'], ['ops.poll_cq', 'ops.poll_cq']] },
+    { c: 'struct ibv_qp', header: h, type: t.ibv_qp, fields: fieldsOf(t.ibv_qp) },
+    { c: 'struct ibv_cq', header: h, type: t.ibv_cq, fields: fieldsOf(t.ibv_cq) },
+  ];
+}
+
+/** The libfabric structs of ofi.ts to check against rdma/fabric.h and friends. @throws TransportUnavailableError without libfabric */
+export function ofiChecks(): LayoutCheck[] {
+  const { t } = ofi();
+  const out: LayoutCheck[] = [];
+  for (const [name, type] of Object.entries(t)) {
+    out.push({ c: `struct ${name}`, header: 'rdma/fabric.h', type, fields: fieldsOf(type) });
+  }
+  return out;
+}
+
+/** A C program that prints `S <ctype> <sizeof>` and `F <ctype> <designator> <offsetof>` for every check. */
+export function layoutProgram(checks: LayoutCheck[]): string {
+  const headers = new Set(['stdio.h', 'stddef.h', ...checks.map((c) => c.header)]);
+  if (checks.some((c) => c.header === 'rdma/fabric.h')) {
+    for (const x of ['rdma/fi_domain.h', 'rdma/fi_endpoint.h', 'rdma/fi_cm.h', 'rdma/fi_rma.h', 'rdma/fi_atomic.h', 'rdma/fi_eq.h']) headers.add(x);
+  }
+  const lines = [...headers].map((x) => `#include <${x}>`);
+  lines.push('int main(void) {');
+  for (const c of checks) {
+    lines.push(`  printf("S %s %zu\\n", "${c.c}", sizeof(${c.c}));`);
+    for (const [, designator] of c.fields) {
+      lines.push(`  printf("F %s %s %zu\\n", "${c.c}", "${designator}", offsetof(${c.c}, ${designator}));`);
+    }
+  }
+  lines.push('  return 0;', '}');
+  return `${lines.join('\n')}\n`;
+}
