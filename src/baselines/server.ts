@@ -216,7 +216,10 @@ export class ServerClient implements StudyAllocator {
     for (;;) {
       ops++;
       if (Atomics.load(i32, w + 3) === seq) break;
-      if (++spins > SPIN_BEFORE_SLEEP) nap();
+      if (++spins > SPIN_BEFORE_SLEEP) {
+        nap();
+        if (Atomics.load(i32, 0) !== 0) throw new DmemError('SERVER_STOPPED', 'the allocation server stopped before it answered');
+      }
     }
     ops++;
     const r = this.f64[this.d + 3];

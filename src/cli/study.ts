@@ -10,20 +10,38 @@
 import type { Command } from 'commander';
 import { appendFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { InvalidArgumentError as UsageError } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { median } from '../bench/percentile.js';
 import { parseAllocators, type AllocatorName } from '../study/allocator.js';
 import { checkStudy, memtest, runMeta, studyMicro, studyTrace, type MemtestRound, type RunMeta, type StudyMicroResult, type StudyTraceResult } from '../study/run.js';
 import { writePlot, type Panel } from '../study/plot.js';
+import { releaseAllStudyPools } from '../study/pools.js';
+import { killAllFleets } from '../study/fleet.js';
 import { fixed, formatCount, formatNs, table } from './format.js';
 import { intIn, parsePositiveSize, parseSeed } from './options.js';
 import { formatBytes } from '../units.js';
+
+let interruptible = false;
+/** On SIGINT/SIGTERM: stop servers, remove the temporary pools, exit 130 (workers die with their IPC channel). */
+function onInterrupt(): void {
+  if (interruptible) return;
+  interruptible = true;
+  const stop = (): void => {
+    process.stderr.write('study: interrupted; removing temporary pools\n');
+    killAllFleets();
+    void releaseAllStudyPools().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
 
 /** Where a study command's results go. */
 class Sink {
   readonly meta: RunMeta = runMeta();
   constructor(private readonly json: boolean, private readonly out?: string) {
     if (out) writeFileSync(out, '');
+    onInterrupt();
   }
   /** One result: a JSON line with the metadata (stdout with --json, and --out). */
   row(value: object): void {
@@ -46,12 +64,12 @@ class Sink {
 export function parseProcs(text: string): number[] {
   const m = /^(\d+)-(\d+)$/.exec(text);
   const v = m ? Array.from({ length: Math.max(0, Number(m[2]) - Number(m[1]) + 1) }, (_, i) => Number(m[1]) + i) : text.split(',').map(Number);
-  if (v.length === 0 || v.some((x) => !Number.isInteger(x) || x < 1 || x > 1024)) throw new InvalidArgumentError(`expected process counts 1..1024 like 1,2,4 or 1-4, got "${text}"`);
+  if (v.length === 0 || v.some((x) => !Number.isInteger(x) || x < 1 || x > 1024)) throw new UsageError(`expected process counts 1..1024 like 1,2,4 or 1-4, got "${text}"`);
   return v;
 }
 
 function allocatorOption(text: string): AllocatorName[] {
-  try { return parseAllocators(text); } catch (e) { throw new InvalidArgumentError((e as Error).message); }
+  try { return parseAllocators(text); } catch (e) { throw new UsageError((e as Error).message); }
 }
 
 /** The study flags `bench micro` and `bench trace` take (src/cli/bench.ts). */
@@ -248,7 +266,7 @@ async function memtestCommand(flags: MemtestFlags): Promise<MemtestRound[]> {
 }
 
 /** One row of Table 2: medians over repetitions. */
-export interface Table2Row { test: 'table2'; allocator: AllocatorName; procs: number; reps: number; meanNs: number; p99Ns: number; retriesMean: number; retriesMax: number; allocsPerSec: number; opsPerAlloc: number }
+export interface Table2Row { test: 'table2'; allocator: AllocatorName; procs: number; reps: number; meanNs: number; p50Ns: number; p99Ns: number; maxNs: number; retriesMean: number; retriesMax: number; allocsPerSec: number; opsPerAlloc: number }
 
 async function table2Command(flags: Table2Flags): Promise<Table2Row[]> {
   const sink = new Sink(flags.json, flags.out);
@@ -270,7 +288,7 @@ async function table2Command(flags: Table2Flags): Promise<Table2Row[]> {
     for (const a of flags.allocator) {
       const rs = runs.filter((r) => r.procs === procs && r.allocator === a);
       const row: Table2Row = {
-        test: 'table2', allocator: a, procs, reps: rs.length, meanNs: median(rs.map((r) => r.latency.meanNs)), p99Ns: median(rs.map((r) => r.latency.p99Ns)),
+        test: 'table2', allocator: a, procs, reps: rs.length, meanNs: median(rs.map((r) => r.latency.meanNs)), p50Ns: median(rs.map((r) => r.latency.p50Ns)), p99Ns: median(rs.map((r) => r.latency.p99Ns)), maxNs: median(rs.map((r) => r.latency.maxNs)),
         retriesMean: median(rs.map((r) => r.retriesMean)), retriesMax: median(rs.map((r) => r.retriesMax)), allocsPerSec: median(rs.map((r) => r.allocsPerSec)), opsPerAlloc: median(rs.map((r) => r.opsPerAlloc)),
       };
       rows.push(row);
@@ -280,8 +298,8 @@ async function table2Command(flags: Table2Flags): Promise<Table2Row[]> {
   sink.lines([
     `Table 2 (FineMem): class 0 (4 KiB), frag test ${flags.blocks} blocks, churn ${flags.churn}, ${flags.epochs} epochs; median of ${flags.reps} interleaved repetitions; seed ${seed}`,
     ...table(
-      [{ header: 'procs' }, { header: 'allocator', left: true }, { header: 'lat mean' }, { header: 'p99' }, { header: 'retries mean' }, { header: 'retries max' }, { header: 'allocs/s' }, { header: 'ops/alloc' }],
-      rows.map((r) => [String(r.procs), r.allocator, formatNs(r.meanNs), formatNs(r.p99Ns), fixed(r.retriesMean, 3), fixed(r.retriesMax, 0), formatCount(r.allocsPerSec), fixed(r.opsPerAlloc, 1)]),
+      [{ header: 'procs' }, { header: 'allocator', left: true }, { header: 'lat mean' }, { header: 'p50' }, { header: 'p99' }, { header: 'max' }, { header: 'retries mean' }, { header: 'retries max' }, { header: 'allocs/s' }, { header: 'ops/alloc' }],
+      rows.map((r) => [String(r.procs), r.allocator, formatNs(r.meanNs), formatNs(r.p50Ns), formatNs(r.p99Ns), formatNs(r.maxNs), fixed(r.retriesMean, 3), fixed(r.retriesMax, 0), formatCount(r.allocsPerSec), fixed(r.opsPerAlloc, 1)]),
     ),
   ]);
   await sink.plot(flags.plot, [

@@ -13,6 +13,13 @@ const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
 
 type Msg = { type: 'ready' } | { type: 'result'; result: unknown } | { type: 'error'; code: string; message: string };
 
+const live = new Set<StudyFleet>();
+
+/** Kills the workers of every fleet of this process (an interrupted run). */
+export function killAllFleets(): void {
+  for (const f of live) f.kill();
+}
+
 /** Study workers, one job each. */
 export class StudyFleet {
   private readonly procs: ChildProcess[] = [];
@@ -26,6 +33,7 @@ export class StudyFleet {
   constructor(jobs: readonly StudyJob[]) {
     this.failed = new Promise<never>((_, reject) => { this.fail = (e) => { if (!this.failure) { this.failure = e; reject(e); } }; });
     this.failed.catch(() => {});
+    live.add(this);
     jobs.forEach((job, i) => {
       const child = fork(WORKER, [], { serialization: 'advanced', stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
       this.procs.push(child);
@@ -63,8 +71,15 @@ export class StudyFleet {
     });
   }
 
+  /** SIGKILLs every worker now. */
+  kill(): void {
+    this.stopping = true;
+    for (const p of this.procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  }
+
   /** Disconnects every worker, kills those still alive after 2 s. Never throws. */
   async stop(): Promise<void> {
+    live.delete(this);
     this.stopping = true;
     await Promise.all(this.procs.map((p) => new Promise<void>((resolve) => {
       if (p.exitCode !== null || p.signalCode !== null) { resolve(); return; }

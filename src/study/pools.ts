@@ -37,6 +37,13 @@ export async function attachAllocator(spec: PoolSpec, seed?: number): Promise<St
 
 const SERVER_MAIN = fileURLToPath(new URL('../baselines/server-main.js', import.meta.url));
 let counter = 0;
+/** Pools of this process not yet released (for an interrupted run). */
+const open = new Set<StudyPool>();
+
+/** Releases every study pool this process still holds (stops servers, removes files). Never throws. */
+export async function releaseAllStudyPools(): Promise<void> {
+  await Promise.all([...open].map((p) => p.release().catch(() => null)));
+}
 
 /** A study pool held by the parent. */
 export interface StudyPool {
@@ -68,11 +75,13 @@ export async function createStudyPool(allocator: AllocatorName, bytes: number, p
   const size = Math.ceil(bytes / section) * section;
   if (allocator === 'onesided-array') {
     const oa: OnesidedPool = openOnesided(name, { size });
-    return {
+    const p: StudyPool = {
       spec,
       reservedBytes: () => oa.reservedBytes(),
-      async release() { if (!released) { oa.close(); cleanup(); } return null; },
+      async release() { open.delete(p); if (!released) { oa.close(); cleanup(); } return null; },
     };
+    open.add(p);
+    return p;
   }
   let pool: Pool;
   try {
@@ -93,10 +102,11 @@ export async function createStudyPool(allocator: AllocatorName, bytes: number, p
     }
   }
   const free0 = pool.census().freeBytes;
-  return {
+  const p: StudyPool = {
     spec,
     reservedBytes: () => free0 - pool.census().freeBytes,
     async release() {
+      open.delete(p);
       if (released) return null;
       let r: ServerReport | null = null;
       try {
@@ -112,6 +122,8 @@ export async function createStudyPool(allocator: AllocatorName, bytes: number, p
       return r;
     },
   };
+  open.add(p);
+  return p;
 }
 
 /** Forks the server process and waits for its `ready`; `report` resolves when it stops. */
