@@ -34,7 +34,7 @@ export function plotSpec(panels: readonly Panel[], meta: RunMeta): Record<string
       data: { values: p.rows },
       mark: { type: 'line', point: true },
       encoding: {
-        x: { field: p.x.field, type: p.x.type ?? 'quantitative', title: p.x.title },
+        x: { field: p.x.field, type: p.x.type ?? 'quantitative', title: p.x.title, ...((p.x.type ?? 'quantitative') === 'quantitative' ? { axis: { tickMinStep: 1, format: 'd' } } : {}) },
         y: { field: p.y.field, type: 'quantitative', title: p.y.title, ...(p.y.log ? { scale: { type: 'log' } } : {}) },
         color: { field: 'allocator', type: 'nominal', title: 'allocator' },
         ...(p.dash ? { strokeDash: { field: p.dash, type: 'ordinal', title: p.dash } } : {}),
