@@ -9,12 +9,12 @@
  */
 import type { Command } from 'commander';
 import { appendFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { InvalidArgumentError as UsageError } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { median } from '../bench/percentile.js';
 import { parseAllocators, type AllocatorName } from '../study/allocator.js';
-import { checkStudy, memtest, runMeta, studyMicro, studyTrace, type MemtestRound, type RunMeta, type StudyMicroResult, type StudyTraceResult } from '../study/run.js';
+import { checkStudy, traceTooLarge, memtest, runMeta, studyMicro, studyTrace, type MemtestRound, type RunMeta, type StudyMicroResult, type StudyTraceResult } from '../study/run.js';
 import { writePlot, type Panel } from '../study/plot.js';
 import { releaseAllStudyPools } from '../study/pools.js';
 import { killAllFleets } from '../study/fleet.js';
@@ -156,7 +156,15 @@ export async function studyTraceCommand(files: string[], flags: StudyTraceFlags)
   const allocators = flags.allocator ?? (flags.all ? ['dmem', 'onesided-array', 'server'] as AllocatorName[] : ['dmem'] as AllocatorName[]);
   const seed = flags.seed ?? Math.floor(Math.random() * 2 ** 32);
   const rows: StudyTraceResult[] = [];
+  const skipped: string[] = [];
   for (const f of all) {
+    const tooLarge = traceTooLarge(f, flags.procs);
+    if (tooLarge) {
+      skipped.push(`${basename(f)}: ${tooLarge}`);
+      sink.row({ test: 'trace', trace: basename(f), skipped: tooLarge });
+      process.stderr.write(`trace: skipped ${basename(f)}: ${tooLarge}\n`);
+      continue;
+    }
     for (const a of allocators) {
       const r = await studyTrace(a, f, { procs: flags.procs, epochs: flags.epochs, seed });
       rows.push(r);
@@ -165,7 +173,8 @@ export async function studyTraceCommand(files: string[], flags: StudyTraceFlags)
     }
   }
   sink.lines([
-    `trace (stage): ${flags.procs} processes, ${flags.epochs} epoch(s), ${all.length} traces x ${allocators.length} allocators`,
+    `trace (stage): ${flags.procs} processes, ${flags.epochs} epoch(s), ${all.length - skipped.length} traces x ${allocators.length} allocators`,
+    ...skipped.map((s) => `skipped ${s}`),
     ...table(
       [{ header: 'trace', left: true }, { header: 'allocator', left: true }, { header: 'requests' }, { header: 'lat mean' }, { header: 'p99' }, { header: 'trace ms' },
         { header: 'replay ms' }, { header: 'ratio' }, { header: 'retries mean' }, { header: 'max' }, { header: 'ops/alloc' }, { header: 'errors' }],

@@ -97,14 +97,29 @@ const SLACK = 64 * 2 ** 20;
  * length). A run that needs more reports its failed allocations as errors.
  */
 function poolBytes(bytes: number): number {
-  let cap = Infinity;
+  return Math.min(Math.ceil(bytes), shmCapacity());
+}
+
+/** 90 % of /dev/shm's size in bytes (Infinity when it cannot be read). */
+export function shmCapacity(): number {
   try {
     const st = statfsSync('/dev/shm');
-    cap = Math.floor(st.blocks * st.bsize * 0.9);
+    return Math.floor(st.blocks * st.bsize * 0.9);
   } catch {
-    // no /dev/shm: openShm reports that
+    return Infinity; // no /dev/shm: openShm reports that
   }
-  return Math.min(Math.ceil(bytes), cap);
+}
+
+/**
+ * Why trace `path` cannot be replayed by `procs` processes here, or null:
+ * its blocks alone (procs * sum of blocks) exceed the largest pool
+ * /dev/shm holds. Such a replay would fail most allocations, and the
+ * one-sided array would scan the whole pool for each.
+ */
+export function traceTooLarge(path: string, procs: number): string | null {
+  const need = procs * readTrace(path).bytes + SLACK;
+  const cap = shmCapacity();
+  return need > cap ? `needs ${(need / 2 ** 30).toFixed(1)} GiB of pool for ${procs} processes, /dev/shm holds ${(cap / 2 ** 30).toFixed(1)} GiB` : null;
 }
 function checkInt(name: string, v: number, min: number, max: number): void {
   if (!Number.isSafeInteger(v) || v < min || v > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}, got ${v}`);
