@@ -78,7 +78,7 @@ export interface StudyFlags { allocator?: AllocatorName[]; plot?: string; out?: 
 /** Adds --allocator, --plot, --out (and for trace --all DIR) to `cmd`; any of them selects the study path. */
 export function studyOptions(cmd: Command, trace: boolean): void {
   cmd
-    .option('--allocator <list>', 'allocator study: dmem, onesided-array, server, comma-separated, or all (runs on temporary pools)', allocatorOption)
+    .option('--allocator <a>', 'allocator study: dmem, onesided-array, server, comma-separated, or all (runs on temporary pools)', allocatorOption)
     .option('--plot <file>', 'draw the results to FILE.svg or FILE.png (spec and data in FILE.vl.json)')
     .option('--out <file>', 'also write the JSON lines (with run metadata) to this file');
   if (trace) cmd.option('--all <dir>', 'replay every trace file (trace.*) of DIR with every allocator (or those of --allocator); one summary table');
