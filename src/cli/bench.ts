@@ -25,8 +25,9 @@ import { addChaosCommand } from './chaos.js';
 import { addPagingBench } from './bench-paging.js';
 import { addRemoteBenchCommand } from './bench-remote.js';
 import { addOfiBenchCommand } from './bench-ofi.js';
+import { addStudyCommands, studyMicroCommand, studyTraceCommand, studyOptions, type StudyFlags } from './study.js';
 
-interface MicroFlags {
+interface MicroFlags extends StudyFlags {
   pool?: string;
   size?: number;
   class?: number;
@@ -39,7 +40,7 @@ interface MicroFlags {
   json: boolean;
 }
 
-interface TraceFlags {
+interface TraceFlags extends StudyFlags {
   procs: number;
   epochs: number;
   pool?: string;
@@ -84,13 +85,14 @@ export function addBenchCommands(program: Command): void {
       if (flags.churn > flags.blocks) cmd.error(`error: --churn (${flags.churn}) must not exceed --blocks (${flags.blocks})`, { exitCode: 2 });
       if (flags.size !== undefined && flags.pool === undefined) cmd.error('error: --size needs --pool (a temporary pool is sized automatically)', { exitCode: 2 });
       const classes = flags.class !== undefined ? [flags.class] : flags.classes ?? [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-      await micro(flags, classes);
+      if (flags.allocator || flags.plot || flags.out) await studyMicroCommand(flags, classes);
+      else await micro(flags, classes);
     });
 
   bench
     .command('trace')
     .description("FineMem's stage test: every process replays each allocation trace (lines '<arrival_us> <size_class>') at its arrival times, then frees all")
-    .argument('<files...>', 'trace files, e.g. ../shared/traces/trace.sys.xmalloc-test.16', parseExistingFile)
+    .argument('[files...]', 'trace files, e.g. ../shared/traces/trace.sys.xmalloc-test.16', parseExistingFile)
     .option('--procs <p>', 'client processes, each replaying the whole trace', intIn(1, 1024), 2)
     .option('--epochs <e>', 'replays of each trace per process, with a barrier between them', intIn(1, 1e6), 1)
     .option('--pool <name>', 'run on this shm pool (must exist, or give --size); default: a temporary pool shm:dmem-bench-<pid>, removed at the end', parsePoolName)
@@ -106,7 +108,9 @@ export function addBenchCommands(program: Command): void {
     ].join('\n'))
     .action(async (files: string[], flags: TraceFlags, cmd: Command) => {
       if (flags.size !== undefined && flags.pool === undefined) cmd.error('error: --size needs --pool (a temporary pool is sized automatically)', { exitCode: 2 });
-      await trace(files, flags);
+      if (files.length === 0 && !flags.all) cmd.error('error: give trace files or --all DIR', { exitCode: 2 });
+      if (flags.allocator || flags.plot || flags.out || flags.all) await studyTraceCommand(files, flags);
+      else await trace(files, flags);
     });
 
   bench
@@ -136,6 +140,9 @@ export function addBenchCommands(program: Command): void {
       await heapBench(flags);
     });
 
+  studyOptions(bench.commands.find((c) => c.name() === 'micro')!, false);
+  studyOptions(bench.commands.find((c) => c.name() === 'trace')!, true);
+  addStudyCommands(bench);
   addCompareCommand(bench);
   addChaosCommand(bench);
   addPagingBench(bench);
