@@ -127,6 +127,22 @@ export class ClientLease {
     this.schedule();
   }
 
+  /**
+   * The idle timer's renewal. A transport that failed under it (a remote
+   * memory node cut this client off, or went away) must not take the
+   * process down from a timer: the timer stops, and the caller's next
+   * operation meets the same failure as a typed error.
+   */
+  private timerBeat(): void {
+    try {
+      this.heartbeat();
+    } catch {
+      if (this.timer) clearInterval(this.timer);
+      this.timer = undefined;
+      this.timerEvery = -1;
+    }
+  }
+
   /** (Re)starts the idle heartbeat timer when its period no longer matches the lease. */
   private schedule(): void {
     const every = this.fixedHeartbeat ?? this.renewEvery;
@@ -135,7 +151,7 @@ export class ClientLease {
     this.timer = undefined;
     this.timerEvery = every;
     if (every <= 0) return;
-    this.timer = setInterval(() => this.heartbeat(), every);
+    this.timer = setInterval(() => this.timerBeat(), every);
     this.timer.unref();
   }
 

@@ -9,10 +9,13 @@
  *   `memory:`            a private in-process pool (src/transports/memory.ts)
  *   `shm:NAME`           /dev/shm/dmem-NAME, shared by every process of the host (plugins/cxl-shm)
  *   `shm:/path`, `dax:/path`  a file on tmpfs or hugetlbfs, or a devdax device (plugins/cxl-shm)
- * Remote transports register theirs the same way, each in one line below:
- * `tcp:HOST:PORT`, `unix:/path`, `verbs:DEVICE/...`, and `ofi+PROVIDER:...`
- * (a scheme with a `+` falls back to the opener registered for its family,
- * "ofi+", when no opener is registered for the whole scheme).
+ *   `ofi+PROVIDER://HOST:PORT`  one-sided over libfabric, the core in this client (plugins/rdma)
+ *   `tcp://`, `tls://`, `unix:`, lists of them, a nodes config: server-side
+ *                        mode, the core in the memory node (src/transports/tcp);
+ *                        their pools' methods return Promises
+ * Other transports register an opener (`registerTransport`; a scheme with a
+ * `+` falls back to the opener registered for its family, "ofi+", when no
+ * opener is registered for the whole scheme).
  *
  * Plugins are loaded with a dynamic import on first use, so a process that
  * never opens `shm:` never loads koffi.
@@ -23,6 +26,9 @@ import { Pool, checkPoolOptions, ownTransport, type PoolOptions } from './pool.j
 import { FORMAT_CLAIM, type Transport } from './transport.js';
 import { memoryTransport } from './transports/memory.js';
 import { parseBytes } from './units.js';
+import type { AsyncPool, NodesConfig, NodesPoolOptions as RemotePoolOptions } from './transports/tcp/index.js';
+
+export type { RemotePoolOptions };
 
 /** What a transport opener hands back to `openPool`. */
 export interface OpenedTransport {
@@ -81,11 +87,19 @@ export function transportSchemes(): string[] {
  *   pool whose superblock does not match its medium (a truncated file: the message names both
  *   sizes); TransportUnavailableError when the medium cannot be opened; ClientTableFullError
  */
-export async function openPool(uri: string, opts: PoolOptions = {}): Promise<Pool> {
+export async function openPool(uri: RemoteTarget, opts?: RemotePoolOptions): Promise<AsyncPool>;
+export async function openPool(uri: string, opts?: PoolOptions & { token?: string }): Promise<Pool>;
+export async function openPool(uri: string | RemoteTarget, opts: PoolOptions & RemotePoolOptions = {}): Promise<Pool | AsyncPool> {
+  if (typeof uri === 'object' && uri !== null) return openRemote(uri, opts);
   if (typeof uri !== 'string') throw new InvalidArgumentError(`openPool: uri must be a string such as "shm:NAME" or "memory:", got ${show(uri)}`);
-  checkPoolOptions(opts);
   const colon = uri.indexOf(':');
   const scheme = colon < 0 ? '' : uri.slice(0, colon);
+  if (REMOTE_SCHEMES.has(scheme)) return openRemote(uri, opts);
+  if (scheme.startsWith('ofi+')) {
+    const { openOfiPool } = await import('../plugins/rdma/transport.js');
+    return openOfiPool(uri, { ...opts, token: typeof opts.token === 'string' ? opts.token : '' });
+  }
+  checkPoolOptions(opts);
   const opener = openers.get(scheme) ?? (scheme.includes('+') ? openers.get(scheme.slice(0, scheme.indexOf('+') + 1)) : undefined);
   if (opener === undefined) {
     throw new InvalidArgumentError(`unknown pool URI "${uri}": use ${transportSchemes().map((s) => (s.endsWith('+') ? `${s}PROVIDER:...` : `${s}:...`)).join(', ')}`);
@@ -102,6 +116,23 @@ export async function openPool(uri: string, opts: PoolOptions = {}): Promise<Poo
     }
     throw e;
   }
+}
+
+/**
+ * Server-side mode (docs/design.md, "Two ways to run the core"): the core runs
+ * in the memory node, and the client sends requests (src/transports/tcp/).
+ * `tcp://HOST:PORT`, `tls://HOST:PORT`, `unix:/path` (the compute-node
+ * service), a list of such URLs or a nodes config (several memory nodes).
+ * Such a pool's methods return Promises.
+ */
+const REMOTE_SCHEMES = new Set(['tcp', 'tls', 'unix']);
+
+/** A remote pool's address: one URL, a list of memory nodes, or a nodes config. */
+export type RemoteTarget = `tcp://${string}` | `tls://${string}` | `unix:${string}` | string[] | NodesConfig;
+
+async function openRemote(target: string | string[] | NodesConfig, opts: RemotePoolOptions): Promise<AsyncPool> {
+  const { openTcpPool } = await import('./transports/tcp/index.js');
+  return typeof target === 'string' ? openTcpPool(target, opts) : openTcpPool(target, opts);
 }
 
 // ---------------------------------------------------------------- the registry

@@ -37,7 +37,7 @@
 import { connect, type Socket } from 'node:net';
 import { InvalidArgumentError, TransportUnavailableError, VersionMismatchError } from '../../src/errors.js';
 import { LAYOUT_VERSION } from '../../src/core.js';
-import { Pool, type PoolOptions } from '../../src/pool.js';
+import { Pool, ownTransport, type PoolOptions } from '../../src/pool.js';
 import type { Transport } from '../../src/transport.js';
 import { AuthFailedError, TransportFailedError } from './errors.js';
 import { BOOTSTRAP_VERSION, readLines, sendLine, type BootstrapInfo } from './bootstrap.js';
@@ -311,20 +311,10 @@ export async function openOfiPool(uri: string, opts: OfiPoolOptions): Promise<Po
     }, { opTimeoutMs: opts.opTimeoutMs, onClose: () => sock.destroy() });
     const pool = Pool.attach(transport, { ...opts, create: false });
     sendLine(sock, { client: pool.clientId, gen: pool.clientSlot(pool.clientId).gen });
-    const t = transport;
-    // Pool's idle heartbeat runs from a timer; a transport failure there
-    // (the node cut this client, or went away) must not kill the process:
-    // the transport stays broken and the next call throws the error.
-    const p = pool as unknown as { heartbeat(): void };
-    const beat = p.heartbeat.bind(pool);
-    p.heartbeat = (): void => {
-      try { beat(); } catch (e) { if (!(e instanceof TransportFailedError)) throw e; }
-    };
-    const close = pool.close.bind(pool);
-    pool.close = (): number => {
-      try { return close(); } finally { t.close(); }
-    };
-    return pool;
+    // The pool owns the transport (closing it closes the bootstrap
+    // connection too); a transport failure under the idle heartbeat stops
+    // the timer only (src/lease.ts), and the next call throws it.
+    return ownTransport(pool);
   } catch (e) {
     if (transport !== null) transport.close();
     sock.destroy();

@@ -23,7 +23,7 @@ export interface OfiServerFlags {
   pool: string;
   size: number;
   clients: number;
-  leaseMs: number;
+  leaseMs?: number;
   monitor: boolean;
   removeOnExit: boolean;
   json: boolean;
@@ -33,13 +33,11 @@ export interface OfiServerFlags {
   tokenFile?: string;
 }
 
-/** Adds --transport, --provider, --listen and --token-file to the `server` command; returns it. */
+/** Adds --transport and --provider to the `server` command (--listen and --token-file come from serve-tcp.ts); returns it. */
 export function withOfiOptions(cmd: Command): Command {
   return cmd
     .addOption(new Option('--transport <kind>', 'how clients reach the pool: shm (this host, /dev/shm) or ofi (also remote one-sided clients over libfabric: ofi+PROVIDER://HOST:PORT)').choices(['shm', 'ofi']).default('shm'))
-    .option('--provider <name>', 'with --transport ofi: libfabric provider, tcp (tcp;ofi_rxm), sockets, or a raw provider string; see `fi_info -l`', 'tcp')
-    .option('--listen <host:port>', 'with --transport ofi: bootstrap address clients connect to (port 0 picks a free one; the fabric endpoint binds to the same host)')
-    .option('--token-file <file>', 'with --transport ofi: file whose contents (trailing newline stripped) clients must present as their token');
+    .option('--provider <name>', 'with --transport ofi: libfabric provider, tcp (tcp;ofi_rxm), sockets, or a raw provider string; see `fi_info -l`', 'tcp');
 }
 
 /** True when the parsed flags ask for the ofi transport. */
@@ -68,10 +66,12 @@ export async function serveOfiCli(flags: OfiServerFlags): Promise<void> {
 
   const out = new Output(flags.json);
   const log = out.logger('dmem-server');
-  const quarterMs = Math.max(5, Math.floor(flags.leaseMs / 4));
+
   const existed = existsSync(shmPath(flags.pool));
-  const pool = await openPool(`shm:${flags.pool}`, { size: flags.size, clients: flags.clients, heartbeatMs: quarterMs });
-  pool.setLeaseMs(flags.leaseMs);
+  const pool = await openPool(`shm:${flags.pool}`, { size: flags.size, clients: flags.clients });
+  // The pool keeps its own lease unless --lease-ms asks (as `dmem server` does).
+  if (flags.leaseMs !== undefined) pool.setLeaseMs(flags.leaseMs);
+  const quarterMs = Math.max(5, Math.floor(pool.leaseMs / 4));
   const mem = mapWholePool(flags.pool, pool.geometry.layoutVersion);
   const ofiLog = log.child({ component: 'ofi' }, { level: 'info' });
   const server = await serveOfi(mem, {

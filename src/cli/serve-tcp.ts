@@ -35,8 +35,8 @@ export interface TcpServeFlags {
 /** Adds --listen, --token-file, --tls-cert, --tls-key and --node to `dmem server`. */
 export function addTcpServeOptions(cmd: Command): Command {
   return cmd
-    .option('--listen <host:port>', 'serve the pool to remote clients over TCP at HOST:PORT (port 0: any free port; the URL is printed), or unix:PATH; clients use openTcpPool("tcp://HOST:PORT")')
-    .option('--token-file <file>', 'with --listen: file holding the shared token clients must present (trailing newline ignored); without it only loopback addresses are allowed')
+    .option('--listen <host:port>', 'serve the pool to remote clients over TCP at HOST:PORT (port 0: any free port; the URL is printed), or unix:PATH; clients use openPool("tcp://HOST:PORT"). With --transport ofi: the bootstrap address of one-sided clients (ofi+PROVIDER://HOST:PORT)')
+    .option('--token-file <file>', 'with --listen: file holding the shared token clients must present (trailing newline ignored); without it only loopback addresses are allowed (--transport ofi requires it)')
     .option('--tls-cert <file>', 'with --listen: PEM certificate: serve TLS (clients use tls://HOST:PORT)')
     .option('--tls-key <file>', 'with --listen: PEM private key of --tls-cert')
     .addOption(new Option('--node <id>', 'with --listen: memory-node id put into this server\'s gaddrs (0..4095)').argParser(intIn(0, 4095)).default(0));
