@@ -35,6 +35,7 @@
  * instead of spinning. The domain is opened FI_THREAD_SAFE for that. A
  * provider without fi_cq_sread falls back to fi_cq_read from a 1 ms timer.
  */
+import { markTransportCut } from '../../src/fencing.js';
 import { createServer, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { InvalidArgumentError, TransportUnavailableError } from '../../src/errors.js';
@@ -339,6 +340,12 @@ export class OfiServer {
     if (c.reportTimer) clearTimeout(c.reportTimer);
     const rc = this.ep.closeFid(c.mr);
     c.sock.destroy();
+    // Its key is dead: tell the fencing authority (src/fencing.ts), so the
+    // lease monitor of this process may recover the client at once instead
+    // of waiting for it to exit. Only when no other key of this server may
+    // still belong to it (no other connection of that client, none unreported).
+    const others = [...this.conns.values()].some((o) => o.client === null || o.client === c.client);
+    if (rc === 0 && c.client !== null && !others) markTransportCut(c.client, c.gen);
     this.opts.onEvent?.({ event: 'client-cut', conn: c.id, client: c.client, reason: rc === 0 ? reason : `${reason} (fi_close of its MR returned ${rc})` });
   }
 
