@@ -21,7 +21,7 @@
 import { Geometry } from './abi.js';
 import type { Core } from './core.js';
 import { readSlot } from './admin.js';
-import { LeaseExpiredError } from './errors.js';
+import { DmemError, LeaseExpiredError } from './errors.js';
 import type { Transport } from './transport.js';
 
 export class ClientLease {
@@ -136,7 +136,8 @@ export class ClientLease {
   private timerBeat(): void {
     try {
       this.heartbeat();
-    } catch {
+    } catch (e) {
+      if (!(e instanceof DmemError)) throw e;
       if (this.timer) clearInterval(this.timer);
       this.timer = undefined;
       this.timerEvery = -1;

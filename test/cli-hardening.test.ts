@@ -10,31 +10,15 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openPool } from '../src/index.js';
 import { shmPath } from '../plugins/cxl-shm/index.js';
-import { ROOT, withPoolName } from './helpers.js';
+import { CLI, dmem, jsonLines, withPoolName } from './helpers.js';
 
-const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
-
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function dmem(...args: string[]): Run {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function jsonLines(stdout: string): Array<Record<string, unknown>> {
-  return stdout.split('\n').filter((l) => l.trim().startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-}
 
 function sha(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');

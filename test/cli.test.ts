@@ -11,11 +11,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { dmem } from './helpers.js';
 import { removeShm, shmPath } from '../plugins/cxl-shm/index.js';
 
 /** The project root: the nearest folder above this file with a package.json. */
@@ -33,16 +34,6 @@ const ROOT = projectRoot();
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const TRACE = join(ROOT, '..', 'shared', 'traces', 'trace.sys.xmalloc-test.16');
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function dmem(...args: string[]): Run {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 function uniqueName(): string {
   return `clitest-${process.pid}-${randomBytes(4).toString('hex')}`;

@@ -9,25 +9,15 @@ import * as assert from 'uvu/assert';
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
-  DoubleFreeError, InvalidAddressError, InvalidArgumentError, LeaseMonitor, openPool, type Pool,
+  DoubleFreeError, InvalidAddressError, InvalidArgumentError, LeaseMonitor, openPool,
 } from '../src/index.js';
-import { is, withPoolName } from './helpers.js';
+import { is, usage, withPoolName } from './helpers.js';
 
 const PASS = fileURLToPath(new URL('./fixtures/heap-pass.js', import.meta.url));
 const CHILD = fileURLToPath(new URL('./fixtures/heap-holder.js', import.meta.url));
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** Held chunks, slab objects and cached objects of the whole pool. */
-function usage(p: Pool): { chunks: number; objects: number; cached: number; slabs: number } {
-  const h = p.heap.stats();
-  return {
-    chunks: p.census().chunks.held,
-    objects: h.perClass.reduce((a, c) => a + c.objects, 0),
-    cached: h.perClass.reduce((a, c) => a + c.cached, 0),
-    slabs: h.perClass.reduce((a, c) => a + c.slabs, 0),
-  };
-}
 
 test('a freed object is reused by the next alloc of the same size', async () => {
   const p = await openPool('memory:', { size: '16MiB' });

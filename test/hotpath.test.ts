@@ -10,19 +10,9 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DoubleFreeError, openPool, type Pool } from '../src/index.js';
-import { is, withPoolName } from './helpers.js';
+import { DoubleFreeError, openPool } from '../src/index.js';
+import { is, usage, withPoolName } from './helpers.js';
 
-/** Held chunks, handed-out and cached objects, slabs: the whole pool. */
-function usage(p: Pool): { chunks: number; objects: number; cached: number; slabs: number } {
-  const h = p.heap.stats();
-  return {
-    chunks: p.census().chunks.held,
-    objects: h.perClass.reduce((a, c) => a + c.objects, 0),
-    cached: h.perClass.reduce((a, c) => a + c.cached, 0),
-    slabs: h.perClass.reduce((a, c) => a + c.slabs, 0),
-  };
-}
 
 test('stale free guesses: blocks freed and reallocated by another client are never freed twice or handed out twice', async () => {
   await withPoolName('hot-guess', async (name) => {

@@ -26,7 +26,7 @@ import { CRASH_POINTS, openPool, type Pool } from '../src/index.js';
 import { processState } from '../src/proc.js';
 import type { Op, Plan } from './fixtures/recovery-child.js';
 import {
-  Child, Sweeper, allocStamped, type Msg, assertOnlyParentHolds, brokenStamps, chunksOf, describePool, fillFreeSpace, killAll, settled, sleep,
+  Child, Sweeper, allocStamped, type Msg, assertOnlyParentHolds, chunksOf, describePool, fillFreeSpace, killAll, settled, sleep,
 } from './harness.js';
 import { withPoolName } from './helpers.js';
 

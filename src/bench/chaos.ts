@@ -110,7 +110,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       await ready;
       return w;
     };
-    const survivor = await spawnWorker('survive');
+    await spawnWorker('survive');
     const churners: Worker[] = [];
     for (let i = 0; i < (opts.clients ?? 4); i++) churners.push(await spawnWorker('churn'));
 

@@ -4,7 +4,7 @@
  * table of medians and speed ratios, or JSON lines.
  */
 import type { Command } from 'commander';
-import { runCompare, workloadLabel, type CompareCell, type CompareResult, type Peer, type PeerSkip } from '../bench/compare.js';
+import { runCompare, workloadLabel, type CompareCell, type CompareOptions, type CompareResult, type Peer, type PeerSkip } from '../bench/compare.js';
 import { fixed, formatCount, table } from './format.js';
 import { intIn, parseClassList, parseSeed } from './options.js';
 import { Output } from './output.js';
@@ -12,20 +12,8 @@ import { progress } from './progress.js';
 import { withInterrupt } from './interrupt.js';
 import { parseProcList, parseSizeList } from './bench.js';
 
-/** Flags of `dmem bench compare`. */
-export interface CompareFlags {
-  classes: number[];
-  objects: number[];
-  procs: number[];
-  reps: number;
-  epochs: number;
-  blocks: number;
-  churn: number;
-  live: number;
-  rounds: number;
-  seed: number;
-  json: boolean;
-}
+/** Flags of `dmem bench compare`: runCompare's options (one --churn serves both patterns) and --json. */
+export type CompareFlags = Omit<CompareOptions, 'heapChurn' | 'peer' | 'signal' | 'onRun'> & { json: boolean };
 
 /** Adds `compare` to the `bench` command. */
 export function addCompareCommand(bench: Command): void {

@@ -7,6 +7,7 @@
  * has its key cut before the monitor can reclaim its memory
  * (`fenceOnRevoke`), docs/rdma.md.
  */
+import type { ServerFlags } from './server.js';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { InvalidArgumentError as UsageError, Option, type Command } from 'commander';
@@ -19,14 +20,7 @@ import { pairs } from './format.js';
 import { Output } from './output.js';
 
 /** The flags `dmem server` gets, with the ofi ones. */
-export interface OfiServerFlags {
-  pool: string;
-  size: number;
-  clients: number;
-  leaseMs?: number;
-  monitor: boolean;
-  removeOnExit: boolean;
-  json: boolean;
+export interface OfiServerFlags extends ServerFlags {
   transport: 'shm' | 'ofi';
   provider: string;
   listen?: string;

@@ -15,16 +15,10 @@ import { intIn } from './options.js';
 import { pairs } from './format.js';
 import { Output } from './output.js';
 import { untilSignal } from './until-signal.js';
+import type { ServerFlags } from './server.js';
 
 /** The flags `dmem server` passes on when --listen is given. */
-export interface TcpServeFlags {
-  pool: string;
-  size?: number;
-  clients: number;
-  leaseMs?: number;
-  monitor: boolean;
-  removeOnExit: boolean;
-  json: boolean;
+export interface TcpServeFlags extends ServerFlags {
   listen?: string;
   tokenFile?: string;
   tlsCert?: string;

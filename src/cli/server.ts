@@ -29,7 +29,8 @@ import { addTcpServeOptions, serveTcpCommand } from './serve-tcp.js';
 import { untilSignal } from './until-signal.js';
 import { serveOfiCli, wantsOfi, withOfiOptions } from './serve-ofi.js';
 
-interface ServerFlags {
+/** The flags of `dmem server` every mode shares (serve-tcp.ts and serve-ofi.ts add theirs). */
+export interface ServerFlags {
   pool: string;
   size?: number;
   clients: number;
@@ -79,18 +80,7 @@ async function serve(flags: ServerFlags): Promise<void> {
   const onRecovery = flags.json ? (e: RecoveryEvent): void => out.result({ event: 'recovered', pool: flags.pool, ...e }, () => []) : undefined;
   const monitor = flags.monitor ? new LeaseMonitor(pool, { logger: monitorLog, onRecovery, intervalMs: quarterMs }).start() : null;
   // Listen before saying "started": a supervisor may signal as soon as it reads that line.
-  const stopped = new Promise<NodeJS.Signals>((resolve) => {
-    // Signal listeners do not keep Node alive; this timer does.
-    const keepAlive = setInterval(() => undefined, 2 ** 30);
-    const stop = (sig: NodeJS.Signals): void => {
-      clearInterval(keepAlive);
-      process.removeListener('SIGINT', stop);
-      process.removeListener('SIGTERM', stop);
-      resolve(sig);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  const stopped = untilSignal();
   const g = pool.geometry;
   const created = !existed;
   const lease = leaseChanged

@@ -125,7 +125,6 @@ export class RemotePool implements AsyncPool {
   readonly heap: RemoteHeap;
   private readonly opts: TcpPoolOptions;
   private socket: Socket | null = null;
-  private reader: FrameReader | null = null;
   private writer: FrameWriter | null = null;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -450,7 +449,6 @@ export class RemotePool implements AsyncPool {
           const w = decodeWelcome(b.subarray(o, end));
           this.session = { id: w.id, secret: w.secret };
           reader.maxFrameBytes = w.welcome.maxFrameBytes;
-          this.reader = reader;
           resolve(w.welcome);
           return;
         }
@@ -491,7 +489,6 @@ export class RemotePool implements AsyncPool {
   private lost(): void {
     this.socket = null;
     this.writer = null;
-    this.reader = null;
     this.fail(new TransportUnavailableError(`${this.url}: connection lost; a request in flight may or may not have run`));
   }
 
