@@ -189,6 +189,56 @@ test('finding 5: a client waiting on a lock held by a paused client renews its l
   });
 });
 
+/**
+ * The delayed-free ring's steps with the pusher or popper frozen there past
+ * its lease: it holds the ring's lock, so nobody else may repair or pop
+ * the ring, and being alive on this host it is never judged gone. While it
+ * is frozen: it is revoked, nothing of it is reclaimed, the monitor keeps
+ * sweeping (its lock waits are capped), and the admin takes every free
+ * chunk (at ring.popped that includes the block the popper just freed).
+ * Resumed: it finishes its step or finds itself fenced, and once it is
+ * recovered the queued block has been freed exactly once and no chunk of
+ * the admin's fill was touched.
+ */
+for (const [point, action] of [
+  ['ring.retired', [{ d: 0 }]],
+  ['ring.popped', [{ d: 0 }, { reclaim: 4 }]],
+] as const) {
+  test(`${point}: a client frozen there past its lease, holding the ring's lock, is waited for; resumed, nothing is freed twice`, async () => {
+    await withAdmin(point.replace('.', '-'), async (name, admin) => {
+      const mine = allocStamped(admin, [0, 2]);
+      const child = stoppingChild(name, { prep: [{ a: 0 }, { a: 0 }, { a: 1 }], action: [...action] }, point);
+      const prepared = await child.take('prepared');
+      const id = prepared.clientId as number;
+      child.send('go');
+      await stopped(child.pid, `the client at ${point}`);
+      const heldFrozen = admin.census().chunks.held;
+
+      const sweeper = new Sweeper(admin);
+      await sweeper.during(6 * LEASE);
+      assert.is(admin.clientSlot(id).state, 'revoked', `the frozen client was revoked: ${describePool(admin)}`);
+      assert.not.ok(sweeper.events.some((e) => e.client === id), 'nothing of the frozen client was reclaimed');
+      assert.ok(sweeper.results.length >= 6, `the monitor kept sweeping (${sweeper.results.length} sweeps)`);
+      assert.ok(sweeper.results.some((r) => r.waiting.some((w) => w.client === id)), 'and reported that it waits for the frozen client');
+      assert.is(admin.census().chunks.held, heldFrozen, 'no chunk was freed or taken while it was frozen');
+
+      const fill = fillFreeSpace(admin, true);
+      child.proc.kill('SIGCONT');
+      await child.exitWithin();
+      const end = child.messages.find((m) => m.type === 'survived' || m.type === 'error');
+      assert.ok(end, `the resumed client reported how its step ended: ${child.describe()}`);
+      if (end.type === 'error') assert.is(end.code, 'LEASE_EXPIRED', `resumed, its only failure is finding itself fenced: ${JSON.stringify(end)}`);
+      const ok = await sweeper.until(settled(admin, chunksOf(mine) + fill.chunks + RING_CHUNKS), SETTLE_MS);
+      assert.ok(ok, `the client was recovered; only the admin and the ring hold memory: ${describePool(admin)}`);
+      assert.is(fillIntact(admin, fill.blocks), 0, "no chunk of the admin's fill was written or freed by the resumed client or its recovery");
+      for (const b of fill.blocks) admin.free(b.g);
+      for (let i = 0; i < 4; i++) admin.reclaim();
+      assert.is(admin.epochState().pending, 0, 'every queued block left the ring');
+      assertOnlyParentHolds(admin, mine, point, RING_CHUNKS);
+    });
+  });
+}
+
 test('finding 9: of two racing frees of one block exactly one wins; the loser cannot free the next holder', async () => {
   await withAdmin('f9', async (name, admin) => {
     const mine = allocStamped(admin, [0]);
