@@ -9,21 +9,15 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openPool } from '../src/index.js';
-import { ROOT, withPoolName } from './helpers.js';
+import { ROOT, dmem, jsonLines, withPoolName } from './helpers.js';
 
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const WORKER = fileURLToPath(new URL('./fixtures/hold-worker.js', import.meta.url));
 const BLOCKS = 50;
-
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** What hold-worker reports once it holds its blocks. */
 interface Held {
@@ -34,16 +28,6 @@ interface Held {
 }
 
 type Line = Record<string, unknown>;
-
-function dmem(...args: string[]): Run {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** The JSON objects of a --json run's stdout, one per line. */
-function jsonLines(stdout: string): Line[] {
-  return stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Line);
-}
 
 /** The census of `dmem stat --pool name --json`. */
 function stat(name: string): { blocks: number; chunks: number; liveClients: number; orphanChunks: number } {
