@@ -28,6 +28,7 @@ import { Output } from './output.js';
 import { addTcpServeOptions, serveTcpCommand } from './serve-tcp.js';
 import { untilSignal } from './until-signal.js';
 import { serveOfiCli, wantsOfi, withOfiOptions } from './serve-ofi.js';
+import { serveVerbsCli, wantsVerbs } from './serve-verbs.js';
 
 /** The flags of `dmem server` every mode shares (serve-tcp.ts and serve-ofi.ts add theirs). */
 export interface ServerFlags {
@@ -57,7 +58,7 @@ export function addServerCommand(program: Command): void {
     .option('--remove-on-exit', 'unlink the pool file on shutdown if no other client is live then (default: the pool persists)', false)
     .option('--json', 'print one JSON object per result line (started, recovered, stopped) on stdout', false)
     .addHelpText('after', '\nExample:\n  dmem server --pool demo --size 1GiB\n  dmem stat --pool demo')
-    .action(async (flags: ServerFlags & { listen?: string }) => (wantsOfi(flags) ? serveOfiCli(flags) : flags.listen ? serveTcpCommand(flags) : serve(flags)));
+    .action(async (flags: ServerFlags & { listen?: string }) => (wantsVerbs(flags) ? serveVerbsCli(flags) : wantsOfi(flags) ? serveOfiCli(flags) : flags.listen ? serveTcpCommand(flags) : serve(flags)));
 }
 
 async function serve(flags: ServerFlags): Promise<void> {
