@@ -37,6 +37,14 @@
  * along with any revocation the server cannot attribute, as the ofi server
  * does (server.ts).
  *
+ * Atomics. The node's own CPU also does atomics on the pool (the lease
+ * monitor's revocations, recovery's frees by CAS), and they must be atomic
+ * against the clients' RDMA atomics. A device that reports atomic_cap
+ * IBV_ATOMIC_GLOB guarantees that; IBV_ATOMIC_HCA only guarantees atomicity
+ * among the HCA's own atomics, so such connections are rejected (with the
+ * reason, on the bootstrap connection) unless `hcaAtomics` accepts the risk;
+ * IBV_ATOMIC_NONE is always rejected.
+ *
  * The rdma_cm channel is driven by verbs-cm.ts (poll(2) on a koffi worker
  * thread, events handled on the main thread). The server has no completion
  * queue to progress: one-sided verbs operations complete in the HCA.
@@ -52,7 +60,7 @@ import { CmChannel, idPtr, type CmEvent } from './verbs-cm.js';
 import { VerbsUnavailableError } from './verbs-errors.js';
 import { TICKET_BYTES } from './verbs-transport.js';
 import {
-  IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_ATOMIC, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE, IBV_QPS_ERR, IBV_QPT_RC,
+  IBV_ACCESS_LOCAL_WRITE, IBV_ACCESS_REMOTE_ATOMIC, IBV_ATOMIC_HCA, IBV_ATOMIC_NONE, IBV_ACCESS_REMOTE_READ, IBV_ACCESS_REMOTE_WRITE, IBV_QPS_ERR, IBV_QPT_RC,
   IBV_QP_STATE, RDMA_CM_EVENT, RDMA_PS_TCP, errnoText, loadVerbs, nativeBlock, rdmaDevices, writeSockaddr,
   type NativeBlock, type Verbs, type VerbsLibNames,
 } from './verbs.js';
@@ -71,6 +79,12 @@ export interface ServeVerbsOptions {
   reportMs?: number;
   /** Library names (see verbs.ts). */
   libs?: VerbsLibNames;
+  /**
+   * Accept devices whose atomics are atomic only among RDMA operations of
+   * the HCA (atomic_cap IBV_ATOMIC_HCA), not against the node's CPU atomics
+   * (default false: such connections are rejected; see the file comment).
+   */
+  hcaAtomics?: boolean;
   /** Told about each connection, cut and refusal (for logs). */
   onEvent?: (e: VerbsServerEvent) => void;
 }
@@ -366,6 +380,7 @@ export class VerbsServer {
         pd = p;
         this.pds.set(ctx, pd);
       }
+      this.checkAtomics(ctx);
       const mr = v.regMr(pd, this.mem.ptr, this.mem.bytes, POOL_ACCESS);
       if (mr === null || mr === 0n) throw new VerbsUnavailableError('device', `ibv_reg_mr of the ${this.mem.bytes} B pool failed: ${errnoText(v)} (check \`ulimit -l\`)`);
       conn.mr = mr;
@@ -391,7 +406,28 @@ export class VerbsServer {
       s.data.setUint8(k.offsetof(p, 'rnr_retry_count'), 7);
       if (v.accept(e.id, s.ptr) !== 0) throw new VerbsUnavailableError('peer', `rdma_accept failed: ${errnoText(v)}`);
     } catch (err) {
+      const missing = err instanceof VerbsUnavailableError ? err.missing : 'peer';
+      sendLine(conn.sock, { error: { code: 'TRANSPORT_UNAVAILABLE', missing, message: `the memory node could not set up this connection: ${(err as Error).message}` } });
+      if (conn.qp === 0n) v.reject(e.id, null, 0);
       this.cut(conn, `setting up its connection failed: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * Refuses a device whose atomics the pool cannot rely on: none at all, or
+   * (unless `hcaAtomics`) atomic only among the HCA's own operations.
+   * @throws VerbsUnavailableError (`missing` 'atomics')
+   */
+  private checkAtomics(ctx: bigint): void {
+    const { v } = this;
+    const s = this.scratch;
+    s.view.fill(0);
+    if (v.queryDevice(ctx, s.ptr) !== 0) throw new VerbsUnavailableError('device', `ibv_query_device failed: ${errnoText(v)}`);
+    const cap = s.data.getInt32(v.koffi.offsetof(v.t.ibv_device_attr, 'atomic_cap'), true);
+    const name = v.getDeviceName(v.koffi.decode(ctx, 0, 'void *') as bigint) ?? 'the RDMA device';
+    if (cap === IBV_ATOMIC_NONE) throw new VerbsUnavailableError('atomics', `${name} does not support RDMA atomics (atomic_cap IBV_ATOMIC_NONE)`);
+    if (cap === IBV_ATOMIC_HCA && this.opts.hcaAtomics !== true) {
+      throw new VerbsUnavailableError('atomics', `${name}'s RDMA atomics are atomic only among themselves (atomic_cap IBV_ATOMIC_HCA), not against this node's CPU atomics (lease monitor, recovery): start the server with --hca-atomics to accept that (docs/rdma.md, "verbs")`);
     }
   }
 
@@ -460,7 +496,9 @@ export class VerbsServer {
       }
       v.destroyId(c.cmId);
     }
-    c.sock.destroy();
+    // end(), not destroy(): an error line written just before still reaches the client.
+    c.sock.end();
+    setTimeout(() => c.sock.destroy(), 1000).unref();
     // Its QP cannot execute anything and its rkey is dead: the fencing
     // authority may count the client as fenced (src/fencing.ts), when no
     // other connection of this server may still belong to it.

@@ -62,7 +62,7 @@ import { BOOTSTRAP_VERSION, readLines, sendLine } from './bootstrap.js';
 import { AuthFailedError } from './errors.js';
 import { CmChannel, idPtr, type CmEvent } from './verbs-cm.js';
 import { offsetOfPath } from './verbs-layout.js';
-import { VerbsOpError, VerbsUnavailableError } from './verbs-errors.js';
+import { VerbsOpError, VerbsUnavailableError, type VerbsMissing } from './verbs-errors.js';
 import {
   IBV_ACCESS_LOCAL_WRITE, IBV_ATOMIC_NONE, IBV_QPT_RC, IBV_SEND_SIGNALED, IBV_WR_ATOMIC_CMP_AND_SWP, IBV_WR_ATOMIC_FETCH_AND_ADD,
   IBV_WR_RDMA_READ, IBV_WR_RDMA_WRITE, RDMA_CM_EVENT, RDMA_PS_TCP, contextOp, errnoText, loadVerbs, nativeBlock, rdmaDevices,
@@ -520,8 +520,18 @@ async function connectCm(v: Verbs, ip: string, info: VerbsBootstrapInfo, boot: B
     blk.data.setUint8(PARAM + k.offsetof(p, 'rnr_retry_count'), 7);
     if (v.connect(c.id, blk.ptr + BigInt(PARAM)) !== 0) throw new VerbsUnavailableError('peer', `rdma_connect(${where}) failed: ${errnoText(v)}`);
     const mrLine = boot.next(timeoutMs, 'memory registration from the memory node');
-    await waitFor(RDMA_CM_EVENT.ESTABLISHED, 'connection');
-    const m = (await mrLine).mr as { addr?: unknown; rkey?: unknown } | undefined;
+    mrLine.catch(() => undefined); // awaited below; a rejection while the connect is pending is not unhandled
+    try {
+      await waitFor(RDMA_CM_EVENT.ESTABLISHED, 'connection');
+    } catch (e) {
+      // The memory node says why it refused on the bootstrap connection, when it can.
+      const line = await Promise.race([mrLine, new Promise<null>((r) => { setTimeout(() => r(null), 500).unref(); })]).catch(() => null);
+      throw nodeError(line, where) ?? e;
+    }
+    const line = await mrLine;
+    const refused = nodeError(line, where);
+    if (refused !== null) throw refused;
+    const m = line.mr as { addr?: unknown; rkey?: unknown } | undefined;
     if (m === undefined || !Number.isSafeInteger(m.addr) || !Number.isInteger(m.rkey) || (m.rkey as number) < 0 || (m.rkey as number) > 0xffffffff) {
       throw new TransportUnavailableError(`${where}: the memory node sent a malformed memory registration line`);
     }
@@ -532,6 +542,16 @@ async function connectCm(v: Verbs, ip: string, info: VerbsBootstrapInfo, boot: B
     teardown(c);
     throw e;
   }
+}
+
+const MISSING = new Set(['koffi', 'library', 'device', 'kernel', 'address', 'atomics', 'peer']);
+
+/** The memory node's {error} line as a VerbsUnavailableError, or null for any other line. */
+function nodeError(line: Record<string, unknown> | null, where: string): VerbsUnavailableError | null {
+  const err = line?.error as { message?: unknown; missing?: unknown } | undefined;
+  if (err === undefined) return null;
+  const missing = typeof err.missing === 'string' && MISSING.has(err.missing) ? (err.missing as VerbsMissing) : 'peer';
+  return new VerbsUnavailableError(missing, `${where}: ${typeof err.message === 'string' ? err.message : 'the memory node refused the connection'}`);
 }
 
 /** The error for an unexpected rdma_cm event during a client's setup. */

@@ -52,6 +52,7 @@ export const IBV_WR_ATOMIC_FETCH_AND_ADD = 6;
 export const IBV_SEND_SIGNALED = 1 << 1;
 export const IBV_WC_SUCCESS = 0;
 export const IBV_ATOMIC_NONE = 0;
+export const IBV_ATOMIC_HCA = 1;
 // rdma_cma.h
 export const RDMA_PS_TCP = 0x0106;
 export const RDMA_CM_EVENT = {
@@ -66,7 +67,6 @@ export const POLLIN = 1;
 const F_GETFL = 3;
 const F_SETFL = 4;
 const O_NONBLOCK = 0o4000;
-export const EAGAIN = 11;
 
 /** What to install, for messages. */
 export const RDMA_CORE = 'rdma-core (Debian/Ubuntu: apt-get install libibverbs1 librdmacm1 ibverbs-providers; Fedora/RHEL: dnf install rdma-core libibverbs librdmacm)';

@@ -11,7 +11,7 @@
  */
 import type { ServerFlags } from './server.js';
 import { existsSync } from 'node:fs';
-import { InvalidArgumentError as UsageError } from 'commander';
+import { InvalidArgumentError as UsageError, type Command } from 'commander';
 import { openPool } from '../pool.js';
 import { LeaseMonitor, type RecoveryEvent } from '../monitor.js';
 import { removeShm, shmPath } from '../../plugins/cxl-shm/index.js';
@@ -26,6 +26,12 @@ export interface VerbsServerFlags extends ServerFlags {
   transport: 'verbs';
   listen?: string;
   tokenFile?: string;
+  hcaAtomics?: boolean;
+}
+
+/** Adds --hca-atomics to the `server` command (--transport, --listen and --token-file come from serve-ofi.ts and serve-tcp.ts); returns it. */
+export function withVerbsOptions(cmd: Command): Command {
+  return cmd.option('--hca-atomics', 'with --transport verbs: accept RDMA devices whose atomics are atomic only among RDMA operations (atomic_cap IBV_ATOMIC_HCA), not against this node\'s CPU atomics (lease monitor, recovery); see docs/rdma.md, "verbs"', false);
 }
 
 /** True when the parsed flags ask for the verbs transport. */
@@ -61,7 +67,7 @@ export async function serveVerbsCli(flags: VerbsServerFlags): Promise<void> {
   const mem = mapWholePool(flags.pool, pool.geometry.layoutVersion);
   const verbsLog = log.child({ component: 'verbs' }, { level: 'info' });
   const server = await serveVerbs(mem, {
-    listen: flags.listen, token, pool, watchMs: quarterMs,
+    listen: flags.listen, token, pool, watchMs: quarterMs, hcaAtomics: flags.hcaAtomics === true,
     onEvent: (e) => (e.event === 'client-cut' || e.event === 'refused' ? verbsLog.warn(e, e.event) : verbsLog.info(e, e.event)),
   }).catch((e: unknown) => {
     mem.unmap();

@@ -28,7 +28,7 @@ import { Output } from './output.js';
 import { addTcpServeOptions, serveTcpCommand } from './serve-tcp.js';
 import { untilSignal } from './until-signal.js';
 import { serveOfiCli, wantsOfi, withOfiOptions } from './serve-ofi.js';
-import { serveVerbsCli, wantsVerbs } from './serve-verbs.js';
+import { serveVerbsCli, wantsVerbs, withVerbsOptions } from './serve-verbs.js';
 
 /** The flags of `dmem server` every mode shares (serve-tcp.ts and serve-ofi.ts add theirs). */
 export interface ServerFlags {
@@ -43,8 +43,8 @@ export interface ServerFlags {
 
 /** Adds `server` to `program`. */
 export function addServerCommand(program: Command): void {
-  addTcpServeOptions(withOfiOptions(program
-    .command('server')))
+  addTcpServeOptions(withVerbsOptions(withOfiOptions(program
+    .command('server'))))
     .description('create or attach a shared-memory pool (/dev/shm/dmem-NAME) and keep it up until SIGINT or SIGTERM')
     .requiredOption('--pool <name>', 'pool name (file /dev/shm/dmem-NAME) or absolute path (/dev/hugepages/..., /dev/daxX.Y)', parsePoolName)
     .option('--size <bytes>', 'pool size in bytes to create it, e.g. 256MiB, 1GiB; not needed to attach (an existing pool keeps its own size; a devdax device defaults to its size in sysfs)', parsePositiveSize)
