@@ -127,7 +127,8 @@ export class VerbsTransport implements Transport {
   private readonly blkAddr: number;
   private readonly base: number;
   private readonly opTimeoutMs: number;
-  private readonly o: { opcode: number; flags: number; remote: number; sgeAddr: number; sgeLen: number; compare: number; swap: number; status: number };
+  private readonly o: { opcode: number; flags: number; remote: number; sgeAddr: number; sgeLen: number; compare: number; swap: number; status: number; rdmaRkey: number };
+  private readonly rkey: number;
   private replyLE = true;
   private broken: VerbsOpError | null = null;
   private closed = false;
@@ -165,6 +166,7 @@ export class VerbsTransport implements Transport {
       compare: at('wr.atomic.compare_add'),
       swap: at('wr.atomic.swap'),
       status: WC + k.offsetof(t.ibv_wc, 'status'),
+      rdmaRkey: at('wr.rdma.rkey'),
     };
     if (k.sizeof(wrT) > BAD_WR - WR || k.sizeof(t.ibv_wc) > PARAM - WC) throw new VerbsUnavailableError('library', 'ibv_send_wr or ibv_wc is larger than the verbs transport reserves');
     // The constant parts of the one work request: one SGE, signaled, no chain.
@@ -173,9 +175,11 @@ export class VerbsTransport implements Transport {
     k.encode(this.wr, k.offsetof(wrT, 'sg_list'), 'void *', c.blk.ptr + BigInt(SGE));
     this.d.setInt32(WR + k.offsetof(wrT, 'num_sge'), 1, true);
     this.d.setUint32(this.o.flags, IBV_SEND_SIGNALED, true);
-    // rdma.remote_addr and atomic.remote_addr are the same bytes (offset 0 of both); the rkey sits at a different place in each.
+    // rdma.remote_addr and atomic.remote_addr are the same bytes (offset 0 of both). The rkeys are not:
+    // rdma.rkey shares its bytes with atomic.compare_add, so `post` rewrites it for every READ and WRITE;
+    // atomic.rkey (after swap) is written once.
     if (at('wr.rdma.remote_addr') !== this.o.remote) throw new VerbsUnavailableError('library', 'unexpected ibv_send_wr union layout');
-    this.d.setUint32(at('wr.rdma.rkey'), c.rkey, true);
+    this.rkey = c.rkey;
     this.d.setUint32(at('wr.atomic.rkey'), c.rkey, true);
     this.atomicReplyBigEndian = this.probeAtomicOrder();
   }
@@ -251,6 +255,7 @@ export class VerbsTransport implements Transport {
     const remote = this.base + offset;
     const addr = this.blkAddr + local;
     d.setUint32(this.o.opcode, opcode, true);
+    if (opcode === IBV_WR_RDMA_READ || opcode === IBV_WR_RDMA_WRITE) d.setUint32(this.o.rdmaRkey, this.rkey, true);
     d.setUint32(this.o.remote, remote % 0x1_0000_0000, true);
     d.setUint32(this.o.remote + 4, Math.floor(remote / 0x1_0000_0000), true);
     d.setUint32(this.o.sgeAddr, addr % 0x1_0000_0000, true);
