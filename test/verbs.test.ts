@@ -30,8 +30,10 @@ import { InvalidArgumentError, TransportUnavailableError } from '../src/errors.j
 import { shmPath } from '../plugins/cxl-shm/index.js';
 import { VerbsOpError, VerbsUnavailableError } from '../plugins/rdma/verbs-errors.js';
 import { loadVerbs, rdmaDevices } from '../plugins/rdma/verbs.js';
-import { BootstrapListener, serveVerbs } from '../plugins/rdma/verbs-server.js';
-import { TICKET_BYTES, VerbsTransport, parseVerbsUri } from '../plugins/rdma/verbs-transport.js';
+import { BootstrapListener, serveVerbs, type VerbsServerEvent } from '../plugins/rdma/verbs-server.js';
+import { LeaseMonitor } from '../src/monitor.js';
+import { softRdma } from './verbs-soft.js';
+import { TICKET_BYTES, VerbsTransport, openVerbsPool, parseVerbsUri } from '../plugins/rdma/verbs-transport.js';
 import { offsetOfPath, verbsOpOffset } from '../plugins/rdma/verbs-layout.js';
 import { Pool } from '../src/pool.js';
 import { WindowedTransport } from '../src/transport.js';
@@ -47,6 +49,15 @@ async function caught(p: Promise<unknown>): Promise<Error> {
     return e as Error;
   }
   throw new Error('expected a rejection');
+}
+
+/** Polls `cond` every 10 ms for up to 5 s. */
+async function waitUntil(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out waiting until ${what}`);
 }
 
 /** Why the device tests cannot run here, or null when a device is present. */
@@ -379,6 +390,78 @@ for (const replyBigEndian of [false, true]) {
     }
   });
 }
+
+test('soft RDMA device, end to end: dmem\'s verbs memory node and client, the lease monitor, fencing by QP error + MR deregistration', async () => {
+  const soft = softRdma();
+  try {
+    await withPoolName('verbs-soft', async (name) => {
+      const node = await openPool(`shm:${name}`, { size: '16MiB', clients: 8, heartbeatMs: 0 });
+      const mem = mapWholePool(name, node.geometry.layoutVersion);
+      const events: VerbsServerEvent[] = [];
+      const server = await serveVerbs(mem, { listen: '127.0.0.1:0', token: 'tok', pool: node, watchMs: 50, verbs: soft.verbs, onEvent: (e) => events.push(e) });
+      server.fenceOnRevoke(node);
+      const url = `verbs://127.0.0.1:${server.address.port}`;
+      try {
+        assert.equal(server.devices, ['soft0']);
+        const c = await openVerbsPool(url, { token: 'tok', verbs: soft.verbs, heartbeatMs: 0 });
+        assert.is(c.transport.kind, 'verbs');
+        await waitUntil(() => server.clients().length === 1, 'the client reported its id');
+        assert.is(server.clients()[0].client, c.clientId);
+        const g = c.alloc(8192);
+        const bytes = new Uint8Array(8192).map((_, i) => (i * 13) & 0xff);
+        c.write(g, bytes);
+        assert.equal(node.read(g, 8192), bytes, 'the node sees the client\'s write');
+        assert.equal(c.read(g, 8192), bytes);
+        c.write(g, new Uint8Array(8));
+        assert.is(c.cas(g, 0n, 41n), 0n);
+        assert.is(c.faa(g, 1n), 41n);
+        assert.is(node.cas(g, 42n, 43n), 42n, 'CPU and RDMA atomics on the same word');
+        assert.is(c.faa(g, 0n), 43n);
+        c.free(g);
+        const held = c.alloc(4096);
+        c.write(held, new Uint8Array(16).fill(0x11));
+        // A client refused by the node (HCA-only atomics) gets the node's reason as a typed error.
+        soft.state.atomicCap = 1;
+        const refused = await caught(openVerbsPool(url, { token: 'tok', verbs: soft.verbs, heartbeatMs: 0 }));
+        soft.state.atomicCap = 2;
+        assert.instance(refused, VerbsUnavailableError);
+        assert.is((refused as VerbsUnavailableError).missing, 'atomics');
+        assert.match(refused.message, /IBV_ATOMIC_HCA.*--hca-atomics/);
+        // The client pauses past its lease: the monitor revokes it, the server cuts its QP and MR
+        // before revokeClient returns, tells the fencing authority, and the monitor recovers it at once.
+        soft.state.calls.length = 0;
+        const monitor = new LeaseMonitor(node, { intervalMs: 60_000 });
+        await new Promise((r) => setTimeout(r, node.leaseMs + 300));
+        const sweep = monitor.sweep();
+        assert.equal(sweep.revoked, [c.clientId]);
+        assert.is(sweep.recovered.length, 1, JSON.stringify(sweep));
+        assert.is(sweep.recovered[0].reason, 'transport-cut');
+        assert.ok(soft.state.calls.indexOf('modify_qp 6') >= 0 && soft.state.calls.indexOf('modify_qp 6') < soft.state.calls.indexOf('dereg_mr'), soft.state.calls.join(', '));
+        assert.ok(soft.state.calls.indexOf('dereg_mr') < soft.state.calls.indexOf('destroy_qp'), soft.state.calls.join(', '));
+        assert.ok(events.some((e) => e.event === 'client-cut' && e.client === c.clientId && e.reason === 'revoked'), JSON.stringify(events));
+        assert.is(server.clients().length, 0);
+        // It resumes: its write fails and no byte of the (recovered) block changes.
+        const snapshot = node.transport.mapped!.view(held, 16)!.slice(); // node 0: a gaddr is the pool offset
+        const err = (() => { try { c.write(held, new Uint8Array(16).fill(0x22)); return null; } catch (e) { return e; } })();
+        assert.instance(err, VerbsOpError, String(err));
+        assert.match((err as Error).message, /transport retry counter exceeded|remote access error/);
+        assert.equal(node.transport.mapped!.view(held, 16), snapshot, 'no byte changed');
+        assert.equal(snapshot.subarray(0, 16), new Uint8Array(16).fill(0x11));
+        assert.throws(() => c.alloc(64), (e: unknown) => e === err, 'broken for good');
+        // close() cannot release a slot through a dead QP (it says so), but tears the connection down.
+        soft.state.calls.length = 0;
+        assert.throws(() => c.close(), (e: unknown) => e === err);
+        assert.equal(soft.state.calls, ['destroy_qp', 'destroy_id', 'dereg_mr', 'dealloc_pd']);
+      } finally {
+        await server.close();
+        mem.unmap();
+        node.close();
+      }
+    });
+  } finally {
+    soft.dispose();
+  }
+});
 
 test('verbs device: one-sided alloc/write/read/cas/faa against a verbs memory node, and a revoked client is fenced', async () => {
   const why = noDevice();

@@ -79,6 +79,8 @@ export interface ServeVerbsOptions {
   reportMs?: number;
   /** Library names (see verbs.ts). */
   libs?: VerbsLibNames;
+  /** An implementation of the bindings to use instead of loading rdma-core (tests: test/verbs-soft.ts). */
+  verbs?: Verbs;
   /**
    * Accept devices whose atomics are atomic only among RDMA operations of
    * the HCA (atomic_cap IBV_ATOMIC_HCA), not against the node's CPU atomics
@@ -231,7 +233,7 @@ export class VerbsServer {
     const { host } = parseListen(opts.listen);
     const token = Buffer.isBuffer(opts.token) ? opts.token : Buffer.from(opts.token, 'utf8');
     if (token.length === 0) throw new InvalidArgumentError('the verbs server needs a non-empty token');
-    const v = loadVerbs(opts.libs);
+    const v = opts.verbs ?? loadVerbs(opts.libs);
     const devices = rdmaDevices(v);
     const ch = CmChannel.open(v);
     const scratch = nativeBlock(v, 1024);

@@ -341,6 +341,8 @@ export interface VerbsPoolOptions extends PoolOptions {
   opTimeoutMs?: number;
   /** Library names (default: $DMEM_LIBIBVERBS or libibverbs.so.1, $DMEM_LIBRDMACM or librdmacm.so.1). */
   libs?: VerbsLibNames;
+  /** An implementation of the bindings to use instead of loading rdma-core (tests: test/verbs-soft.ts). */
+  verbs?: Verbs;
 }
 
 /** What the verbs memory node answers an authenticated hello with. */
@@ -371,7 +373,7 @@ export interface VerbsBootstrapInfo {
 export async function openVerbsPool(uri: string, opts: VerbsPoolOptions): Promise<Pool> {
   const u = parseVerbsUri(uri);
   if (typeof opts.token !== 'string' || opts.token === '') throw new InvalidArgumentError('openVerbsPool needs { token } (the memory node\'s --token-file contents)');
-  const v = loadVerbs(opts.libs);
+  const v = opts.verbs ?? loadVerbs(opts.libs);
   const timeoutMs = opts.connectTimeoutMs ?? 5000;
   const boot = await bootstrap(u, opts.token, timeoutMs);
   let transport: VerbsTransport | null = null;
