@@ -29,10 +29,12 @@ import { AuthFailedError } from '../plugins/rdma/errors.js';
 import { InvalidArgumentError, TransportUnavailableError } from '../src/errors.js';
 import { shmPath } from '../plugins/cxl-shm/index.js';
 import { VerbsOpError, VerbsUnavailableError } from '../plugins/rdma/verbs-errors.js';
-import { loadVerbs, rdmaDevices } from '../plugins/rdma/verbs.js';
+import { RDMA_CM_EVENT, RDMA_PS_TCP, loadVerbs, nativeBlock, rdmaDevices, writeSockaddr } from '../plugins/rdma/verbs.js';
 import { BootstrapListener, serveVerbs, type VerbsServerEvent } from '../plugins/rdma/verbs-server.js';
 import { LeaseMonitor } from '../src/monitor.js';
 import { softRdma } from './verbs-soft.js';
+import { CmChannel, type CmEvent } from '../plugins/rdma/verbs-cm.js';
+import { randomBytes } from 'node:crypto';
 import { TICKET_BYTES, VerbsTransport, openVerbsPool, parseVerbsUri } from '../plugins/rdma/verbs-transport.js';
 import { offsetOfPath, verbsOpOffset } from '../plugins/rdma/verbs-layout.js';
 import { Pool } from '../src/pool.js';
@@ -418,6 +420,42 @@ test('soft RDMA device, end to end: dmem\'s verbs memory node and client, the le
         assert.is(node.cas(g, 42n, 43n), 42n, 'CPU and RDMA atomics on the same word');
         assert.is(c.faa(g, 0n), 43n);
         c.free(g);
+        // The real server refuses a wrong token, and an rdma_cm connection whose ticket it never gave.
+        assert.instance(await caught(openVerbsPool(url, { token: 'nope', verbs: soft.verbs })), AuthFailedError);
+        assert.ok(events.some((e) => e.event === 'refused' && e.reason === 'wrong token'));
+        // An rdma_cm connection with a ticket the node never gave is rejected, and nothing is registered for it.
+        const regs = soft.state.calls.filter((x) => x.startsWith('reg_mr')).length;
+        const ch = CmChannel.open(soft.verbs);
+        const got: CmEvent[] = [];
+        ch.onEvent = (e) => got.push(e);
+        ch.start(10);
+        const out: [bigint | null] = [null];
+        assert.is(soft.verbs.createId(ch.ch, out, null, RDMA_PS_TCP), 0);
+        const blk = nativeBlock(soft.verbs, 4096);
+        writeSockaddr(blk, 0, '127.0.0.1', server.cmPort);
+        soft.verbs.resolveAddr(out[0]!, null, blk.ptr, 1000);
+        blk.view.set(randomBytes(TICKET_BYTES), 2048);
+        const k = soft.verbs.koffi;
+        k.encode(blk.ptr, 1024 + k.offsetof(soft.verbs.t.rdma_conn_param, 'private_data'), 'void *', blk.ptr + 2048n);
+        blk.data.setUint8(1024 + k.offsetof(soft.verbs.t.rdma_conn_param, 'private_data_len'), TICKET_BYTES);
+        assert.is(soft.verbs.connect(out[0]!, blk.ptr + 1024n), 0);
+        await waitUntil(() => got.some((e) => e.type === RDMA_CM_EVENT.REJECTED), 'the forged connection was rejected');
+        assert.ok(events.some((e) => e.event === 'refused' && e.reason === 'unknown ticket'));
+        assert.is(soft.state.calls.filter((x) => x.startsWith('reg_mr')).length, regs, 'no MR for a forged ticket');
+        await ch.stop();
+        soft.verbs.destroyId(out[0]!);
+        soft.verbs.free(blk.ptr);
+        ch.close();
+        // A second client: its own QP and MR (its own rkey), the same pool; closing it cuts its connection.
+        const c2 = await openVerbsPool(url, { token: 'tok', verbs: soft.verbs, heartbeatMs: 0 });
+        await waitUntil(() => server.clients().length === 2, 'the second client reported its id');
+        const shared = c2.alloc(64);
+        c2.write(shared, new Uint8Array(8));
+        for (let i = 0; i < 50; i++) { c.faa(shared, 1n); c2.faa(shared, 2n); }
+        assert.is(node.faa(shared, 0n), 150n);
+        c2.free(shared);
+        c2.close();
+        await waitUntil(() => server.clients().length === 1, 'the server cut the closed client');
         const held = c.alloc(4096);
         c.write(held, new Uint8Array(16).fill(0x11));
         // A client refused by the node (HCA-only atomics) gets the node's reason as a typed error.
