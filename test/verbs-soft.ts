@@ -41,6 +41,8 @@ interface Ev { type: number; id: bigint; listenId: bigint; status: number; pdata
 export interface SoftRdmaState {
   /** atomic_cap reported by ibv_query_device (2 = IBV_ATOMIC_GLOB). */
   atomicCap: number;
+  /** Write atomics' original values back big-endian, as some HCAs do. */
+  replyBigEndian: boolean;
   /** Work requests posted, by opcode. */
   posted: Map<number, number>;
   /** Completions by status. */
@@ -64,7 +66,7 @@ export function softRdma(): { verbs: Verbs; state: SoftRdmaState; dispose: () =>
   const release = (p: bigint): void => { if (allocs.delete(p)) real.free(p); };
   const ptr = (p: bigint, off: number): bigint => (k.decode(p, off, 'void *') as bigint | null) ?? 0n;
   const off = (type: Parameters<Koffi['offsetof']>[0], f: string): number => k.offsetof(type, f);
-  const state: SoftRdmaState = { atomicCap: 2, posted: new Map(), completed: new Map(), calls: [] };
+  const state: SoftRdmaState = { atomicCap: 2, replyBigEndian: false, posted: new Map(), completed: new Map(), calls: [] };
   const count = (m: Map<number, number>, key: number): void => { m.set(key, (m.get(key) ?? 0) + 1); };
 
   const device = alloc(64);
@@ -120,7 +122,7 @@ export function softRdma(): { verbs: Verbs; state: SoftRdmaState; dispose: () =>
       const a = BigInt.asIntN(64, BigInt(k.decode(wr, at('wr.atomic.compare_add'), 'uint64_t') as bigint | number));
       const b = BigInt.asIntN(64, BigInt(k.decode(wr, at('wr.atomic.swap'), 'uint64_t') as bigint | number));
       const old = opcode === 5 ? Atomics.compareExchange(word, 0, a, b) : Atomics.add(word, 0, a);
-      new DataView(local.buffer, local.byteOffset, 8).setBigInt64(0, old, true);
+      new DataView(local.buffer, local.byteOffset, 8).setBigInt64(0, old, !state.replyBigEndian);
     }
     return done(0);
   };
