@@ -36,7 +36,8 @@ import { InvalidArgumentError, TransportUnavailableError } from '../src/errors.j
 import { shmPath } from '../plugins/cxl-shm/index.js';
 import { VerbsOpError, VerbsUnavailableError } from '../plugins/rdma/verbs-errors.js';
 import { RDMA_CM_EVENT, RDMA_PS_TCP, loadVerbs, nativeBlock, rdmaDevices, writeSockaddr } from '../plugins/rdma/verbs.js';
-import { BootstrapListener, serveVerbs, type VerbsServerEvent } from '../plugins/rdma/verbs-server.js';
+import { BootstrapListener, serveVerbs, type VerbsServer, type VerbsServerEvent } from '../plugins/rdma/verbs-server.js';
+import type { Pool } from '../src/pool.js';
 import { LeaseMonitor } from '../src/monitor.js';
 import { softRdma } from './verbs-soft.js';
 import { CmChannel, type CmEvent } from '../plugins/rdma/verbs-cm.js';
@@ -265,141 +266,21 @@ test('bootstrap listener: oversized and malformed lines close that connection on
   }
 });
 
-for (const replyBigEndian of [false, true]) {
-  test(`soft RDMA device, atomic replies ${replyBigEndian ? 'big-endian' : 'in host order'}: the byte-order probe, transfers over the 1 MiB staging area, signed atomics`, async () => {
-    const soft = softRdma();
-    soft.state.replyBigEndian = replyBigEndian;
-    try {
-      await withPoolName('verbs-order', async (name) => {
-        const node = await openPool(`shm:${name}`, { size: '16MiB', clients: 4, heartbeatMs: 0 });
-        const mem = mapWholePool(name, node.geometry.layoutVersion);
-        const server = await serveVerbs(mem, { listen: '127.0.0.1:0', token: 'tok', verbs: soft.verbs });
-        try {
-          const c = await openVerbsPool(`verbs://127.0.0.1:${server.address.port}`, { token: 'tok', verbs: soft.verbs, heartbeatMs: 0 });
-          assert.is((c.transport as VerbsTransport).atomicReplyBigEndian, replyBigEndian);
-          const g = c.alloc(3 << 20);
-          const big = new Uint8Array(3 << 20).map((_, i) => (i * 7) & 0xff);
-          const posted = soft.state.posted.get(0) ?? 0;
-          c.write(g, big);
-          assert.ok((soft.state.posted.get(0) ?? 0) - posted >= 3, 'three RDMA WRITEs of at most 1 MiB');
-          assert.equal(c.read(g, big.length), big);
-          assert.equal(node.read(g, 64), big.subarray(0, 64));
-          c.write(g, new Uint8Array(8));
-          assert.is(c.cas(g, 0n, -2n), 0n);
-          assert.is(c.cas(g, 0n, 9n), -2n, 'a failed CAS returns the word found, sign and byte order intact');
-          assert.is(c.faa(g, 5n), -2n);
-          assert.is(node.faa(g, 0n), 3n);
-          c.free(g);
-          c.close();
-        } finally {
-          await server.close();
-          mem.unmap();
-          node.close();
-        }
-      });
-    } finally {
-      soft.dispose();
-    }
-  });
-}
-
-test('soft RDMA device, end to end: dmem\'s verbs memory node and client, the lease monitor, fencing by QP error + MR deregistration', async () => {
+/** A memory node on a software RDMA device: a fresh shm pool, mapped and served by VerbsServer; all torn down after `fn`. */
+async function withSoftNode(
+  opts: { replyBigEndian?: boolean; onEvent?: (e: VerbsServerEvent) => void; fence?: boolean },
+  fn: (x: { soft: ReturnType<typeof softRdma>; node: Pool; server: VerbsServer; url: string }) => Promise<void>,
+): Promise<void> {
   const soft = softRdma();
+  soft.state.replyBigEndian = opts.replyBigEndian ?? false;
   try {
     await withPoolName('verbs-soft', async (name) => {
       const node = await openPool(`shm:${name}`, { size: '16MiB', clients: 8, heartbeatMs: 0 });
       const mem = mapWholePool(name, node.geometry.layoutVersion);
-      const events: VerbsServerEvent[] = [];
-      const server = await serveVerbs(mem, { listen: '127.0.0.1:0', token: 'tok', pool: node, watchMs: 50, verbs: soft.verbs, onEvent: (e) => events.push(e) });
-      server.fenceOnRevoke(node);
-      const url = `verbs://127.0.0.1:${server.address.port}`;
+      const server = await serveVerbs(mem, { listen: '127.0.0.1:0', token: 'tok', pool: node, watchMs: 50, verbs: soft.verbs, onEvent: opts.onEvent });
+      if (opts.fence) server.fenceOnRevoke(node);
       try {
-        assert.equal(server.devices, ['soft0']);
-        const c = await openVerbsPool(url, { token: 'tok', verbs: soft.verbs, heartbeatMs: 0 });
-        assert.is(c.transport.kind, 'verbs');
-        await waitUntil(() => server.clients().length === 1, 'the client reported its id');
-        assert.is(server.clients()[0].client, c.clientId);
-        const g = c.alloc(8192);
-        const bytes = new Uint8Array(8192).map((_, i) => (i * 13) & 0xff);
-        c.write(g, bytes);
-        assert.equal(node.read(g, 8192), bytes, 'the node sees the client\'s write');
-        assert.equal(c.read(g, 8192), bytes);
-        c.write(g, new Uint8Array(8));
-        assert.is(c.cas(g, 0n, 41n), 0n);
-        assert.is(c.faa(g, 1n), 41n);
-        assert.is(node.cas(g, 42n, 43n), 42n, 'CPU and RDMA atomics on the same word');
-        assert.is(c.faa(g, 0n), 43n);
-        c.free(g);
-        // The real server refuses a wrong token, and an rdma_cm connection whose ticket it never gave.
-        assert.instance(await caught(openVerbsPool(url, { token: 'nope', verbs: soft.verbs })), AuthFailedError);
-        assert.ok(events.some((e) => e.event === 'refused' && e.reason === 'wrong token'));
-        // An rdma_cm connection with a ticket the node never gave is rejected, and nothing is registered for it.
-        const regs = soft.state.calls.filter((x) => x.startsWith('reg_mr')).length;
-        const ch = CmChannel.open(soft.verbs);
-        const got: CmEvent[] = [];
-        ch.onEvent = (e) => got.push(e);
-        ch.start(10);
-        const out: [bigint | null] = [null];
-        assert.is(soft.verbs.createId(ch.ch, out, null, RDMA_PS_TCP), 0);
-        const blk = nativeBlock(soft.verbs, 4096);
-        writeSockaddr(blk, 0, '127.0.0.1', server.cmPort);
-        soft.verbs.resolveAddr(out[0]!, null, blk.ptr, 1000);
-        blk.view.set(randomBytes(TICKET_BYTES), 2048);
-        const k = soft.verbs.koffi;
-        k.encode(blk.ptr, 1024 + k.offsetof(soft.verbs.t.rdma_conn_param, 'private_data'), 'void *', blk.ptr + 2048n);
-        blk.data.setUint8(1024 + k.offsetof(soft.verbs.t.rdma_conn_param, 'private_data_len'), TICKET_BYTES);
-        assert.is(soft.verbs.connect(out[0]!, blk.ptr + 1024n), 0);
-        await waitUntil(() => got.some((e) => e.type === RDMA_CM_EVENT.REJECTED), 'the forged connection was rejected');
-        assert.ok(events.some((e) => e.event === 'refused' && e.reason === 'unknown ticket'));
-        assert.is(soft.state.calls.filter((x) => x.startsWith('reg_mr')).length, regs, 'no MR for a forged ticket');
-        await ch.stop();
-        soft.verbs.destroyId(out[0]!);
-        soft.verbs.free(blk.ptr);
-        ch.close();
-        // A second client: its own QP and MR (its own rkey), the same pool; closing it cuts its connection.
-        const c2 = await openVerbsPool(url, { token: 'tok', verbs: soft.verbs, heartbeatMs: 0 });
-        await waitUntil(() => server.clients().length === 2, 'the second client reported its id');
-        const shared = c2.alloc(64);
-        c2.write(shared, new Uint8Array(8));
-        for (let i = 0; i < 50; i++) { c.faa(shared, 1n); c2.faa(shared, 2n); }
-        assert.is(node.faa(shared, 0n), 150n);
-        c2.free(shared);
-        c2.close();
-        await waitUntil(() => server.clients().length === 1, 'the server cut the closed client');
-        const held = c.alloc(4096);
-        c.write(held, new Uint8Array(16).fill(0x11));
-        // A client refused by the node (HCA-only atomics) gets the node's reason as a typed error.
-        soft.state.atomicCap = 1;
-        const refused = await caught(openVerbsPool(url, { token: 'tok', verbs: soft.verbs, heartbeatMs: 0 }));
-        soft.state.atomicCap = 2;
-        assert.instance(refused, VerbsUnavailableError);
-        assert.is((refused as VerbsUnavailableError).missing, 'atomics');
-        assert.match(refused.message, /IBV_ATOMIC_HCA.*--hca-atomics/);
-        // The client pauses past its lease: the monitor revokes it, the server cuts its QP and MR
-        // before revokeClient returns, tells the fencing authority, and the monitor recovers it at once.
-        soft.state.calls.length = 0;
-        const monitor = new LeaseMonitor(node, { intervalMs: 60_000 });
-        await new Promise((r) => setTimeout(r, node.leaseMs + 300));
-        const sweep = monitor.sweep();
-        assert.equal(sweep.revoked, [c.clientId]);
-        assert.is(sweep.recovered.length, 1, JSON.stringify(sweep));
-        assert.is(sweep.recovered[0].reason, 'transport-cut');
-        assert.ok(soft.state.calls.indexOf('modify_qp 6') >= 0 && soft.state.calls.indexOf('modify_qp 6') < soft.state.calls.indexOf('dereg_mr'), soft.state.calls.join(', '));
-        assert.ok(soft.state.calls.indexOf('dereg_mr') < soft.state.calls.indexOf('destroy_qp'), soft.state.calls.join(', '));
-        assert.ok(events.some((e) => e.event === 'client-cut' && e.client === c.clientId && e.reason === 'revoked'), JSON.stringify(events));
-        assert.is(server.clients().length, 0);
-        // It resumes: its write fails and no byte of the (recovered) block changes.
-        const snapshot = node.transport.mapped!.view(held, 16)!.slice(); // node 0: a gaddr is the pool offset
-        const err = (() => { try { c.write(held, new Uint8Array(16).fill(0x22)); return null; } catch (e) { return e; } })();
-        assert.instance(err, VerbsOpError, String(err));
-        assert.match((err as Error).message, /transport retry counter exceeded|remote access error/);
-        assert.equal(node.transport.mapped!.view(held, 16), snapshot, 'no byte changed');
-        assert.equal(snapshot.subarray(0, 16), new Uint8Array(16).fill(0x11));
-        assert.throws(() => c.alloc(64), (e: unknown) => e === err, 'broken for good');
-        // close() cannot release a slot through a dead QP (it says so), but tears the connection down.
-        soft.state.calls.length = 0;
-        assert.throws(() => c.close(), (e: unknown) => e === err);
-        assert.equal(soft.state.calls, ['destroy_qp', 'destroy_id', 'dereg_mr', 'dealloc_pd']);
+        await fn({ soft, node, server, url: `verbs://127.0.0.1:${server.address.port}` });
       } finally {
         await server.close();
         mem.unmap();
@@ -409,6 +290,121 @@ test('soft RDMA device, end to end: dmem\'s verbs memory node and client, the le
   } finally {
     soft.dispose();
   }
+}
+
+for (const replyBigEndian of [false, true]) {
+  test(`soft RDMA device, atomic replies ${replyBigEndian ? 'big-endian' : 'in host order'}: the byte-order probe, transfers over the 1 MiB staging area, signed atomics`, async () => {
+    await withSoftNode({ replyBigEndian }, async ({ soft, node, url }) => {
+      const c = await openVerbsPool(url, { token: 'tok', verbs: soft.verbs, heartbeatMs: 0 });
+      assert.is((c.transport as VerbsTransport).atomicReplyBigEndian, replyBigEndian);
+      const g = c.alloc(3 << 20);
+      const big = new Uint8Array(3 << 20).map((_, i) => (i * 7) & 0xff);
+      const posted = soft.state.posted.get(0) ?? 0;
+      c.write(g, big);
+      assert.ok((soft.state.posted.get(0) ?? 0) - posted >= 3, 'three RDMA WRITEs of at most 1 MiB');
+      assert.equal(c.read(g, big.length), big);
+      assert.equal(node.read(g, 64), big.subarray(0, 64));
+      c.write(g, new Uint8Array(8));
+      assert.is(c.cas(g, 0n, -2n), 0n);
+      assert.is(c.cas(g, 0n, 9n), -2n, 'a failed CAS returns the word found, sign and byte order intact');
+      assert.is(c.faa(g, 5n), -2n);
+      assert.is(node.faa(g, 0n), 3n);
+      c.free(g);
+      c.close();
+    });
+  });
+}
+
+test('soft RDMA device, end to end: dmem\'s verbs memory node and client, the lease monitor, fencing by QP error + MR deregistration', async () => {
+  const events: VerbsServerEvent[] = [];
+  await withSoftNode({ onEvent: (e) => events.push(e), fence: true }, async ({ soft, node, server, url }) => {
+    assert.equal(server.devices, ['soft0']);
+    const c = await openVerbsPool(url, { token: 'tok', verbs: soft.verbs, heartbeatMs: 0 });
+    assert.is(c.transport.kind, 'verbs');
+    await waitUntil(() => server.clients().length === 1, 'the client reported its id');
+    assert.is(server.clients()[0].client, c.clientId);
+    const g = c.alloc(8192);
+    const bytes = new Uint8Array(8192).map((_, i) => (i * 13) & 0xff);
+    c.write(g, bytes);
+    assert.equal(node.read(g, 8192), bytes, 'the node sees the client\'s write');
+    assert.equal(c.read(g, 8192), bytes);
+    c.write(g, new Uint8Array(8));
+    assert.is(c.cas(g, 0n, 41n), 0n);
+    assert.is(c.faa(g, 1n), 41n);
+    assert.is(node.cas(g, 42n, 43n), 42n, 'CPU and RDMA atomics on the same word');
+    assert.is(c.faa(g, 0n), 43n);
+    c.free(g);
+    // The real server refuses a wrong token, and an rdma_cm connection whose ticket it never gave.
+    assert.instance(await caught(openVerbsPool(url, { token: 'nope', verbs: soft.verbs })), AuthFailedError);
+    assert.ok(events.some((e) => e.event === 'refused' && e.reason === 'wrong token'));
+    // An rdma_cm connection with a ticket the node never gave is rejected, and nothing is registered for it.
+    const regs = soft.state.calls.filter((x) => x.startsWith('reg_mr')).length;
+    const ch = CmChannel.open(soft.verbs);
+    const got: CmEvent[] = [];
+    ch.onEvent = (e) => got.push(e);
+    ch.start(10);
+    const out: [bigint | null] = [null];
+    assert.is(soft.verbs.createId(ch.ch, out, null, RDMA_PS_TCP), 0);
+    const blk = nativeBlock(soft.verbs, 4096);
+    writeSockaddr(blk, 0, '127.0.0.1', server.cmPort);
+    soft.verbs.resolveAddr(out[0]!, null, blk.ptr, 1000);
+    blk.view.set(randomBytes(TICKET_BYTES), 2048);
+    const k = soft.verbs.koffi;
+    k.encode(blk.ptr, 1024 + k.offsetof(soft.verbs.t.rdma_conn_param, 'private_data'), 'void *', blk.ptr + 2048n);
+    blk.data.setUint8(1024 + k.offsetof(soft.verbs.t.rdma_conn_param, 'private_data_len'), TICKET_BYTES);
+    assert.is(soft.verbs.connect(out[0]!, blk.ptr + 1024n), 0);
+    await waitUntil(() => got.some((e) => e.type === RDMA_CM_EVENT.REJECTED), 'the forged connection was rejected');
+    assert.ok(events.some((e) => e.event === 'refused' && e.reason === 'unknown ticket'));
+    assert.is(soft.state.calls.filter((x) => x.startsWith('reg_mr')).length, regs, 'no MR for a forged ticket');
+    await ch.stop();
+    soft.verbs.destroyId(out[0]!);
+    soft.verbs.free(blk.ptr);
+    ch.close();
+    // A second client: its own QP and MR (its own rkey), the same pool; closing it cuts its connection.
+    const c2 = await openVerbsPool(url, { token: 'tok', verbs: soft.verbs, heartbeatMs: 0 });
+    await waitUntil(() => server.clients().length === 2, 'the second client reported its id');
+    const shared = c2.alloc(64);
+    c2.write(shared, new Uint8Array(8));
+    for (let i = 0; i < 50; i++) { c.faa(shared, 1n); c2.faa(shared, 2n); }
+    assert.is(node.faa(shared, 0n), 150n);
+    c2.free(shared);
+    c2.close();
+    await waitUntil(() => server.clients().length === 1, 'the server cut the closed client');
+    const held = c.alloc(4096);
+    c.write(held, new Uint8Array(16).fill(0x11));
+    // A client refused by the node (HCA-only atomics) gets the node's reason as a typed error.
+    soft.state.atomicCap = 1;
+    const refused = await caught(openVerbsPool(url, { token: 'tok', verbs: soft.verbs, heartbeatMs: 0 }));
+    soft.state.atomicCap = 2;
+    assert.instance(refused, VerbsUnavailableError);
+    assert.is((refused as VerbsUnavailableError).missing, 'atomics');
+    assert.match(refused.message, /IBV_ATOMIC_HCA.*--hca-atomics/);
+    // The client pauses past its lease: the monitor revokes it, the server cuts its QP and MR
+    // before revokeClient returns, tells the fencing authority, and the monitor recovers it at once.
+    soft.state.calls.length = 0;
+    const monitor = new LeaseMonitor(node, { intervalMs: 60_000 });
+    await new Promise((r) => setTimeout(r, node.leaseMs + 300));
+    const sweep = monitor.sweep();
+    assert.equal(sweep.revoked, [c.clientId]);
+    assert.is(sweep.recovered.length, 1, JSON.stringify(sweep));
+    assert.is(sweep.recovered[0].reason, 'transport-cut');
+    assert.ok(soft.state.calls.indexOf('modify_qp 6') >= 0 && soft.state.calls.indexOf('modify_qp 6') < soft.state.calls.indexOf('dereg_mr'), soft.state.calls.join(', '));
+    assert.ok(soft.state.calls.indexOf('dereg_mr') < soft.state.calls.indexOf('destroy_qp'), soft.state.calls.join(', '));
+    assert.ok(events.some((e) => e.event === 'client-cut' && e.client === c.clientId && e.reason === 'revoked'), JSON.stringify(events));
+    assert.is(server.clients().length, 0);
+    // It resumes: its write fails and no byte of the (recovered) block changes.
+    const snapshot = node.transport.mapped!.view(held, 16)!.slice(); // node 0: a gaddr is the pool offset
+    const err = (() => { try { c.write(held, new Uint8Array(16).fill(0x22)); return null; } catch (e) { return e; } })();
+    assert.instance(err, VerbsOpError, String(err));
+    assert.match((err as Error).message, /transport retry counter exceeded|remote access error/);
+    assert.equal(node.transport.mapped!.view(held, 16), snapshot, 'no byte changed');
+    assert.equal(snapshot.subarray(0, 16), new Uint8Array(16).fill(0x11));
+    assert.throws(() => c.alloc(64), (e: unknown) => e === err, 'broken for good');
+    // close() cannot release a slot through a dead QP (it says so), but tears the connection down.
+    soft.state.calls.length = 0;
+    assert.throws(() => c.close(), (e: unknown) => e === err);
+    assert.equal(soft.state.calls, ['destroy_qp', 'destroy_id', 'dereg_mr', 'dealloc_pd']);
+  });
 });
 
 test('verbs device: one-sided alloc/write/read/cas/faa against a verbs memory node, and a revoked client is fenced', async () => {
