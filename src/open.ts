@@ -10,6 +10,7 @@
  *   `shm:NAME`           /dev/shm/dmem-NAME, shared by every process of the host (plugins/cxl-shm)
  *   `shm:/path`, `dax:/path`  a file on tmpfs or hugetlbfs, or a devdax device (plugins/cxl-shm)
  *   `ofi+PROVIDER://HOST:PORT`  one-sided over libfabric, the core in this client (plugins/rdma)
+ *   `verbs://HOST:PORT`  one-sided over rdma-core verbs (RC QP, rdma_cm), the core in this client (plugins/rdma)
  *   `tcp://`, `tls://`, `unix:`, lists of them, a nodes config: server-side
  *                        mode, the core in the memory node (src/transports/tcp);
  *                        their pools' methods return Promises
@@ -95,6 +96,10 @@ export async function openPool(uri: string | RemoteTarget, opts: PoolOptions & R
   const colon = uri.indexOf(':');
   const scheme = colon < 0 ? '' : uri.slice(0, colon);
   if (REMOTE_SCHEMES.has(scheme)) return openRemote(uri, opts);
+  if (scheme === 'verbs') {
+    const { openVerbsPool } = await import('../plugins/rdma/verbs-transport.js');
+    return openVerbsPool(uri, { ...opts, token: typeof opts.token === 'string' ? opts.token : '' });
+  }
   if (scheme.startsWith('ofi+')) {
     const { openOfiPool } = await import('../plugins/rdma/transport.js');
     return openOfiPool(uri, { ...opts, token: typeof opts.token === 'string' ? opts.token : '' });

@@ -16,8 +16,10 @@
  * imm_data/invalidate_rkey, `ext` covers bind_mw/tso); the table maps each
  * koffi field to the C member that designates the same bytes.
  *
- * Only the layouts exist so far: there is no verbs transport (no RDMA
- * device on the development machine to test one against; docs/rdma.md).
+ * The verbs transport (verbs.ts, verbs-transport.ts, verbs-server.ts)
+ * reads and writes exactly these layouts, plus the librdmacm ones
+ * (rdma/rdma_cma.h: rdma_cm_id, rdma_cm_event, rdma_conn_param) and the
+ * socket addresses rdma_cm takes (`rdmacmChecks`).
  */
 import { createRequire } from 'node:module';
 import { TransportUnavailableError } from '../../src/errors.js';
@@ -37,10 +39,13 @@ export interface LayoutCheck {
   fields: Array<[string, string]>;
 }
 
-/** The verbs structs (see the file comment). */
+/** The verbs and rdma_cm structs (see the file comment). */
 export interface VerbsLayouts {
   ibv_sge: KType; ibv_send_wr: KType; ibv_wc: KType; ibv_qp_cap: KType; ibv_qp_init_attr: KType;
   ibv_device_attr: KType; ibv_context_ops: KType; ibv_context: KType; ibv_qp: KType; ibv_cq: KType;
+  ibv_global_route: KType; ibv_ah_attr: KType; ibv_qp_attr: KType; ibv_mr: KType; ibv_pd: KType;
+  sockaddr_in: KType; sockaddr_in6: KType; rdma_event_channel: KType; rdma_ib_addr: KType; rdma_addr: KType;
+  rdma_route: KType; rdma_cm_id: KType; rdma_conn_param: KType; rdma_ud_param: KType; rdma_cm_event: KType;
 }
 
 let cached: { koffi: Koffi; t: VerbsLayouts } | null = null;
@@ -95,6 +100,11 @@ export function verbsLayouts(): { koffi: Koffi; t: VerbsLayouts } {
       max_send_wr: 'uint32_t', max_recv_wr: 'uint32_t', max_send_sge: 'uint32_t', max_recv_sge: 'uint32_t', max_inline_data: 'uint32_t',
     }),
     ibv_qp_init_attr: null as unknown as KType,
+    ibv_global_route: null as unknown as KType, ibv_ah_attr: null as unknown as KType, ibv_qp_attr: null as unknown as KType,
+    ibv_mr: null as unknown as KType, ibv_pd: null as unknown as KType, sockaddr_in: null as unknown as KType,
+    sockaddr_in6: null as unknown as KType, rdma_event_channel: null as unknown as KType, rdma_ib_addr: null as unknown as KType,
+    rdma_addr: null as unknown as KType, rdma_route: null as unknown as KType, rdma_cm_id: null as unknown as KType,
+    rdma_conn_param: null as unknown as KType, rdma_ud_param: null as unknown as KType, rdma_cm_event: null as unknown as KType,
     ibv_device_attr: k.struct('dmem_ibv_device_attr', {
       fw_ver: k.array('char', 64), node_guid: 'uint64_t', sys_image_guid: 'uint64_t', max_mr_size: 'uint64_t', page_size_cap: 'uint64_t',
       vendor_id: 'uint32_t', vendor_part_id: 'uint32_t', hw_ver: 'uint32_t', max_qp: 'int', max_qp_wr: 'int', device_cap_flags: 'uint32_t',
@@ -119,6 +129,56 @@ export function verbsLayouts(): { koffi: Koffi; t: VerbsLayouts } {
   };
   t.ibv_qp_init_attr = k.struct('dmem_ibv_qp_init_attr', {
     qp_context: P, send_cq: P, recv_cq: P, srq: P, cap: t.ibv_qp_cap, qp_type: 'int', sq_sig_all: 'int',
+  });
+  // union ibv_gid is raw[16] or two __be64: one 8-aligned struct of 16 bytes.
+  const gid = k.struct('dmem_ibv_gid', { subnet_prefix: 'uint64_t', interface_id: 'uint64_t' });
+  t.ibv_global_route = k.struct('dmem_ibv_global_route', {
+    dgid: gid, flow_label: 'uint32_t', sgid_index: 'uint8_t', hop_limit: 'uint8_t', traffic_class: 'uint8_t',
+  });
+  t.ibv_ah_attr = k.struct('dmem_ibv_ah_attr', {
+    grh: t.ibv_global_route, dlid: 'uint16_t', sl: 'uint8_t', src_path_bits: 'uint8_t', static_rate: 'uint8_t', is_global: 'uint8_t',
+    port_num: 'uint8_t',
+  });
+  t.ibv_qp_attr = k.struct('dmem_ibv_qp_attr', {
+    qp_state: 'int', cur_qp_state: 'int', path_mtu: 'int', path_mig_state: 'int', qkey: 'uint32_t', rq_psn: 'uint32_t',
+    sq_psn: 'uint32_t', dest_qp_num: 'uint32_t', qp_access_flags: 'uint32_t', cap: t.ibv_qp_cap, ah_attr: t.ibv_ah_attr,
+    alt_ah_attr: t.ibv_ah_attr, pkey_index: 'uint16_t', alt_pkey_index: 'uint16_t', en_sqd_async_notify: 'uint8_t',
+    sq_draining: 'uint8_t', max_rd_atomic: 'uint8_t', max_dest_rd_atomic: 'uint8_t', min_rnr_timer: 'uint8_t', port_num: 'uint8_t',
+    timeout: 'uint8_t', retry_cnt: 'uint8_t', rnr_retry: 'uint8_t', alt_port_num: 'uint8_t', alt_timeout: 'uint8_t',
+    rate_limit: 'uint32_t',
+  });
+  t.ibv_mr = k.struct('dmem_ibv_mr', {
+    context: P, pd: P, addr: P, length: 'size_t', handle: 'uint32_t', lkey: 'uint32_t', rkey: 'uint32_t',
+  });
+  t.ibv_pd = k.struct('dmem_ibv_pd', { context: P, handle: 'uint32_t' });
+  // Socket addresses as the kernel lays them out (sin_port and sin_addr in network byte order).
+  t.sockaddr_in = k.struct('dmem_sockaddr_in', {
+    sin_family: 'uint16_t', sin_port: 'uint16_t', sin_addr: 'uint32_t', sin_zero: k.array('uint8_t', 8),
+  });
+  t.sockaddr_in6 = k.struct('dmem_sockaddr_in6', {
+    sin6_family: 'uint16_t', sin6_port: 'uint16_t', sin6_flowinfo: 'uint32_t', sin6_addr: k.array('uint8_t', 16),
+    sin6_scope_id: 'uint32_t',
+  });
+  // sockaddr_storage: 128 bytes, 8-aligned (glibc's __ss_align is an unsigned long).
+  const storage = k.array('int64_t', 16);
+  t.rdma_event_channel = k.struct('dmem_rdma_event_channel', { fd: 'int' });
+  t.rdma_ib_addr = k.struct('dmem_rdma_ib_addr', { sgid: gid, dgid: gid, pkey: 'uint16_t' });
+  t.rdma_addr = k.struct('dmem_rdma_addr', { src: storage, dst: storage, addr: t.rdma_ib_addr });
+  t.rdma_route = k.struct('dmem_rdma_route', { addr: t.rdma_addr, path_rec: P, num_paths: 'int' });
+  t.rdma_cm_id = k.struct('dmem_rdma_cm_id', {
+    verbs: P, channel: P, context: P, qp: P, route: t.rdma_route, ps: 'int', port_num: 'uint8_t', event: P,
+    send_cq_channel: P, send_cq: P, recv_cq_channel: P, recv_cq: P, srq: P, pd: P, qp_type: 'int',
+  });
+  t.rdma_conn_param = k.struct('dmem_rdma_conn_param', {
+    private_data: P, private_data_len: 'uint8_t', responder_resources: 'uint8_t', initiator_depth: 'uint8_t',
+    flow_control: 'uint8_t', retry_count: 'uint8_t', rnr_retry_count: 'uint8_t', srq: 'uint8_t', qp_num: 'uint32_t',
+  });
+  t.rdma_ud_param = k.struct('dmem_rdma_ud_param', {
+    private_data: P, private_data_len: 'uint8_t', ah_attr: t.ibv_ah_attr, qp_num: 'uint32_t', qkey: 'uint32_t',
+  });
+  t.rdma_cm_event = k.struct('dmem_rdma_cm_event', {
+    id: P, listen_id: P, event: 'int', status: 'int',
+    param: k.union('dmem_rdma_cm_event_param', { conn: t.rdma_conn_param, ud: t.rdma_ud_param }),
   });
   cached = { koffi: k, t };
   return cached;
@@ -172,6 +232,37 @@ export function verbsChecks(): LayoutCheck[] {
     { c: 'struct ibv_context', header: h, type: t.ibv_context, fields: [...fieldsOf(t.ibv_context), ['ops.post_send', 'ops.post_send'], ['ops.poll_cq', 'ops.poll_cq']] },
     { c: 'struct ibv_qp', header: h, type: t.ibv_qp, fields: fieldsOf(t.ibv_qp) },
     { c: 'struct ibv_cq', header: h, type: t.ibv_cq, fields: fieldsOf(t.ibv_cq) },
+    { c: 'struct ibv_global_route', header: h, type: t.ibv_global_route, fields: [...fieldsOf(t.ibv_global_route), ['dgid.interface_id', 'dgid.global.interface_id']] },
+    { c: 'struct ibv_ah_attr', header: h, type: t.ibv_ah_attr, fields: fieldsOf(t.ibv_ah_attr) },
+    { c: 'struct ibv_qp_attr', header: h, type: t.ibv_qp_attr, fields: fieldsOf(t.ibv_qp_attr) },
+    { c: 'struct ibv_mr', header: h, type: t.ibv_mr, fields: fieldsOf(t.ibv_mr) },
+    { c: 'struct ibv_pd', header: h, type: t.ibv_pd, fields: fieldsOf(t.ibv_pd) },
+  ];
+}
+
+/** The librdmacm structs (and the socket addresses they carry) to check against rdma/rdma_cma.h. */
+export function rdmacmChecks(): LayoutCheck[] {
+  const { t } = verbsLayouts();
+  const h = 'rdma/rdma_cma.h';
+  return [
+    { c: 'struct sockaddr_in', header: 'netinet/in.h', type: t.sockaddr_in, fields: fieldsOf(t.sockaddr_in) },
+    { c: 'struct sockaddr_in6', header: 'netinet/in.h', type: t.sockaddr_in6, fields: fieldsOf(t.sockaddr_in6) },
+    { c: 'struct rdma_event_channel', header: h, type: t.rdma_event_channel, fields: fieldsOf(t.rdma_event_channel) },
+    { c: 'struct rdma_ib_addr', header: h, type: t.rdma_ib_addr, fields: fieldsOf(t.rdma_ib_addr) },
+    {
+      c: 'struct rdma_addr', header: h, type: t.rdma_addr,
+      fields: [['src', 'src_storage'], ['src', 'src_sin'], ['dst', 'dst_storage'], ['dst', 'dst_sin6'], ['addr', 'addr.ibaddr'], ['addr.pkey', 'addr.ibaddr.pkey']],
+    },
+    { c: 'struct rdma_route', header: h, type: t.rdma_route, fields: fieldsOf(t.rdma_route) },
+    { c: 'struct rdma_cm_id', header: h, type: t.rdma_cm_id, fields: [...fieldsOf(t.rdma_cm_id), ['route.addr.dst', 'route.addr.dst_sin']] },
+    { c: 'struct rdma_conn_param', header: h, type: t.rdma_conn_param, fields: fieldsOf(t.rdma_conn_param) },
+    { c: 'struct rdma_ud_param', header: h, type: t.rdma_ud_param, fields: fieldsOf(t.rdma_ud_param) },
+    {
+      c: 'struct rdma_cm_event', header: h, type: t.rdma_cm_event,
+      fields: [...fieldsOf(t.rdma_cm_event), ['param.conn.private_data', 'param.conn.private_data'],
+        ['param.conn.private_data_len', 'param.conn.private_data_len'], ['param.conn.initiator_depth', 'param.conn.initiator_depth'],
+        ['param.ud.qkey', 'param.ud.qkey']],
+    },
   ];
 }
 

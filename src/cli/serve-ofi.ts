@@ -30,7 +30,7 @@ export interface OfiServerFlags extends ServerFlags {
 /** Adds --transport and --provider to the `server` command (--listen and --token-file come from serve-tcp.ts); returns it. */
 export function withOfiOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--transport <kind>', 'how clients reach the pool: shm (this host, /dev/shm) or ofi (also remote one-sided clients over libfabric: ofi+PROVIDER://HOST:PORT)').choices(['shm', 'ofi']).default('shm'))
+    .addOption(new Option('--transport <kind>', 'how clients reach the pool: shm (this host, /dev/shm), ofi (also remote one-sided clients over libfabric: ofi+PROVIDER://HOST:PORT) or verbs (also remote one-sided clients over rdma-core verbs: verbs://HOST:PORT)').choices(['shm', 'ofi', 'verbs']).default('shm'))
     .option('--provider <name>', 'with --transport ofi: libfabric provider, tcp (tcp;ofi_rxm), sockets, or a raw provider string; see `fi_info -l`', 'tcp');
 }
 

@@ -28,6 +28,7 @@ import { Output } from './output.js';
 import { addTcpServeOptions, serveTcpCommand } from './serve-tcp.js';
 import { untilSignal } from './until-signal.js';
 import { serveOfiCli, wantsOfi, withOfiOptions } from './serve-ofi.js';
+import { serveVerbsCli, wantsVerbs, withVerbsOptions } from './serve-verbs.js';
 
 /** The flags of `dmem server` every mode shares (serve-tcp.ts and serve-ofi.ts add theirs). */
 export interface ServerFlags {
@@ -42,8 +43,8 @@ export interface ServerFlags {
 
 /** Adds `server` to `program`. */
 export function addServerCommand(program: Command): void {
-  addTcpServeOptions(withOfiOptions(program
-    .command('server')))
+  addTcpServeOptions(withVerbsOptions(withOfiOptions(program
+    .command('server'))))
     .description('create or attach a shared-memory pool (/dev/shm/dmem-NAME) and keep it up until SIGINT or SIGTERM')
     .requiredOption('--pool <name>', 'pool name (file /dev/shm/dmem-NAME) or absolute path (/dev/hugepages/..., /dev/daxX.Y)', parsePoolName)
     .option('--size <bytes>', 'pool size in bytes to create it, e.g. 256MiB, 1GiB; not needed to attach (an existing pool keeps its own size; a devdax device defaults to its size in sysfs)', parsePositiveSize)
@@ -57,7 +58,7 @@ export function addServerCommand(program: Command): void {
     .option('--remove-on-exit', 'unlink the pool file on shutdown if no other client is live then (default: the pool persists)', false)
     .option('--json', 'print one JSON object per result line (started, recovered, stopped) on stdout', false)
     .addHelpText('after', '\nExample:\n  dmem server --pool demo --size 1GiB\n  dmem stat --pool demo')
-    .action(async (flags: ServerFlags & { listen?: string }) => (wantsOfi(flags) ? serveOfiCli(flags) : flags.listen ? serveTcpCommand(flags) : serve(flags)));
+    .action(async (flags: ServerFlags & { listen?: string }) => (wantsVerbs(flags) ? serveVerbsCli(flags) : wantsOfi(flags) ? serveOfiCli(flags) : flags.listen ? serveTcpCommand(flags) : serve(flags)));
 }
 
 async function serve(flags: ServerFlags): Promise<void> {
