@@ -386,7 +386,7 @@ test('bad arguments and closed spaces: typed errors', () => {
   bad({ cacheBytes: 8 * PAGE, halfLife: 0 });
   bad({ cacheBytes: 8 * PAGE, nearBytes: 4096 });
   bad({ cacheBytes: 8 * PAGE, far: pool });
-  bad({ cacheBytes: '1GiB' }, 8 * 1024 * MiB);
+  bad({ cacheBytes: '8GiB' }, 16 * 1024 * MiB);
   bad({ cacheBytes: 8 * PAGE }, 0);
   bad({ cacheBytes: 8 * PAGE }, -5);
   bad({ cacheBytes: 8 * PAGE }, '12 apples');

@@ -29,7 +29,7 @@ import { kroneckerGraph, type CsrGraph } from './kronecker.js';
 import { beladyMin, type PageTrace } from '../paging/belady.js';
 import { PAGE_BYTES, POLICIES, createSpace, type PagingPolicy, type Prefetch, type Space } from '../space.js';
 import type { Pool } from '../pool.js';
-import { DmemError } from '../errors.js';
+import { BenchError, BenchMismatchError } from '../errors.js';
 
 export const PATTERNS = ['sequential', 'uniform', 'hotset'] as const;
 export type Pattern = typeof PATTERNS[number];
@@ -120,7 +120,7 @@ function patternOnSpace(space: Space, pattern: Pattern, o: PagingBenchOptions, h
     sink += space.getF64(page * PAGE_BYTES + rng.below(PAGE_BYTES / 8) * 8);
   }
   const s = (performance.now() - t0) / 1000;
-  if (Number.isNaN(sink)) throw new DmemError('BENCH', 'unreachable: the populated space holds no NaN');
+  if (Number.isNaN(sink)) throw new BenchError('unreachable: the populated space holds no NaN');
   return o.accesses / s;
 }
 
@@ -134,7 +134,7 @@ function patternLocal(view: DataView, pattern: Pattern, o: PagingBenchOptions, h
     sink += view.getFloat64(page * PAGE_BYTES + rng.below(PAGE_BYTES / 8) * 8, true);
   }
   const s = (performance.now() - t0) / 1000;
-  if (Number.isNaN(sink)) throw new DmemError('BENCH', 'unreachable: the local buffer holds no NaN');
+  if (Number.isNaN(sink)) throw new BenchError('unreachable: the local buffer holds no NaN');
   return o.accesses / s;
 }
 
@@ -293,7 +293,7 @@ function pagerankCells(o: PagingBenchOptions): PagingResult[] {
         space.write(L.neighbors, new Uint8Array(g.neighbors.buffer, g.neighbors.byteOffset, g.neighbors.byteLength));
         const r = pagerankSpace(g, space, o.iterations, maxDegree);
         for (let u = 0; u < g.vertices; u++) {
-          if (r.scores[u] !== reference[u]) throw new DmemError('BENCH_MISMATCH', `pagerank on the ${policy} space differs from the local run at vertex ${u}: ${r.scores[u]} != ${reference[u]}`);
+          if (r.scores[u] !== reference[u]) throw new BenchMismatchError(`pagerank on the ${policy} space differs from the local run at vertex ${u}: ${r.scores[u]} != ${reference[u]}`);
         }
         if (needTrace) {
           trace = space.trace();
