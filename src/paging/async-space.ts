@@ -269,7 +269,8 @@ export class AsyncSpace extends PageCache<AsyncPageStore> {
       let buf: Uint8Array;
       let holdsSlot = false;
       if (slot < 0) {
-        buf = new Uint8Array(PAGE_BYTES);
+        // MOVE_UNCACHED reads the page into bytes of its own; FREE uses none.
+        buf = this.opKind[i] === Op.MOVE_UNCACHED ? new Uint8Array(PAGE_BYTES) : this.moving;
       } else {
         const onSlot = chain.get(-1 - slot);
         const readsSlot = this.opKind[i] === Op.WRITEBACK || this.opKind[i] === Op.MOVE;
