@@ -20,10 +20,11 @@
  * round trip and not N (ExtMem issues its prefetches asynchronously too).
  * The concurrency argument is in src/paging/cache.ts.
  *
- * Errors: as the Space's, as rejections. An I/O error on a miss (the
- * connection lost for good, a lease expired) leaves the cache in doubt:
- * every later access rejects with that error; close still frees the pages
- * it can.
+ * Errors: as the Space's, as rejections. An I/O error on a miss (a lost
+ * connection's TransportUnavailableError too, although the RemotePool may
+ * reconnect: a fetch or write-back in flight may or may not have run; a
+ * lease expired; the pool closed) leaves the cache in doubt: every later
+ * access rejects with that error; close still frees the pages it can.
  */
 import { InvalidArgumentError } from '../errors.js';
 import type { Pool } from '../pool.js';
