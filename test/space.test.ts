@@ -467,6 +467,32 @@ test('tcp: operations run in call order without awaiting; a sequential scan has 
   });
 });
 
+test('same operations, same counters on a Space over memory and an AsyncSpace over tcp; a hit settles in the calling tick', async () => {
+  const pool = memPool();
+  await withTcp(async (remote) => {
+    for (const policy of POLICIES) {
+      const opts = { cacheBytes: 16 * PAGE, policy, prefetch: 'sequential', prefetchPages: 4, debug: true } as const;
+      const local = createSpace(pool, 200 * PAGE, opts);
+      const far = createAsyncSpace(remote, 200 * PAGE, opts);
+      await modelRun(local, new Uint8Array(200 * PAGE), 300, 3 * PAGE, 11);
+      await modelRun(far, new Uint8Array(200 * PAGE), 300, 3 * PAGE, 11);
+      assert.equal(far.stats(), local.stats(), `${policy}: the decisions are shared, so are the counters`);
+      local.close();
+      await far.close();
+    }
+    const space = createAsyncSpace(remote, 4 * PAGE, { cacheBytes: 4 * PAGE, debug: true });
+    await space.setU8(0, 9);
+    const before = space.stats().hits;
+    let settled = false;
+    void space.getU8(1).then(() => { settled = true; });
+    assert.is(space.stats().hits, before + 1, 'the hit ran at once');
+    await Promise.resolve();
+    assert.ok(settled, 'and its Promise was already settled');
+    await space.close();
+  });
+  pool.close();
+});
+
 test('tcp: dirty pages are written back, clean pages never (counted at the server\'s transport)', async () => {
   for (const policy of ['lru', 'heat'] as const) {
     const t = new CountingTransport(memoryTransport(32 * MiB));
