@@ -110,3 +110,32 @@ export class RegionNotFoundError extends DmemError {
 export class PoolBusyError extends DmemError {
   constructor(message: string) { super('POOL_BUSY', message); }
 }
+
+/**
+ * A far-memory space (src/space.ts) met an I/O error on a miss, a flush or
+ * a tier move and its cache is in doubt: every later access throws this
+ * (its `cause` is the original error); close still frees its pages.
+ */
+export class SpaceIoError extends DmemError {
+  constructor(message: string, options?: { cause?: unknown }) { super('SPACE_IO', message, options); }
+}
+
+/** Tiering: a page could not move between the near and far pools (the far pool is exhausted). */
+export class SpaceTierError extends DmemError {
+  constructor(message: string) { super('SPACE_TIER', message); }
+}
+
+/** The paging module (build/paging.wasm) is missing: run `npm run build`. */
+export class PagingModuleMissingError extends DmemError {
+  constructor(message: string, options?: { cause?: unknown }) { super('PAGING_MISSING', message, options); }
+}
+
+/** A benchmark met a state its own setup rules out (a bug of the harness, not of the system measured). */
+export class BenchError extends DmemError {
+  constructor(message: string) { super('BENCH', message); }
+}
+
+/** A benchmark's result differs from the same computation on local memory: the system measured computed wrong. */
+export class BenchMismatchError extends DmemError {
+  constructor(message: string) { super('BENCH_MISMATCH', message); }
+}

@@ -22,6 +22,7 @@ export { Heap } from './heap.js';
 export type { HeapStats, HeapClassStats } from './heap.js';
 export { createSpace, Space, SpaceClosedError, POLICIES as PAGING_POLICIES } from './space.js';
 export type { SpaceOptions, SpaceStats, PagingPolicy, Prefetch } from './space.js';
+export { createAsyncSpace, AsyncSpace, type AsyncSpaceOptions } from './space.js';
 export {
   openTcpPool, serveTcp, TcpServer, RemotePool, NodesPool, NodeUnavailableError, AuthFailedError, ProtocolError, loadNodesConfig,
 } from './transports/tcp/index.js';

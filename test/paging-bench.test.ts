@@ -11,7 +11,8 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Pool, memoryTransport } from '../src/index.js';
 import { kroneckerGraph } from '../src/bench/kronecker.js';
-import { runPagingBench, type PagingResult } from '../src/bench/paging.js';
+import { runPagingRemoteBench } from '../src/bench/paging-remote.js';
+import { runPagingBench, type PagingResult, type Pattern } from '../src/bench/paging.js';
 import { ROOT } from './helpers.js';
 
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -38,9 +39,9 @@ test('Kronecker graph: sorted, symmetric, no self-loops or duplicates, determini
   assert.not.equal(kroneckerGraph(8, 4).neighbors, g.neighbors, 'another seed, another graph');
 });
 
-test('a tiny bench run: every cell, hit ratios at most MIN without prefetch', () => {
+test('a tiny bench run: every cell, hit ratios at most MIN without prefetch', async () => {
   const pool = Pool.attach(memoryTransport(96 * 1024 * 1024), { create: true, seed: 2, heartbeatMs: 0 });
-  const results = runPagingBench({
+  const results = await runPagingBench({
     pool, spaceBytes: 512 * 1024, cacheBytes: 128 * 1024, accesses: 5000, patterns: ['sequential', 'uniform', 'hotset'],
     policies: ['lru', 'clock', 'linux', 'heat'], prefetches: ['none', 'sequential'], scale: 9, iterations: 2, reps: 1, seed: 1,
   });
@@ -60,9 +61,29 @@ test('a tiny bench run: every cell, hit ratios at most MIN without prefetch', ()
   pool.close();
 });
 
+test('the tcp run: hit ratios and page counts as on shm, overlap or not; tiering moves the hot set near', async () => {
+  const pool = Pool.attach(memoryTransport(64 * 1024 * 1024), { create: true, seed: 2, heartbeatMs: 0 });
+  const common = { pool, spaceBytes: 1024 * 1024, cacheBytes: 64 * 1024, accesses: 6000, patterns: ['sequential', 'hotset'] as Pattern[], reps: 1, seed: 3 };
+  const tcp = await runPagingRemoteBench({ ...common, policies: ['linux'], nearBytes: 128 * 1024 });
+  assert.is(tcp.length, 2 * 2 * 3, 'per pattern: tcp and shm+tcp, each prefetch none + sequential overlapped + sequential serial');
+  const shm = await runPagingBench({ ...common, policies: ['linux'], prefetches: ['none', 'sequential'], scale: 0, iterations: 1 });
+  for (const r of tcp) {
+    const same = shm.find((x) => x.workload === r.workload && x.policy === r.policy && x.prefetch === r.prefetch)!;
+    assert.is(r.hitRatio, same.hitRatio, `${r.backing}/${r.workload}/${r.prefetch}/${r.overlap}: the hit ratio of the same cell on shm`);
+    assert.is(r.fetched, same.fetched);
+    assert.is(r.minHitRatio, same.minHitRatio);
+    assert.ok(r.opsPerSec > 0);
+    if (r.backing === 'tcp') assert.is(r.writtenBack, same.writtenBack);
+  }
+  const tiered = tcp.filter((r) => r.backing === 'shm+tcp' && r.workload === 'hotset');
+  assert.ok(tiered.every((r) => r.promoted! > 0), `the hot set moved near: ${tiered.map((r) => r.promoted).join(', ')}`);
+  assert.is(pool.census().chunks.held, 0, 'every space was closed, its near pages freed');
+  pool.close();
+});
+
 test('dmem bench paging --json: one line per result; bad flags exit 2', () => {
   const r = spawnSync(process.execPath, [CLI, 'bench', 'paging', '--space', '256KiB', '--accesses', '2000', '--scale', '8',
-    '--reps', '1', '--policies', 'clock,heat', '--prefetch', 'none', '--patterns', 'hotset', '--json'], { encoding: 'utf8', timeout: 60_000 });
+    '--reps', '1', '--policies', 'clock,heat', '--prefetch', 'none', '--patterns', 'hotset', '--no-tcp', '--json'], { encoding: 'utf8', timeout: 60_000 });
   assert.is(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as PagingResult);
   assert.equal(lines.map((l) => `${l.workload}/${l.policy}`), ['hotset/local', 'hotset/clock', 'hotset/heat', 'pagerank/local', 'pagerank/clock', 'pagerank/heat']);

@@ -27,12 +27,16 @@ import { Prng } from './prng.js';
 import { median } from './percentile.js';
 import { kroneckerGraph, type CsrGraph } from './kronecker.js';
 import { beladyMin, type PageTrace } from '../paging/belady.js';
-import { PAGE_BYTES, POLICIES, createSpace, type PagingPolicy, type Prefetch, type Space } from '../space.js';
+import { PAGE_BYTES, POLICIES, createSpace, type PagingPolicy, type Prefetch, type Space, type SpaceStats } from '../space.js';
 import type { Pool } from '../pool.js';
-import { DmemError } from '../errors.js';
+import { BenchError, BenchMismatchError } from '../errors.js';
 
 export const PATTERNS = ['sequential', 'uniform', 'hotset'] as const;
 export type Pattern = typeof PATTERNS[number];
+export type Backing = 'shm' | 'tcp' | 'shm+tcp';
+/** What a cell's space is, beside its policy and prefetch. */
+export interface CellKind { backing: Backing; overlap: boolean | null }
+const SHM: CellKind = { backing: 'shm', overlap: null };
 
 /** One result line: a (workload, policy, prefetch) cell, or the local floor (policy 'local'). */
 export interface PagingResult {
@@ -40,6 +44,10 @@ export interface PagingResult {
   workload: Pattern | 'pagerank';
   policy: PagingPolicy | 'local';
   prefetch: Prefetch | null;
+  /** Where the space's pages live: the shm pool, a loopback tcp pool, or near shm with far tcp (tiered). */
+  backing: Backing;
+  /** AsyncSpace only: a miss's page I/O overlapped (true) or one operation after another (false); null for a Space. */
+  overlap: boolean | null;
   spaceBytes: number;
   cacheBytes: number;
   /** Page accesses (populate + run); null for the local floor. */
@@ -51,6 +59,9 @@ export interface PagingResult {
   writtenBack: number | null;
   evictions: number | null;
   prefetched: number | null;
+  /** Tiered only: pages moved far -> near and near -> far (null otherwise). */
+  promoted: number | null;
+  demoted: number | null;
   /** Median over reps: accesses per second for patterns, edges traversed per second for pagerank. */
   opsPerSec: number;
   unit: 'accesses/s' | 'edges/s';
@@ -80,9 +91,9 @@ export interface PagingBenchOptions {
 }
 
 /** Runs the patterns then pagerank; returns one result per cell. */
-export function runPagingBench(o: PagingBenchOptions): PagingResult[] {
+export async function runPagingBench(o: PagingBenchOptions): Promise<PagingResult[]> {
   const results: PagingResult[] = [];
-  for (const pattern of o.patterns) results.push(...patternCells(o, pattern));
+  for (const pattern of o.patterns) results.push(...await patternCells(o, pattern));
   if (o.scale > 0) results.push(...pagerankCells(o));
   return results;
 }
@@ -96,7 +107,7 @@ function pageOf(pattern: Pattern, i: number, pages: number, rng: Prng, hot: Uint
   return rng.below(10) < 9 ? hot[rng.below(hot.length)] : rng.below(pages);
 }
 
-function hotSet(pages: number, seed: number): Uint32Array {
+export function hotSet(pages: number, seed: number): Uint32Array {
   const rng = new Prng(seed ^ 0x5bd1e995);
   const all = new Uint32Array(pages);
   for (let i = 0; i < pages; i++) all[i] = i;
@@ -110,54 +121,46 @@ function hotSet(pages: number, seed: number): Uint32Array {
   return all.slice(0, n);
 }
 
-function patternOnSpace(space: Space, pattern: Pattern, o: PagingBenchOptions, hot: Uint32Array): number {
-  const pages = space.pages;
+/**
+ * Runs `pattern` for `o.accesses` accesses through `get` (an f64 read at a
+ * byte offset: a space's getF64, or a DataView's); returns accesses per
+ * second. A value, not a Promise, is used at once (a Space runs with no
+ * await in its loop); a Promise is awaited (an AsyncSpace).
+ */
+export async function timedPattern(get: (offset: number) => number | Promise<number>, pages: number, pattern: Pattern, o: Pick<PagingBenchOptions, 'seed' | 'accesses'>, hot: Uint32Array): Promise<number> {
   const rng = new Prng(o.seed);
   let sink = 0;
   const t0 = performance.now();
   for (let i = 0; i < o.accesses; i++) {
     const page = pageOf(pattern, i, pages, rng, hot);
-    sink += space.getF64(page * PAGE_BYTES + rng.below(PAGE_BYTES / 8) * 8);
+    const v = get(page * PAGE_BYTES + rng.below(PAGE_BYTES / 8) * 8);
+    sink += typeof v === 'number' ? v : await v;
   }
   const s = (performance.now() - t0) / 1000;
-  if (Number.isNaN(sink)) throw new DmemError('BENCH', 'unreachable: the populated space holds no NaN');
-  return o.accesses / s;
-}
-
-function patternLocal(view: DataView, pattern: Pattern, o: PagingBenchOptions, hot: Uint32Array): number {
-  const pages = view.byteLength / PAGE_BYTES;
-  const rng = new Prng(o.seed);
-  let sink = 0;
-  const t0 = performance.now();
-  for (let i = 0; i < o.accesses; i++) {
-    const page = pageOf(pattern, i, pages, rng, hot);
-    sink += view.getFloat64(page * PAGE_BYTES + rng.below(PAGE_BYTES / 8) * 8, true);
-  }
-  const s = (performance.now() - t0) / 1000;
-  if (Number.isNaN(sink)) throw new DmemError('BENCH', 'unreachable: the local buffer holds no NaN');
+  if (Number.isNaN(sink)) throw new BenchError('unreachable: the populated space holds no NaN');
   return o.accesses / s;
 }
 
 /** One write of every page, 64 KiB at a time, with a pattern of small integers as f64. */
-function populate(write: (offset: number, bytes: Uint8Array) => void, bytes: number): void {
+export async function populate(write: (offset: number, bytes: Uint8Array) => void | Promise<void>, bytes: number): Promise<void> {
   const chunk = new Float64Array(8192);
   for (let off = 0; off < bytes; off += chunk.byteLength) {
     for (let i = 0; i < chunk.length; i++) chunk[i] = (off / 8 + i) % 1000;
     const b = new Uint8Array(chunk.buffer, 0, Math.min(chunk.byteLength, bytes - off));
-    write(off, b);
+    await write(off, b);
   }
 }
 
-function patternCells(o: PagingBenchOptions, pattern: Pattern): PagingResult[] {
+async function patternCells(o: PagingBenchOptions, pattern: Pattern): Promise<PagingResult[]> {
   const pages = Math.ceil(o.spaceBytes / PAGE_BYTES);
   const hot = hotSet(pages, o.seed);
-  const cells = new Map<string, { stats: ReturnType<Space['stats']> | null; trace: PageTrace | null; slots: number; rates: number[]; policy: PagingPolicy | 'local'; prefetch: Prefetch | null }>();
+  const cells = new Map<string, { stats: SpaceStats | null; trace: PageTrace | null; slots: number; rates: number[]; policy: PagingPolicy | 'local'; prefetch: Prefetch | null }>();
   const local = new DataView(new ArrayBuffer(o.spaceBytes));
-  populate((off, b) => new Uint8Array(local.buffer).set(b, off), o.spaceBytes);
+  await populate((off, b) => new Uint8Array(local.buffer).set(b, off), o.spaceBytes);
   for (let rep = 0; rep < o.reps; rep++) {
     o.onRun?.(`${pattern} rep ${rep + 1}/${o.reps}: local`);
     const lc = cells.get('local') ?? { stats: null, trace: null, slots: 0, rates: [], policy: 'local', prefetch: null };
-    lc.rates.push(patternLocal(local, pattern, o, hot));
+    lc.rates.push(await timedPattern((off) => local.getFloat64(off, true), pages, pattern, o, hot));
     cells.set('local', lc);
     for (const prefetch of o.prefetches) {
       for (const policy of o.policies) {
@@ -170,8 +173,8 @@ function patternCells(o: PagingBenchOptions, pattern: Pattern): PagingResult[] {
           prefetchPages: Math.min(32, Math.floor(o.cacheBytes / PAGE_BYTES / 2)),
         });
         try {
-          populate((off, b) => space.write(off, b), o.spaceBytes);
-          const rate = patternOnSpace(space, pattern, o, hot);
+          await populate((off, b) => space.write(off, b), o.spaceBytes);
+          const rate = await timedPattern((off) => space.getF64(off), pages, pattern, o, hot);
           const c = cells.get(key) ?? { stats: space.stats(), trace: needTrace ? space.trace() : null, slots: space.slots, rates: [], policy, prefetch };
           c.rates.push(rate);
           cells.set(key, c);
@@ -187,14 +190,17 @@ function patternCells(o: PagingBenchOptions, pattern: Pattern): PagingResult[] {
   return [...cells.values()].map((c) => row(pattern, c.policy, c.prefetch, o.spaceBytes, o.cacheBytes, c.stats, min?.hitRatio ?? null, c.rates, 'accesses/s'));
 }
 
-function row(
+/** One result line; `kind` says the backing (default the shm pool, a Space). */
+export function row(
   workload: Pattern | 'pagerank', policy: PagingPolicy | 'local', prefetch: Prefetch | null, spaceBytes: number, cacheBytes: number,
-  s: ReturnType<Space['stats']> | null, minHitRatio: number | null, rates: number[], unit: 'accesses/s' | 'edges/s',
+  s: SpaceStats | null, minHitRatio: number | null, rates: number[], unit: 'accesses/s' | 'edges/s', kind: CellKind = SHM,
 ): PagingResult {
+  const tiered = kind.backing === 'shm+tcp';
   return {
-    test: 'paging', workload, policy, prefetch, spaceBytes, cacheBytes,
+    test: 'paging', workload, policy, prefetch, backing: kind.backing, overlap: kind.overlap, spaceBytes, cacheBytes,
     accesses: s?.accesses ?? null, hitRatio: s?.hitRatio ?? null, minHitRatio: s ? minHitRatio : null,
     fetched: s?.fetched ?? null, writtenBack: s?.writtenBack ?? null, evictions: s?.evictions ?? null, prefetched: s?.prefetched ?? null,
+    promoted: tiered ? s?.promoted ?? null : null, demoted: tiered ? s?.demoted ?? null : null,
     opsPerSec: median(rates), unit, reps: rates.length,
   };
 }
@@ -275,7 +281,7 @@ function pagerankCells(o: PagingBenchOptions): PagingResult[] {
   const prefetchPages = Math.min(32, Math.floor(Math.min(cacheBytes, L.bytes) / PAGE_BYTES / 2));
   const traversed = g.edges * o.iterations;
   const local: number[] = [];
-  const cells = new Map<string, { policy: PagingPolicy; prefetch: Prefetch; stats: ReturnType<Space['stats']>; rates: number[] }>();
+  const cells = new Map<string, { policy: PagingPolicy; prefetch: Prefetch; stats: SpaceStats; rates: number[] }>();
   let trace: PageTrace | null = null;
   let slots = 0;
   let reference: Float64Array | null = null;
@@ -293,7 +299,7 @@ function pagerankCells(o: PagingBenchOptions): PagingResult[] {
         space.write(L.neighbors, new Uint8Array(g.neighbors.buffer, g.neighbors.byteOffset, g.neighbors.byteLength));
         const r = pagerankSpace(g, space, o.iterations, maxDegree);
         for (let u = 0; u < g.vertices; u++) {
-          if (r.scores[u] !== reference[u]) throw new DmemError('BENCH_MISMATCH', `pagerank on the ${policy} space differs from the local run at vertex ${u}: ${r.scores[u]} != ${reference[u]}`);
+          if (r.scores[u] !== reference[u]) throw new BenchMismatchError(`pagerank on the ${policy} space differs from the local run at vertex ${u}: ${r.scores[u]} != ${reference[u]}`);
         }
         if (needTrace) {
           trace = space.trace();
