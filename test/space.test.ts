@@ -442,7 +442,7 @@ test('tcp: read-after-write against a buffer model with evictions, every policy,
 test('tcp: operations run in call order without awaiting; a sequential scan has its prefetches in flight together', async () => {
   await withTcp(async (remote) => {
     const pages = 256;
-    const space = createAsyncSpace(remote, pages * PAGE, { cacheBytes: 96 * PAGE, policy: 'lru', prefetch: 'sequential', debug: true });
+    const space = remote.space(pages * PAGE, { cacheBytes: 96 * PAGE, policy: 'lru', prefetch: 'sequential', debug: true });
     // Not awaited: each write is queued behind the one before, the read after all of them.
     const writes: Array<Promise<void>> = [];
     for (let p = 0; p < pages; p++) writes.push(space.setU32(p * PAGE + 12, p * 3 + 1));

@@ -27,6 +27,7 @@ import {
 } from './protocol.js';
 import { remoteError } from './errors.js';
 import { parseBytes } from '../../units.js';
+import { createAsyncSpace, type AsyncSpace, type AsyncSpaceOptions } from '../../paging/async-space.js';
 
 /** Options of `openTcpPool`. */
 export interface TcpPoolOptions {
@@ -232,6 +233,15 @@ export class RemotePool implements AsyncPool {
   reclaim(): Promise<number> { return this.call(Op.RECLAIM, Kind.Number, null); }
   /** The global epoch, delayed frees waiting, and whether this session is in an epoch. */
   epochState(): Promise<{ epoch: number; pending: number; inEpoch: boolean }> { return this.call(Op.EPOCH_STATE, Kind.Json, null); }
+
+  /**
+   * A far-memory space of `bytes` over this pool, owned by this session's
+   * client: `pool.space` of an shm pool, with every operation returning a
+   * Promise and a miss's page I/O overlapped (src/paging/async-space.ts,
+   * docs/paging.md).
+   * @throws InvalidArgumentError bad size, cache, policy, prefetch or tier options
+   */
+  space(bytes: number | string, opts: AsyncSpaceOptions): AsyncSpace { return createAsyncSpace(this, bytes, opts); }
 
   async createRegion(name: string, bytes: number | string): Promise<RemoteRegion> {
     const size = parseBytes(bytes);
