@@ -23,7 +23,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { TransportUnavailableError } from '../errors.js';
 import type { Pool } from '../pool.js';
-import { percentile } from './percentile.js';
+import { median, percentile } from './percentile.js';
 
 /** Options of `runOfiBench`. */
 export interface OfiBenchOptions {
@@ -62,8 +62,8 @@ export interface OfiBenchResult {
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLIENT_SRC = join(ROOT, 'bench/peers/ofi_client.c');
 
-/** Builds the C client; returns its path, or why it cannot be built. */
-function buildClient(dir: string): { path: string } | { skip: string } {
+/** Builds the C client into `dir`; returns its path, or why it cannot be built. */
+export function buildClient(dir: string): { path: string } | { skip: string } {
   if (!existsSync(CLIENT_SRC)) return { skip: `${CLIENT_SRC} not found` };
   if (spawnSync('gcc', ['--version']).status !== 0) return { skip: 'gcc not found (apt-get install gcc)' };
   if (!existsSync('/usr/include/rdma/fabric.h')) return { skip: 'libfabric headers not found (apt-get install libfabric-dev)' };
@@ -76,20 +76,23 @@ function buildClient(dir: string): { path: string } | { skip: string } {
   return { path };
 }
 
-/** Starts `dmem server --transport ofi` on a temporary pool; resolves with its URL and a stop function. */
-async function startNode(provider: string, token: string, dir: string): Promise<{ url: string; stop: () => Promise<void> }> {
+/** A memory node started here: its URL, pid and a stop function. */
+export interface OfiNode { url: string; pid: number; stop: () => Promise<void> }
+
+/** Starts `dmem server --transport ofi` on a temporary pool listening on `host`, port 0; resolves once it printed its URL. */
+export async function startNode(provider: string, token: string, dir: string, host = '127.0.0.1'): Promise<OfiNode> {
   const name = `dmem-bench-ofi-${process.pid}`;
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, token);
   const cli = join(ROOT, 'dist/src/cli/main.js');
   const proc = spawn(process.execPath, [cli, 'server', '--pool', name, '--size', '256MiB', '--transport', 'ofi', '--provider', provider,
-    '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--json', '--remove-on-exit', '--lease-ms', '10000'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    '--listen', `${host.includes(':') ? `[${host}]` : host}:0`, '--token-file', tokenFile, '--json', '--remove-on-exit', '--lease-ms', '10000'], { stdio: ['ignore', 'pipe', 'ignore'] });
   const url = await new Promise<string>((resolve, reject) => {
     createInterface({ input: proc.stdout! }).once('line', (l) => resolve((JSON.parse(l) as { url: string }).url));
     proc.once('exit', (code) => reject(new TransportUnavailableError(`the ofi memory node exited with ${code} before starting`)));
   });
   return {
-    url,
+    url, pid: proc.pid!,
     stop: async () => {
       if (proc.exitCode !== null) return;
       const done = new Promise((r) => proc.once('exit', r));
@@ -111,11 +114,6 @@ function timeJs(n: number, fn: () => void): [number, number, number] {
   const total = performance.now() - t0;
   lat.sort();
   return [(n * 1000) / total, percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000];
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? 0 : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /**
