@@ -40,7 +40,7 @@ import type { OfiTransport } from '../../plugins/rdma/transport.js';
 import { buildClient, startNode, type OfiNode } from './ofi-bench.js';
 import type { AllocRunReport } from './ofi-alloc-worker.js';
 import { median, percentile } from './percentile.js';
-import { processCpuUs, runRemoteBench, startServerProcess, type ServerProcess } from './remote.js';
+import { processCpuUs, runRemoteBench, startServerProcess, type RemoteBenchResult, type ServerProcess } from './remote.js';
 
 /** What one row measures. */
 export type OfiRemoteOp = 'read' | 'cas' | 'write' | 'alloc';
@@ -68,23 +68,16 @@ export interface OfiRemoteOptions {
   onRow?: (r: OfiRemoteRow) => void;
 }
 
-/** One row: medians over repetitions. Latencies in us; CPU in us per op, null when not measured. */
-export interface OfiRemoteRow {
+/**
+ * One row: medians over repetitions, in the shape of `dmem bench remote`'s
+ * rows (src/bench/remote.ts: latencies in us, CPU in us per op, null when
+ * not measured: the C client's CPU, a node not started here). `inflight`:
+ * operations in flight against the node (alloc: client processes, one in
+ * flight each); `conns`: the client endpoints carrying them.
+ */
+export interface OfiRemoteRow extends Omit<RemoteBenchResult, 'system' | 'op' | 'meanUs'> {
   system: OfiRemoteSystem;
   op: OfiRemoteOp;
-  bytes: number;
-  /** Operations in flight against the node (alloc: client processes, one in flight each). */
-  inflight: number;
-  /** Connections (client endpoints) carrying them. */
-  conns: number;
-  ops: number;
-  opsPerSec: number;
-  p50Us: number;
-  p99Us: number;
-  /** User + system CPU of the memory node / server process per op (when started here). */
-  serverCpuUsPerOp: number | null;
-  /** User + system CPU of the client process(es) per op (not measured for the C client). */
-  clientCpuUsPerOp: number | null;
   /** This row's ops/s over the C client's at the same op and depth, when both ran. */
   vsC: number | null;
 }
