@@ -28,7 +28,7 @@ import { createInterface } from 'node:readline';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Pool } from '../src/index.js';
-import { DoubleFreeError, InvalidAddressError, InvalidArgumentError, PoolExhaustedError, TransportUnavailableError } from '../src/index.js';
+import { DoubleFreeError, InvalidAddressError, InvalidArgumentError, PoolExhaustedError, TransportUnavailableError, offsetOf } from '../src/index.js';
 import { openOfiPool, parseOfiUri, type OfiTransport } from '../plugins/rdma/transport.js';
 import { AuthFailedError, TransportFailedError } from '../plugins/rdma/errors.js';
 import { getInfo, ofi, providerString } from '../plugins/rdma/ofi.js';
@@ -246,7 +246,7 @@ test('tcp async: 16 CAS increments in flight from one client plus a second clien
   assert.is(t.inflightLimit, 16);
   const g = admin.alloc(8);
   admin.write(g, new Uint8Array(8));
-  const off = g - admin.node * 2 ** 40;
+  const off = offsetOf(g);
   const kid = worker(['cas', node.url, String(g), String(SYNC)]);
   await message(kid);
   const kidDone = message<{ done: number; retries: number }>(kid);
@@ -277,7 +277,7 @@ test('tcp async: reads and writes in flight (more than the depth, some over 64 K
   const t = admin.transport as OfiTransport;
   const size = 1 << 20;
   const g = admin.alloc(size);
-  const off = g - admin.node * 2 ** 40;
+  const off = offsetOf(g);
   const pattern = new Uint8Array(size).map((_, i) => (i * 31 + (i >> 11)) & 255);
   admin.write(g, pattern);
   const shapes = Array.from({ length: 40 }, (_, i) => ({ at: (i * 24_593) % (size - 300_000), len: i === 7 ? 200_000 + 13 : i % 5 === 0 ? 65_536 + i : 8 + i * 97 }));
@@ -313,7 +313,7 @@ test('tcp async: a cut client\'s operations in flight all fail with TransportFai
   const t = p.transport as OfiTransport;
   const clientId = p.clientId;
   const g = p.alloc(4096);
-  const off = g - p.node * 2 ** 40;
+  const off = offsetOf(g);
   p.write(g, new Uint8Array(4096).fill(3));
   try {
     await waitFor('the key cut', 8 * LEASE_MS, () => node!.log.some((l) => l.includes('client-cut') && l.includes(`"client":${clientId}`)));

@@ -23,6 +23,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { TransportUnavailableError } from '../errors.js';
 import type { Pool } from '../pool.js';
+import { offsetOf } from '../gaddr.js';
 import { median, percentile } from './percentile.js';
 
 /** Options of `runOfiBench`. */
@@ -137,7 +138,7 @@ export async function runOfiBench(opts: OfiBenchOptions = {}): Promise<OfiBenchR
     const client = buildClient(dir);
     const g = p.alloc(4096);
     p.write(g, new Uint8Array(4096));
-    const offset = g - p.node * 2 ** 40;
+    const offset = offsetOf(g);
     const small = new Uint8Array(8);
     const page = new Uint8Array(4096);
     const js: Record<string, () => void> = {

@@ -39,6 +39,7 @@ import type { Pool } from '../pool.js';
 import type { OfiTransport } from '../../plugins/rdma/transport.js';
 import { buildClient, startNode, type OfiNode } from './ofi-bench.js';
 import type { AllocRunReport } from './ofi-alloc-worker.js';
+import { offsetOf } from '../gaddr.js';
 import { median, percentile } from './percentile.js';
 import { processCpuUs, runRemoteBench, startServerProcess, type RemoteBenchResult, type ServerProcess } from './remote.js';
 
@@ -126,7 +127,7 @@ export async function runOfiRemote(o: OfiRemoteOptions): Promise<OfiRemoteResult
     const t = p.transport as OfiTransport;
     const g = p.alloc(4096);
     p.write(g, new Uint8Array(4096));
-    const off = g - p.node * 2 ** 40;
+    const off = offsetOf(g);
     const client = o.ops.some((op) => op !== 'alloc') ? buildClient(dir) : null;
     if (client !== null && 'skip' in client) skipped.push(`ofi-c: ${client.skip}`);
     if (o.ops.includes('alloc')) skipped.push('ofi-c alloc: the C client has no allocator (alloc is the Wasm core\'s)');
