@@ -91,6 +91,8 @@ const SLOT_BYTES = SLOT_STAGE + SLOT_STAGE_BYTES;
 /** Default and largest number of asynchronous operations in flight per transport. */
 export const DEFAULT_INFLIGHT = 16;
 export const MAX_INFLIGHT = 64;
+/** Empty polls of a synchronous wait between two sched_yield calls (a power of two). */
+const YIELD_EVERY = 64;
 /** fi_cq_read calls per pump turn while nothing completes, before yielding to the event loop. */
 const PUMP_SPIN = 32;
 /** Default time an operation may take before the transport gives up on it (ms). */
@@ -178,6 +180,7 @@ export class OfiTransport implements Transport {
   private readonly fcas: KFunc;
   private readonly ffaa: KFunc;
   private readonly cqRead: KFunc;
+  private readonly schedYield: () => number;
   private readonly epPtr: bigint;
   private readonly cqPtr: bigint;
   private broken: TransportFailedError | null = null;
@@ -228,6 +231,7 @@ export class OfiTransport implements Transport {
     this.fcas = this.ep.compareAtomic;
     this.ffaa = this.ep.fetchAtomic;
     this.cqRead = this.ep.cqRead;
+    this.schedYield = this.ep.o.schedYield;
     this.epPtr = this.ep.ep;
     this.cqPtr = this.ep.cq;
   }
@@ -496,6 +500,8 @@ export class OfiTransport implements Transport {
       for (let spin = 1; spin < PUMP_SPIN && got === 0 && this.inflightNow > 0; spin++) got = this.reap();
       this.postQueued();
       if (this.inflightNow > 0 && (got === 0 || (++this.pumps & 255) === 0)) this.checkTimeouts();
+      // A whole turn without a completion: give the core up once (see `post`).
+      if (got === 0 && this.inflightNow > 0) this.schedYield();
     } catch {
       return; // breakAll already rejected everything
     }
@@ -584,7 +590,11 @@ export class OfiTransport implements Transport {
     for (;;) {
       this.reap();
       if (this.syncDone) return;
-      if ((++spins & 1023) === 0 && Date.now() > deadline) {
+      // Spinning clients must not starve the node's progress thread (or each other) when
+      // there are more runnable threads than cores: every YIELD_EVERY empty polls, give
+      // the core up once (about 100 us into a wait; a round trip is about 20 us here).
+      if ((++spins & (YIELD_EVERY - 1)) === 0) this.schedYield();
+      if ((spins & 1023) === 0 && Date.now() > deadline) {
         this.fail(`${OP_NAMES[op]} of ${len} B at offset ${offset} did not complete within ${this.opTimeoutMs} ms: the memory node is unreachable, stopped, or cut this client off (its key was revoked)`, 0);
       }
     }
