@@ -10,7 +10,9 @@
  * the range lies in an allocated block, which reads pool metadata) and
  * through the OfiTransport alone (`js-transport`), and alloc+free of one 4 KiB block (JS only: the allocator is
  * the Wasm core; one pair counts as one operation). JS runs with one
- * operation in flight (the transport is synchronous); the C client runs
+ * operation in flight (the synchronous transport the core uses; the
+ * asynchronous path with K in flight is measured by `dmem bench remote
+ * --url ofi+...`, src/bench/ofi-remote.ts); the C client runs
  * with 1 and with `inflight` (default 16). Each repetition runs every
  * (side, op) once, interleaved, and the reported figures are the medians
  * over repetitions.

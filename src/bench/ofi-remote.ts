@@ -36,7 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { DmemError, InvalidArgumentError } from '../errors.js';
 import type { Pool } from '../pool.js';
-import type { OfiTransport } from '../../plugins/rdma/transport.js';
+import type { OfiTransport, OfiUri } from '../../plugins/rdma/transport.js';
 import { buildClient, startNode, type OfiNode } from './ofi-bench.js';
 import type { AllocRunReport } from './ofi-alloc-worker.js';
 import { offsetOf } from '../gaddr.js';
@@ -98,15 +98,26 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const C_OPS: Record<string, string> = { read: 'read8', cas: 'cas8', write: 'write4k' };
 
 /**
- * Runs the comparison (see the file comment).
- * @throws InvalidArgumentError (bad URL, depth, missing token), TransportUnavailableError (no libfabric, node unreachable), AuthFailedError
+ * Checks `runOfiRemote`'s URL, depths and token before anything starts.
+ * @returns the parsed URL (port 0: the port is 1 here) and whether to start a node
+ * @throws InvalidArgumentError
  */
-export async function runOfiRemote(o: OfiRemoteOptions): Promise<OfiRemoteResult> {
-  const { openOfiPool, parseOfiUri, MAX_INFLIGHT } = await import('../../plugins/rdma/transport.js');
+export async function checkOfiRemote(o: Pick<OfiRemoteOptions, 'url' | 'token' | 'inflights'>): Promise<{ u: OfiUri; port0: boolean }> {
+  const { parseOfiUri, MAX_INFLIGHT } = await import('../../plugins/rdma/transport.js');
   const port0 = /:0\/?$/.test(o.url);
   const u = parseOfiUri(port0 ? o.url.replace(/:0(\/?)$/, ':1$1') : o.url);
   for (const k of o.inflights) if (!Number.isInteger(k) || k < 1 || k > MAX_INFLIGHT) throw new InvalidArgumentError(`--inflight: ofi depths are 1..${MAX_INFLIGHT}, got ${k}`);
   if (!port0 && o.token === undefined) throw new InvalidArgumentError(`${o.url}: give the memory node's --token-file (or port 0 to start a node here)`);
+  return { u, port0 };
+}
+
+/**
+ * Runs the comparison (see the file comment).
+ * @throws InvalidArgumentError (bad URL, depth, missing token), TransportUnavailableError (no libfabric, node unreachable), AuthFailedError
+ */
+export async function runOfiRemote(o: OfiRemoteOptions): Promise<OfiRemoteResult> {
+  const { openOfiPool } = await import('../../plugins/rdma/transport.js');
+  const { u, port0 } = await checkOfiRemote(o);
   const loadBefore = loadavg();
   const dir = mkdtempSync(join(tmpdir(), 'dmem-ofi-remote-'));
   const token = o.token ?? `bench-${process.pid}-${Math.random().toString(36).slice(2)}`;

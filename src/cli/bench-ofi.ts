@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from '../errors.js';
 import { runOfiBench, runOfiFrag } from '../bench/ofi-bench.js';
-import { runOfiRemote, type OfiRemoteOp } from '../bench/ofi-remote.js';
+import { checkOfiRemote, runOfiRemote, type OfiRemoteOp } from '../bench/ofi-remote.js';
 import { readTokenFile } from './serve-tcp.js';
 import { fixed, formatCount, table } from './format.js';
 import { intIn } from './options.js';
@@ -33,7 +33,7 @@ export function addOfiBenchCommand(bench: Command): void {
     .option('--provider <name>', 'provider of the memory node started here: tcp or sockets', 'tcp')
     .option('--ops <n>', 'operations per measurement', intIn(10, 1e8), 5000)
     .option('--reps <n>', 'repetitions; figures are medians over them', intIn(1, 1000), 3)
-    .option('--inflight <n>', "the C client's second in-flight depth (JS is synchronous: 1)", intIn(1, 64), 16)
+    .option('--inflight <n>', "the C client's second in-flight depth (JS runs the synchronous path here: 1; for JS with K in flight see dmem bench remote --url ofi+tcp://127.0.0.1:0)", intIn(1, 64), 16)
     .option('--frag', "instead: FineMem's frag pattern on class 0 (1000 blocks, 250 freed and allocated per epoch, 8 epochs) with 1 and 2 client processes", false)
     .option('--json', 'one JSON object per result row', false)
     .action(async (flags: OfiBenchFlags) => {
@@ -84,6 +84,7 @@ export async function ofiRemoteBench(flags: OfiRemoteFlags): Promise<void> {
   if (flags.op !== undefined && !all.includes(flags.op as OfiRemoteOp)) throw new InvalidArgumentError(`--op ${flags.op}: the ofi form measures read (8 B), cas (8 B), write (4 KiB) and alloc (4 KiB + free)`);
   const ops = flags.op === undefined ? all : [flags.op as OfiRemoteOp];
   const token = flags.tokenFile ? readTokenFile(flags.tokenFile).toString() : undefined;
+  await checkOfiRemote({ url: flags.url!, token, inflights: flags.inflight });
   out.lines([`dmem bench remote: ${flags.url}, ${ops.join(' ')} at in flight ${flags.inflight.join(' and ')}, ${flags.reps} repetitions of ${flags.durationMs} ms, with tcp and the C client interleaved`]);
   const r = await runOfiRemote({
     url: flags.url!, token, ops, inflights: flags.inflight, reps: flags.reps, durationMs: flags.durationMs,
