@@ -8,9 +8,11 @@
  *   cas64          -> fi_compare_atomic (FI_CSWAP, FI_UINT64)
  *   faa64          -> fi_fetch_atomic   (FI_SUM,   FI_UINT64)
  *
- * Every call posts one operation and polls the completion queue until it
- * completes, so the transport is synchronous like shared memory and the
- * core drives it through the same imports. The memory node's CPU does no
+ * Every synchronous call posts one operation and polls the completion
+ * queue until it completes (giving the core up with sched_yield every 64
+ * empty polls, so that waiting clients do not starve the node's progress
+ * thread on a busy machine), so the transport is synchronous like shared
+ * memory and the core drives it through the same imports. The memory node's CPU does no
  * per-allocation work (its provider may, below the API: ofi_rxm over tcp
  * emulates RMA and atomics in the target's progress thread).
  *
@@ -42,6 +44,11 @@
  * the write first); each write still carries FI_DELIVERY_COMPLETE, so its
  * promise resolves only once the data is in the pool. The Wasm core never
  * uses this path: allocation stays synchronous per client.
+ * Concurrency: everything here runs on the one JS thread that owns the
+ * transport (the domain is not opened thread-safe); the pump and a
+ * synchronous call never overlap, and a slot's buffers belong to the
+ * provider from its post to its completion (or to the endpoint's close
+ * after a failure) and to this code otherwise.
  *
  * Failure: an error completion, a failed post, or no completion within
  * `opTimeoutMs` leaves an operation of unknown fate in the provider, so the
@@ -535,14 +542,15 @@ export class OfiTransport implements Transport {
     for (let k = 0; k < n; k++) {
       const ctx = d.getUint32(CQ_ENTRY + 8 * k + 4, true) * 4294967296 + d.getUint32(CQ_ENTRY + 8 * k, true);
       if (ctx === this.syncCtxNum) { this.syncDone = true; continue; }
-      this.finish((ctx - this.slots!.baseNum - SLOT_CONTEXT) / SLOT_BYTES);
+      this.finish(this.slots === null ? -1 : (ctx - this.slots.baseNum - SLOT_CONTEXT) / SLOT_BYTES);
     }
     return n;
   }
 
-  /** Completes asynchronous slot `i` (see reap). */
+  /** Completes asynchronous slot `i` (see reap); a context that names no busy slot is ignored. */
   private finish(i: number): void {
-    const s = this.slots!;
+    const s = this.slots;
+    if (s === null || (i | 0) !== i || i < 0 || i >= this.inflightLimit || s.resolve[i] === null) return;
     const resolve = s.resolve[i]!;
     const op = s.op[i];
     const base = i * SLOT_BYTES;
