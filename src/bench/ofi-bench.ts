@@ -183,7 +183,9 @@ export async function runOfiBench(opts: OfiBenchOptions = {}): Promise<OfiBenchR
     p.free(g);
     return { url, provider: t.target.prov, rows, cSkipped: 'skip' in client ? client.skip : null };
   } finally {
-    pool?.close();
+    try {
+      pool?.close();
+    } catch { /* a broken transport: the nodes below must still stop */ }
     await node?.stop();
     rmSync(dir, { recursive: true, force: true });
   }

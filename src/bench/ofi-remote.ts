@@ -287,7 +287,9 @@ export async function runOfiRemote(o: OfiRemoteOptions): Promise<OfiRemoteResult
       const t = setTimeout(() => w.kill('SIGKILL'), 5000);
       w.once('exit', () => { clearTimeout(t); r(null); });
     }))));
-    pool?.close();
+    try {
+      pool?.close();
+    } catch { /* a broken transport: the nodes below must still stop */ }
     await tcp?.stop();
     await node?.stop();
     rmSync(dir, { recursive: true, force: true });
