@@ -9,7 +9,12 @@
  * token, the multi-process stamping test with 2 clients, 2 x 5k CAS
  * increments on one word, a client killed with SIGKILL recovered after its
  * lease, and a paused client that resumes after revocation and cannot write
- * the pool (its key was cut). sockets: the basic operations. Then the
+ * the pool (its key was cut). The asynchronous path (K operations in
+ * flight on one transport): 16 in-flight CAS increments plus a second
+ * client process total exactly, reads in flight return the right bytes, a
+ * cut client's in-flight operations all fail and change nothing, and a
+ * short `dmem bench remote --url ofi+...` run prints valid JSON rows.
+ * sockets: the basic operations. Then the
  * stamping test across two network namespaces joined by veth (made and
  * removed here; skipped without root).
  */
@@ -23,11 +28,11 @@ import { createInterface } from 'node:readline';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { Pool } from '../src/index.js';
-import { DoubleFreeError, InvalidAddressError, InvalidArgumentError, PoolExhaustedError, TransportUnavailableError } from '../src/index.js';
-import { openOfiPool, parseOfiUri } from '../plugins/rdma/transport.js';
-import { AuthFailedError } from '../plugins/rdma/errors.js';
+import { DoubleFreeError, InvalidAddressError, InvalidArgumentError, PoolExhaustedError, TransportUnavailableError, offsetOf } from '../src/index.js';
+import { openOfiPool, parseOfiUri, type OfiTransport } from '../plugins/rdma/transport.js';
+import { AuthFailedError, TransportFailedError } from '../plugins/rdma/errors.js';
 import { getInfo, ofi, providerString } from '../plugins/rdma/ofi.js';
-import { ROOT, is, rejects, uniqueName } from './helpers.js';
+import { ROOT, is, jsonLines, rejects, uniqueName } from './helpers.js';
 import { removeShm } from '../plugins/cxl-shm/index.js';
 
 const CLI = join(ROOT, 'dist/src/cli/main.js');
@@ -231,6 +236,156 @@ test('tcp: 2 client processes x 5000 CAS increments on one word total exactly 10
   assert.is(admin.cas(g, 0n, 0n), BigInt(2 * N));
   console.log(`  2 x ${N} remote CAS increments: ${r[0].retries + r[1].retries} retries`);
   admin.free(g);
+});
+
+test('tcp async: 16 CAS increments in flight from one client plus a second client process total exactly', async () => {
+  if (node === null || admin === null) { console.log('skip: no ofi node'); return; }
+  const ASYNC = 3000;
+  const SYNC = 2000;
+  const t = admin.transport as OfiTransport;
+  assert.is(t.inflightLimit, 16);
+  const g = admin.alloc(8);
+  admin.write(g, new Uint8Array(8));
+  const off = offsetOf(g);
+  const kid = worker(['cas', node.url, String(g), String(SYNC)]);
+  await message(kid);
+  const kidDone = message<{ done: number; retries: number }>(kid);
+  kid.send('go');
+  let remaining = ASYNC;
+  let retries = 0;
+  let maxInflight = 0;
+  const lane = async (): Promise<void> => {
+    let v = await t.load64Async(off);
+    while (remaining > 0) {
+      const p = t.cas64Async(off, v, v + 1n);
+      maxInflight = Math.max(maxInflight, t.inflight);
+      const found = await p;
+      if (found === v) { remaining--; v++; } else { v = found; retries++; }
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, lane));
+  const other = await kidDone;
+  assert.is(maxInflight, 16, 'sixteen operations were in flight at once');
+  assert.is(admin.cas(g, 0n, 0n), BigInt(ASYNC + SYNC));
+  assert.is(t.inflight, 0);
+  console.log(`  16 in flight x ${ASYNC} + 1 process x ${SYNC} CAS increments: ${retries} + ${other.retries} retries`);
+  admin.free(g);
+});
+
+test('tcp async: reads and writes in flight (more than the depth, some over 64 KiB) move the right bytes', async () => {
+  if (admin === null) { console.log('skip: no ofi node'); return; }
+  const t = admin.transport as OfiTransport;
+  const size = 1 << 20;
+  const g = admin.alloc(size);
+  const off = offsetOf(g);
+  const pattern = new Uint8Array(size).map((_, i) => (i * 31 + (i >> 11)) & 255);
+  admin.write(g, pattern);
+  const shapes = Array.from({ length: 40 }, (_, i) => ({ at: (i * 24_593) % (size - 300_000), len: i === 7 ? 200_000 + 13 : i % 5 === 0 ? 65_536 + i : 8 + i * 97 }));
+  const reads = shapes.map((x) => t.readAsync(off + x.at, new Uint8Array(x.len)));
+  const word = t.load64Async(off + 4096);
+  assert.is(t.inflight, 16, 'the first sixteen pieces are posted at once, the rest queued');
+  const got = await Promise.all(reads);
+  shapes.forEach((x, i) => assert.equal(got[i], pattern.subarray(x.at, x.at + x.len), `read ${i}: ${x.len} B at ${x.at}`));
+  assert.is(await word, new DataView(pattern.buffer).getBigInt64(4096, true));
+  const writes = Array.from({ length: 24 }, (_, i) => {
+    const src = new Uint8Array(i === 3 ? 150_000 : 4096).fill(i + 1);
+    const p = t.writeAsync(off + i * 160_000 % (size - 150_000), src);
+    src.fill(0xEE); // copied when called: changing it now changes nothing
+    return p;
+  });
+  await Promise.all(writes);
+  await t.store64Async(off + size - 8, -5n);
+  assert.is(await t.faa64Async(off + size - 8, 2n), -5n);
+  const back = admin.read(g, size);
+  const want = pattern.slice();
+  for (let i = 0; i < 24; i++) want.fill(i + 1, i * 160_000 % (size - 150_000), i * 160_000 % (size - 150_000) + (i === 3 ? 150_000 : 4096));
+  new DataView(want.buffer).setBigInt64(size - 8, -3n, true);
+  assert.equal(back, want, 'every async write landed where it was aimed, in the order awaited');
+  await rejects(t.readAsync(t.size - 4, new Uint8Array(8)), is(InvalidArgumentError));
+  await rejects(openOfiPool(node!.url, { token: TOKEN, inflight: 65 }), is(InvalidArgumentError));
+  admin.free(g);
+});
+
+test('tcp async: a cut client\'s operations in flight all fail with TransportFailedError and change nothing', async () => {
+  if (node === null || admin === null) { console.log('skip: no ofi node'); return; }
+  // No idle heartbeat: the client's lease runs out, the node revokes it and closes its key.
+  const p = await openOfiPool(node.url, { token: TOKEN, heartbeatMs: 0, opTimeoutMs: 1500 });
+  const t = p.transport as OfiTransport;
+  const clientId = p.clientId;
+  const g = p.alloc(4096);
+  const off = offsetOf(g);
+  p.write(g, new Uint8Array(4096).fill(3));
+  try {
+    await waitFor('the key cut', 8 * LEASE_MS, () => node!.log.some((l) => l.includes('client-cut') && l.includes(`"client":${clientId}`)));
+    await waitFor('its recovery', 8 * LEASE_MS, () => admin!.clientSlot(clientId).state === 'free');
+    const before = new Uint8Array(4096);
+    admin.transport.read(off, before);
+    const ops: Promise<unknown>[] = [];
+    for (let i = 0; i < 8; i++) ops.push(t.writeAsync(off + i * 512, new Uint8Array(512).fill(0xEE)));
+    for (let i = 0; i < 4; i++) ops.push(t.cas64Async(off + 8 * i, new DataView(before.buffer).getBigInt64(8 * i, true), 77n));
+    for (let i = 0; i < 4; i++) ops.push(t.faa64Async(off + 64 + 8 * i, 1n));
+    ops.push(t.readAsync(off, new Uint8Array(64)));
+    assert.is(t.inflight, 16, 'sixteen posted, one queued');
+    const results = await Promise.allSettled(ops);
+    for (const [i, r] of results.entries()) {
+      assert.is(r.status, 'rejected', `op ${i} failed`);
+      assert.ok((r as PromiseRejectedResult).reason instanceof TransportFailedError, `op ${i}: ${String((r as PromiseRejectedResult).reason)}`);
+    }
+    assert.is(t.inflight, 0);
+    assert.throws(() => t.load64(off), is(TransportFailedError), 'the transport stays broken');
+    const after = new Uint8Array(4096);
+    admin.transport.read(off, after);
+    assert.equal(after, before, 'nothing it posted after the cut reached the pool');
+  } finally {
+    try { p.close(); } catch { /* its transport is broken */ }
+  }
+});
+
+/** Runs `dmem ARGS` without blocking this process's event loop (the admin pool's heartbeat keeps running). */
+function dmemAsync(args: string[], timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = track(spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    let stdout = '';
+    let stderr = '';
+    c.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
+    c.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const timer = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
+    c.once('exit', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }); });
+  });
+}
+
+test('bench remote --url ofi+tcp://127.0.0.1:0: a short run prints valid JSON rows for ofi, tcp and the C client', async () => {
+  if (tcpSkip !== null) { console.log(`skip: bench remote ofi: ${tcpSkip}`); return; }
+  const r = await dmemAsync(['bench', 'remote', '--url', 'ofi+tcp://127.0.0.1:0', '--op', 'cas', '--inflight', '1,4', '--duration-ms', '150', '--reps', '1', '--json'], 120_000);
+  assert.is(r.status, 0, r.stderr);
+  const lines = jsonLines(r.stdout);
+  const rows = lines.filter((l) => typeof l.system === 'string');
+  const skipped = lines.filter((l) => typeof l.skipped === 'string').map((l) => l.skipped as string);
+  const want = [['ofi-js', 1], ['ofi-js', 4], ['ofi-pool', 1], ['tcp', 1], ['tcp', 4], ['ofi-c', 1], ['ofi-c', 4]] as const;
+  for (const [system, k] of want) {
+    const row = rows.find((x) => x.system === system && x.inflight === k);
+    if (system === 'ofi-c' && row === undefined) {
+      assert.ok(skipped.some((s) => s.startsWith('ofi-c:')), 'a missing C client says why');
+      console.log(`  ${skipped.join('; ')}`);
+      continue;
+    }
+    assert.ok(row !== undefined, `a ${system} row at ${k} in flight`);
+    assert.is(row.op, 'cas');
+    assert.is(row.bytes, 8);
+    for (const f of ['ops', 'opsPerSec', 'p50Us', 'p99Us']) assert.ok(Number.isFinite(row[f]) && (row[f] as number) > 0, `${system} x${k}: ${f} = ${String(row[f])}`);
+    assert.ok((row.p50Us as number) <= (row.p99Us as number));
+    if (system === 'ofi-js' || system === 'ofi-pool') assert.ok(row.vsC === null || (row.vsC as number) > 0);
+  }
+  assert.ok(lines.some((l) => Array.isArray(l.loadBefore)), 'the load average is reported');
+  const alloc = await dmemAsync(['bench', 'remote', '--url', 'ofi+tcp://127.0.0.1:0', '--op', 'alloc', '--inflight', '2', '--duration-ms', '150', '--reps', '1', '--json'], 120_000);
+  assert.is(alloc.status, 0, alloc.stderr);
+  const arows = jsonLines(alloc.stdout).filter((l) => typeof l.system === 'string');
+  const procs = arows.find((x) => x.system === 'ofi-pool');
+  assert.ok(procs !== undefined && procs.op === 'alloc' && procs.conns === 2 && (procs.opsPerSec as number) > 0, JSON.stringify(arows));
+  assert.ok(arows.some((x) => x.system === 'tcp' && x.op === 'alloc'));
+  const bad = await dmemAsync(['bench', 'remote', '--url', 'ofi+tcp://127.0.0.1:0', '--op', 'heap'], 30_000);
+  assert.not.ok(bad.status === 0);
+  assert.match(bad.stderr, /the ofi form measures read/);
 });
 
 test('tcp: a client killed with SIGKILL mid-allocation is recovered after its lease', async () => {

@@ -9,8 +9,13 @@
  *   OP: read8 | cas8 | write4k; every operation targets OFFSET (+ BASE) under KEY.
  * prints one JSON line: {"op","inflight","count","ops_per_s","p50_ns","p99_ns"}
  * Latency of an operation: from its post to the completion queue entry.
+ * Waiting: it polls the CQ and gives the core up (sched_yield) every 64
+ * empty polls, as the JS transport does (plugins/rdma/transport.ts), so
+ * that on a machine with more runnable threads than cores neither side
+ * starves the node's progress thread and the two compare like for like.
  */
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +102,7 @@ int main(int argc, char **argv) {
 	static uint64_t posted_at[MAX_INFLIGHT];
 	uint64_t *lat = malloc(sizeof(uint64_t) * (size_t)count);
 	long posted = 0, done = 0;
+	unsigned empty = 0;
 	int free_slots[MAX_INFLIGHT], nfree = inflight;
 	for (int i = 0; i < inflight; i++) free_slots[i] = i;
 	uint64_t addr_remote = base + off;
@@ -116,7 +122,10 @@ int main(int argc, char **argv) {
 		}
 		struct fi_cq_entry ent[MAX_INFLIGHT];
 		ssize_t n = fi_cq_read(cq, ent, MAX_INFLIGHT);
-		if (n == -FI_EAGAIN) continue;
+		if (n == -FI_EAGAIN) {
+			if ((++empty & 63) == 0) sched_yield();
+			continue;
+		}
 		if (n < 0) {
 			struct fi_cq_err_entry err = { 0 };
 			fi_cq_readerr(cq, &err, 0);

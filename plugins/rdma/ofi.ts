@@ -99,6 +99,8 @@ export interface Ofi {
   calloc: (n: number, bytes: number) => bigint | null;
   free: (ptr: bigint) => void;
   strdup: (s: string) => bigint | null;
+  /** sched_yield(2): lets another runnable thread (the node's progress thread, another client) have this core. */
+  schedYield: () => number;
   /** Prototypes of the ops-table functions, by C name (`fi_read`, ...). */
   proto: Record<string, KType>;
 }
@@ -143,6 +145,7 @@ export function ofi(): Ofi {
       calloc: libc.func('void *calloc(size_t n, size_t size)'),
       free: libc.func('void free(void *ptr)'),
       strdup: libc.func('void *strdup(const char *s)'),
+      schedYield: libc.func('int sched_yield(void)'),
       proto: protos(koffi),
     } as unknown as Ofi;
   } catch (err) {

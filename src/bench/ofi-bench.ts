@@ -10,7 +10,9 @@
  * the range lies in an allocated block, which reads pool metadata) and
  * through the OfiTransport alone (`js-transport`), and alloc+free of one 4 KiB block (JS only: the allocator is
  * the Wasm core; one pair counts as one operation). JS runs with one
- * operation in flight (the transport is synchronous); the C client runs
+ * operation in flight (the synchronous transport the core uses; the
+ * asynchronous path with K in flight is measured by `dmem bench remote
+ * --url ofi+...`, src/bench/ofi-remote.ts); the C client runs
  * with 1 and with `inflight` (default 16). Each repetition runs every
  * (side, op) once, interleaved, and the reported figures are the medians
  * over repetitions.
@@ -23,7 +25,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { TransportUnavailableError } from '../errors.js';
 import type { Pool } from '../pool.js';
-import { percentile } from './percentile.js';
+import { offsetOf } from '../gaddr.js';
+import { median, percentile } from './percentile.js';
 
 /** Options of `runOfiBench`. */
 export interface OfiBenchOptions {
@@ -62,8 +65,8 @@ export interface OfiBenchResult {
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLIENT_SRC = join(ROOT, 'bench/peers/ofi_client.c');
 
-/** Builds the C client; returns its path, or why it cannot be built. */
-function buildClient(dir: string): { path: string } | { skip: string } {
+/** Builds the C client into `dir`; returns its path, or why it cannot be built. */
+export function buildClient(dir: string): { path: string } | { skip: string } {
   if (!existsSync(CLIENT_SRC)) return { skip: `${CLIENT_SRC} not found` };
   if (spawnSync('gcc', ['--version']).status !== 0) return { skip: 'gcc not found (apt-get install gcc)' };
   if (!existsSync('/usr/include/rdma/fabric.h')) return { skip: 'libfabric headers not found (apt-get install libfabric-dev)' };
@@ -76,20 +79,23 @@ function buildClient(dir: string): { path: string } | { skip: string } {
   return { path };
 }
 
-/** Starts `dmem server --transport ofi` on a temporary pool; resolves with its URL and a stop function. */
-async function startNode(provider: string, token: string, dir: string): Promise<{ url: string; stop: () => Promise<void> }> {
+/** A memory node started here: its URL, pid and a stop function. */
+export interface OfiNode { url: string; pid: number; stop: () => Promise<void> }
+
+/** Starts `dmem server --transport ofi` on a temporary pool listening on `host`, port 0; resolves once it printed its URL. */
+export async function startNode(provider: string, token: string, dir: string, host = '127.0.0.1'): Promise<OfiNode> {
   const name = `dmem-bench-ofi-${process.pid}`;
   const tokenFile = join(dir, 'token');
   writeFileSync(tokenFile, token);
   const cli = join(ROOT, 'dist/src/cli/main.js');
   const proc = spawn(process.execPath, [cli, 'server', '--pool', name, '--size', '256MiB', '--transport', 'ofi', '--provider', provider,
-    '--listen', '127.0.0.1:0', '--token-file', tokenFile, '--json', '--remove-on-exit', '--lease-ms', '10000'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    '--listen', `${host.includes(':') ? `[${host}]` : host}:0`, '--token-file', tokenFile, '--json', '--remove-on-exit', '--lease-ms', '10000'], { stdio: ['ignore', 'pipe', 'ignore'] });
   const url = await new Promise<string>((resolve, reject) => {
     createInterface({ input: proc.stdout! }).once('line', (l) => resolve((JSON.parse(l) as { url: string }).url));
     proc.once('exit', (code) => reject(new TransportUnavailableError(`the ofi memory node exited with ${code} before starting`)));
   });
   return {
-    url,
+    url, pid: proc.pid!,
     stop: async () => {
       if (proc.exitCode !== null) return;
       const done = new Promise((r) => proc.once('exit', r));
@@ -113,11 +119,6 @@ function timeJs(n: number, fn: () => void): [number, number, number] {
   return [(n * 1000) / total, percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000];
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? 0 : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
 /**
  * Runs the benchmark (see the file comment).
  * @throws TransportUnavailableError when libfabric or the provider is missing, or the node cannot be reached
@@ -139,7 +140,7 @@ export async function runOfiBench(opts: OfiBenchOptions = {}): Promise<OfiBenchR
     const client = buildClient(dir);
     const g = p.alloc(4096);
     p.write(g, new Uint8Array(4096));
-    const offset = g - p.node * 2 ** 40;
+    const offset = offsetOf(g);
     const small = new Uint8Array(8);
     const page = new Uint8Array(4096);
     const js: Record<string, () => void> = {
@@ -182,7 +183,9 @@ export async function runOfiBench(opts: OfiBenchOptions = {}): Promise<OfiBenchR
     p.free(g);
     return { url, provider: t.target.prov, rows, cSkipped: 'skip' in client ? client.skip : null };
   } finally {
-    pool?.close();
+    try {
+      pool?.close();
+    } catch { /* a broken transport: the nodes below must still stop */ }
     await node?.stop();
     rmSync(dir, { recursive: true, force: true });
   }

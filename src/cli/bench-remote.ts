@@ -13,6 +13,7 @@ import { formatBytes } from '../units.js';
 import { intIn, parsePositiveSize } from './options.js';
 import { Output } from './output.js';
 import { readTokenFile } from './serve-tcp.js';
+import { ofiRemoteBench } from './bench-ofi.js';
 
 interface RemoteFlags {
   url?: string;
@@ -63,11 +64,13 @@ export function addRemoteBenchCommand(bench: Command): void {
       'Examples:',
       '  dmem bench remote --op read --bytes 64 --inflight 16 --conns 16',
       '  dmem bench remote --reps 3 --json',
+      '  dmem bench remote --url ofi+tcp://127.0.0.1:0 --op read --inflight 1,16 --json   (one-sided over libfabric vs tcp vs C; port 0 starts a node; docs/rdma.md)',
     ].join('\n'))
     .action(async (flags: RemoteFlags) => remote(flags));
 }
 
 async function remote(flags: RemoteFlags): Promise<void> {
+  if (flags.url?.startsWith('ofi+')) return ofiRemoteBench(flags);
   const out = new Output(flags.json);
   if (flags.scale !== undefined) {
     const r = await runScaleBench(flags.scale);
