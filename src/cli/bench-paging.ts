@@ -142,12 +142,13 @@ export function pagingTable(results: readonly PagingResult[], flags: Pick<Paging
   const shm = results.filter((r) => r.backing === 'shm');
   const tcp = results.filter((r) => r.backing !== 'shm');
   const columns = [{ header: 'workload', left: true }, { header: 'policy', left: true }, { header: 'prefetch', left: true }, { header: 'hit ratio' },
-    { header: 'MIN' }, { header: 'fetched' }, { header: 'written back' }, { header: 'evictions' }, { header: 'prefetched' }, { header: 'throughput' }, { header: 'unit', left: true }];
+    { header: 'MIN (demand)' }, { header: 'fetched' }, { header: 'written back' }, { header: 'evictions' }, { header: 'prefetched' }, { header: 'throughput' }, { header: 'unit', left: true }];
   const cells = (r: PagingResult): string[] => [r.workload, r.policy, r.prefetch ?? '-', ratio(r.hitRatio), ratio(r.minHitRatio), count(r.fetched), count(r.writtenBack),
     count(r.evictions), count(r.prefetched), formatCount(r.opsPerSec), r.unit];
   const lines = [
     `paging on shm: patterns ${flags.accesses} accesses each${sizes(shm[0])}; pagerank ${flags.iterations} iterations; throughput median of ${flags.reps}`,
     ...table(columns, shm.map(cells)),
+    "MIN (demand): Belady's optimal replacement on the same trace and cache, fetching only on a miss: the ceiling of every row without prefetch (a prefetching row may pass it)",
   ];
   if (tcp.length === 0) return lines;
   return [
