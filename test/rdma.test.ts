@@ -502,7 +502,7 @@ class StandInNode extends MemoryNode<ClientConn> {
   failNext = false;
   constructor(opts: NodeClientsOptions) { super('stand-in', opts); }
   async open(): Promise<void> {
-    await this.listen('127.0.0.1:0', Buffer.from(TOKEN), (sock, remote) => { this.addClient(sock, remote, {}); return { v: 1 }; });
+    await this.openBootstrap('127.0.0.1:0', Buffer.from(TOKEN), (sock, remote) => { this.addClient(sock, remote, {}); return { v: 1 }; });
     this.startWatch();
   }
   protected sever(c: ClientConn): string {

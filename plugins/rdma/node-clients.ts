@@ -157,7 +157,7 @@ export abstract class MemoryNode<C extends ClientConn> {
    * answers each authenticated connection, later lines are client reports.
    * @throws InvalidArgumentError, TransportUnavailableError (see BootstrapListener.open)
    */
-  protected async listen(listen: string, token: Buffer, welcome: (sock: Socket, remote: string) => object | null): Promise<void> {
+  protected async openBootstrap(listen: string, token: Buffer, welcome: (sock: Socket, remote: string) => object | null): Promise<void> {
     this.boot = await BootstrapListener.open(listen, token, {
       welcome,
       line: (sock, msg) => this.report(sock, msg),

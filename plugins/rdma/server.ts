@@ -39,8 +39,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { InvalidArgumentError, TransportUnavailableError } from '../../src/errors.js';
-import type { Pool } from '../../src/pool.js';
+import { InvalidArgumentError } from '../../src/errors.js';
 import { BOOTSTRAP_VERSION, parseListen } from './bootstrap.js';
 import { OfiEndpoint } from './endpoint.js';
 import { MemoryNode, type ClientConn, type NodeClientEvent, type NodeClientsOptions } from './node-clients.js';
@@ -120,7 +119,7 @@ export class OfiServer extends MemoryNode<Conn> {
     const ep = OfiEndpoint.open({ prov: providerString(opts.provider ?? 'tcp'), node: host, server: true });
     const s = new OfiServer(mem, opts, ep);
     try {
-      await s.listen(opts.listen, s.token, (sock, remote) => s.welcome(sock, remote));
+      await s.openBootstrap(opts.listen, s.token, (sock, remote) => s.welcome(sock, remote));
     } catch (e) {
       ep.close();
       ep.o.free(s.entry.ptr);

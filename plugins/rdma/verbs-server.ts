@@ -53,8 +53,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { InvalidArgumentError, TransportUnavailableError } from '../../src/errors.js';
-import type { Pool } from '../../src/pool.js';
+import { InvalidArgumentError } from '../../src/errors.js';
 import { BOOTSTRAP_VERSION, parseListen, sendLine } from './bootstrap.js';
 import { MemoryNode, type ClientConn, type NodeClientEvent, type NodeClientsOptions } from './node-clients.js';
 import type { ServedMemory } from './server.js';
@@ -168,7 +167,7 @@ export class VerbsServer extends MemoryNode<Conn> {
       const cmPort = ((port & 0xff) << 8) | (port >> 8);
       const s = new VerbsServer(v, mem, opts, ch, listenId, cmPort, devices, scratch);
       ch.onEvent = (e) => s.onCm(e);
-      await s.listen(opts.listen, token, (sock, remote) => s.welcome(sock, remote));
+      await s.openBootstrap(opts.listen, token, (sock, remote) => s.welcome(sock, remote));
       ch.start(100);
       s.startWatch();
       return s;
