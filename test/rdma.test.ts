@@ -14,7 +14,8 @@
  * client process total exactly, reads in flight return the right bytes, a
  * cut client's in-flight operations all fail and change nothing, and a
  * short `dmem bench remote --url ofi+...` run prints valid JSON rows.
- * sockets: the basic operations. Then the
+ * The client rules both memory nodes share (node-clients.ts), with a
+ * stand-in cut and no fabric. sockets: the basic operations. Then the
  * stamping test across two network namespaces joined by veth (made and
  * removed here; skipped without root).
  */
@@ -34,6 +35,10 @@ import { AuthFailedError, TransportFailedError } from '../plugins/rdma/errors.js
 import { getInfo, ofi, providerString } from '../plugins/rdma/ofi.js';
 import { ROOT, is, jsonLines, rejects, uniqueName } from './helpers.js';
 import { removeShm } from '../plugins/cxl-shm/index.js';
+import { openPool } from '../src/index.js';
+import { fenceOf } from '../src/fencing.js';
+import { MemoryNode, type ClientConn, type NodeClientEvent, type NodeClientsOptions } from '../plugins/rdma/node-clients.js';
+import { once } from 'node:events';
 
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 const WORKER = fileURLToPath(new URL('./fixtures/ofi-worker.js', import.meta.url));
@@ -487,6 +492,89 @@ test('cli: --transport ofi without --listen is bad usage; an unknown provider na
     assert.match(bad.stderr, /fi_info -p 'nosuchprov'/);
     assert.not.ok(existsSync(`/dev/shm/dmem-${name}`), 'the pool it created for nothing is removed');
   } finally {
+    removeShm(name);
+  }
+});
+
+/** A memory node whose cut is a stand-in (records the order; `failNext` makes one cut fail): node-clients.ts's rules alone. */
+class StandInNode extends MemoryNode<ClientConn> {
+  readonly severed: number[] = [];
+  failNext = false;
+  constructor(opts: NodeClientsOptions) { super('stand-in', opts); }
+  async open(): Promise<void> {
+    await this.openBootstrap('127.0.0.1:0', Buffer.from(TOKEN), (sock, remote) => { this.addClient(sock, remote, {}); return { v: 1 }; });
+    this.startWatch();
+  }
+  protected sever(c: ClientConn): string {
+    this.severed.push(c.id);
+    c.sock.destroy();
+    const failed = this.failNext;
+    this.failNext = false;
+    return failed ? ' (stand-in cut failed)' : '';
+  }
+  async close(): Promise<void> { this.closed = true; this.stopClients(); }
+}
+
+test('node-clients: the four cut rules, markTransportCut only after a successful cut (stand-in node, no fabric)', async () => {
+  const name = uniqueName('node-clients');
+  const node = await openPool(`shm:${name}`, { size: '8MiB', clients: 8, heartbeatMs: 0 });
+  const a = await openPool(`shm:${name}`, { heartbeatMs: 0 });
+  const b = await openPool(`shm:${name}`, { heartbeatMs: 0 });
+  const events: NodeClientEvent[] = [];
+  const n = new StandInNode({ pool: node, watchMs: 60_000, onEvent: (e) => events.push(e) });
+  const cuts = (): string[] => events.filter((e) => e.event === 'client-cut').map((e) => (e as { reason: string }).reason);
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 50));
+  try {
+    await n.open();
+    n.fenceOnRevoke(node);
+    const { port } = n.address;
+    /** An authenticated bootstrap connection that reports `client` (or nothing). */
+    const join = async (client: Pool | null): Promise<ReturnType<typeof connect>> => {
+      const s = connect({ host: '127.0.0.1', port });
+      s.on('error', () => undefined);
+      await once(s, 'connect');
+      s.write(`${JSON.stringify({ v: 1, token: TOKEN })}\n`);
+      await once(s, 'data');
+      if (client !== null) s.write(`${JSON.stringify({ client: client.clientId, gen: client.clientSlot(client.clientId).gen })}\n`);
+      await settle();
+      return s;
+    };
+    const sa = await join(a);
+    assert.equal(n.clients().map((c) => c.client), [a.clientId]);
+    // Rule 4: an unreported connection goes with a cut of an id nobody reported.
+    await join(null);
+    assert.is(n.cutClient(7777, 'test'), 1);
+    assert.ok(cuts().at(-1)!.startsWith('test (client 7777 unknown'), cuts().join('; '));
+    // Rule 1: the monitor's revocation cuts before revokeClient returns, and the client counts as fenced.
+    const gen = a.clientSlot(a.clientId).gen;
+    assert.ok(node.revokeClient(a.clientId, gen));
+    assert.is(cuts().at(-1), 'revoked');
+    assert.equal(n.clients(), []);
+    assert.equal(fenceOf(node, node.clientSlot(a.clientId)), { fenced: true, reason: 'transport-cut' });
+    await once(sa, 'close');
+    // A cut that fails says so and does not mark the client: the monitor must not count it as fenced.
+    await join(b);
+    n.failNext = true;
+    assert.ok(node.revokeClient(b.clientId, b.clientSlot(b.clientId).gen));
+    assert.is(cuts().at(-1), 'revoked (stand-in cut failed)');
+    assert.is(fenceOf(node, node.clientSlot(b.clientId)).fenced, false, 'a revoked client in this live process, not cut: not fenced');
+    // Rule 2: a connection whose slot is not LIVE in the generation it reports is cut (here on its report).
+    await join(b);
+    assert.match(cuts().at(-1)!, new RegExp(`^slot ${b.clientId} is revoked \\(gen \\d+, reported \\d+\\)$`));
+    // Rule 3: the bootstrap connection closing cuts it; a bad report cuts too.
+    const sc = await join(null);
+    sc.destroy();
+    await settle();
+    assert.is(cuts().at(-1), 'bootstrap connection closed');
+    const sd = await join(null);
+    sd.write(`${JSON.stringify({ client: 0, gen: 1 })}\n`);
+    await settle();
+    assert.is(cuts().at(-1), 'bad client report');
+    assert.equal(n.severed.length, new Set(n.severed).size, 'each connection is severed once');
+    assert.is(n.severed.length, 6);
+  } finally {
+    await n.close();
+    for (const p of [a, b, node]) { try { p.close(); } catch { /* revoked */ } }
     removeShm(name);
   }
 });

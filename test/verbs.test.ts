@@ -36,7 +36,8 @@ import { InvalidArgumentError, TransportUnavailableError } from '../src/errors.j
 import { shmPath } from '../plugins/cxl-shm/index.js';
 import { VerbsOpError, VerbsUnavailableError } from '../plugins/rdma/verbs-errors.js';
 import { RDMA_CM_EVENT, RDMA_PS_TCP, loadVerbs, nativeBlock, rdmaDevices, writeSockaddr } from '../plugins/rdma/verbs.js';
-import { BootstrapListener, serveVerbs, type VerbsServer, type VerbsServerEvent } from '../plugins/rdma/verbs-server.js';
+import { BootstrapListener } from '../plugins/rdma/bootstrap.js';
+import { serveVerbs, type VerbsServer, type VerbsServerEvent } from '../plugins/rdma/verbs-server.js';
 import type { Pool } from '../src/pool.js';
 import { LeaseMonitor } from '../src/monitor.js';
 import { softRdma } from './verbs-soft.js';

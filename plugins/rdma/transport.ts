@@ -67,6 +67,7 @@ import type { Transport } from '../../src/transport.js';
 import { AuthFailedError, TransportFailedError } from './errors.js';
 import { BOOTSTRAP_VERSION, readLines, sendLine, type BootstrapInfo } from './bootstrap.js';
 import { OfiEndpoint } from './endpoint.js';
+import { StagedTransport } from './staged-transport.js';
 import {
   FI_CSWAP, FI_EAGAIN, FI_EAVAIL, FI_SUM, FI_UINT64, PROVIDERS as PROVIDER_NAMES, fiError, nativeBuffer, providerString,
   type KFunc, type NativeBuffer,
@@ -164,10 +165,9 @@ interface Slots {
   free: number;
 }
 
-/** See the file comment. */
-export class OfiTransport implements Transport {
+/** See the file comment (bulk read/write, the bounds check and close: StagedTransport). */
+export class OfiTransport extends StagedTransport<TransportFailedError> implements Transport {
   readonly kind = 'ofi';
-  readonly size: number;
   readonly ep: OfiEndpoint;
   /** Where the pool is (the bootstrap's answer): a C peer can use the same key (bench/peers/ofi_client.c). */
   readonly target: OfiTarget;
@@ -176,7 +176,8 @@ export class OfiTransport implements Transport {
   private readonly peer: bigint;
   private readonly key: bigint;
   private readonly base: number;
-  private readonly piece: number;
+  protected readonly piece: number;
+  protected readonly stage: Uint8Array;
   private readonly opTimeoutMs: number;
   private readonly blk: NativeBuffer;
   private readonly p: { operand: bigint; compare: bigint; result: bigint; ctx: bigint; entry: bigint; err: bigint; stage: bigint };
@@ -190,9 +191,6 @@ export class OfiTransport implements Transport {
   private readonly schedYield: () => number;
   private readonly epPtr: bigint;
   private readonly cqPtr: bigint;
-  private broken: TransportFailedError | null = null;
-  private closed = false;
-  private onClose: (() => void) | null;
   /** Set by `reap` when the synchronous operation's completion was read. */
   private syncDone = false;
   private slots: Slots | null = null;
@@ -209,6 +207,7 @@ export class OfiTransport implements Transport {
    * @throws InvalidArgumentError (inflight outside 1..64)
    */
   constructor(t: OfiTarget, opts: OfiTransportOptions = {}) {
+    super('ofi', t.size, opts.onClose);
     const depth = opts.inflight ?? DEFAULT_INFLIGHT;
     if (!Number.isInteger(depth) || depth < 1 || depth > MAX_INFLIGHT) throw new InvalidArgumentError(`ofi: inflight must be an integer 1..${MAX_INFLIGHT}, got ${depth}`);
     this.ep = OfiEndpoint.open({ prov: t.prov, node: t.host, server: false });
@@ -226,13 +225,12 @@ export class OfiTransport implements Transport {
     };
     this.syncCtxNum = Number(this.p.ctx);
     this.target = t;
-    this.size = t.size;
     this.key = t.key;
     this.base = t.base;
     this.piece = Math.max(8, Math.min(STAGE_BYTES, t.maxMsgSize, this.ep.facts.maxMsgSize));
+    this.stage = this.blk.view.subarray(STAGE, STAGE + STAGE_BYTES);
     this.opTimeoutMs = opts.opTimeoutMs ?? DEFAULT_OP_TIMEOUT_MS;
     this.inflightLimit = depth;
-    this.onClose = opts.onClose ?? null;
     this.fread = this.ep.read;
     this.fwrite = this.ep.write;
     this.fcas = this.ep.compareAtomic;
@@ -270,22 +268,14 @@ export class OfiTransport implements Transport {
     return this.blk.data.getBigInt64(RESULT, true);
   }
 
-  read(offset: number, dst: Uint8Array): void {
-    this.check(offset, dst.length);
-    for (let done = 0; done < dst.length; done += this.piece) {
-      const n = Math.min(this.piece, dst.length - done);
-      this.post(0, offset + done, n, this.p.stage);
-      dst.set(this.blk.view.subarray(STAGE, STAGE + n), done);
-    }
+  /** fi_read of `n` bytes into the staging area (StagedTransport.read). */
+  protected readStage(offset: number, n: number): void {
+    this.post(0, offset, n, this.p.stage);
   }
 
-  write(offset: number, src: Uint8Array): void {
-    this.check(offset, src.length);
-    for (let done = 0; done < src.length; done += this.piece) {
-      const n = Math.min(this.piece, src.length - done);
-      this.blk.view.set(src.subarray(done, done + n), STAGE);
-      this.post(1, offset + done, n, this.p.stage);
-    }
+  /** fi_write of the staging area's first `n` bytes (StagedTransport.write). */
+  protected writeStage(offset: number, n: number): void {
+    this.post(1, offset, n, this.p.stage);
   }
 
   // ---- The asynchronous path (file comment, "Operations in flight") ----
@@ -299,7 +289,7 @@ export class OfiTransport implements Transport {
    * @throws (rejects) InvalidArgumentError outside the pool, TransportFailedError (see the file comment)
    */
   readAsync(offset: number, dst: Uint8Array): Promise<Uint8Array> {
-    const bad = this.checkAsync(offset, dst.length);
+    const bad = this.refusal(offset, dst.length);
     if (bad !== null) return Promise.reject(bad);
     const piece = Math.min(this.piece, SLOT_STAGE_BYTES);
     if (dst.length <= piece) return new Promise((resolve, reject) => this.submit(0, offset, dst.length, dst, 0, 0n, 0n, () => resolve(dst), reject));
@@ -318,7 +308,7 @@ export class OfiTransport implements Transport {
    * @throws (rejects) InvalidArgumentError outside the pool, TransportFailedError
    */
   writeAsync(offset: number, src: Uint8Array): Promise<void> {
-    const bad = this.checkAsync(offset, src.length);
+    const bad = this.refusal(offset, src.length);
     if (bad !== null) return Promise.reject(bad);
     const piece = Math.min(this.piece, SLOT_STAGE_BYTES);
     if (src.length <= piece) return new Promise((resolve, reject) => this.submit(1, offset, src.length, src, 0, 0n, 0n, resolve as (v: unknown) => void, reject));
@@ -332,59 +322,42 @@ export class OfiTransport implements Transport {
 
   /** 8-byte fi_read of the word at `offset`. @throws (rejects) as readAsync */
   load64Async(offset: number): Promise<bigint> {
-    const bad = this.checkAsync(offset, 8);
+    const bad = this.refusal(offset, 8);
     if (bad !== null) return Promise.reject(bad);
     return new Promise((resolve, reject) => this.submit(0, offset, 8, null, 0, 0n, 0n, resolve as (v: unknown) => void, reject));
   }
 
   /** 8-byte fi_write of `value` at `offset`. @throws (rejects) as writeAsync */
   store64Async(offset: number, value: bigint): Promise<void> {
-    const bad = this.checkAsync(offset, 8);
+    const bad = this.refusal(offset, 8);
     if (bad !== null) return Promise.reject(bad);
     return new Promise((resolve, reject) => this.submit(1, offset, 8, null, 0, value, 0n, resolve as (v: unknown) => void, reject));
   }
 
   /** fi_compare_atomic (FI_CSWAP, FI_UINT64); resolves with the word found (== expected on success). @throws (rejects) as readAsync */
   cas64Async(offset: number, expected: bigint, desired: bigint): Promise<bigint> {
-    const bad = this.checkAsync(offset, 8);
+    const bad = this.refusal(offset, 8);
     if (bad !== null) return Promise.reject(bad);
     return new Promise((resolve, reject) => this.submit(2, offset, 8, null, 0, desired, expected, resolve as (v: unknown) => void, reject));
   }
 
   /** fi_fetch_atomic (FI_SUM, FI_UINT64); resolves with the word before the add. @throws (rejects) as readAsync */
   faa64Async(offset: number, delta: bigint): Promise<bigint> {
-    const bad = this.checkAsync(offset, 8);
+    const bad = this.refusal(offset, 8);
     if (bad !== null) return Promise.reject(bad);
     return new Promise((resolve, reject) => this.submit(3, offset, 8, null, 0, delta, 0n, resolve as (v: unknown) => void, reject));
   }
 
-  /** Closes the endpoint and the bootstrap connection; idempotent. Rejects asynchronous operations still in flight. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
+  /**
+   * Closes the endpoint (StagedTransport.close then closes the bootstrap
+   * connection); rejects asynchronous operations still in flight.
+   */
+  protected shutdown(): void {
     if (this.broken === null) this.breakAll(new TransportFailedError('ofi transport is closed', 0));
-    try {
-      this.ep.close();
-      // The provider may have held these buffers until its endpoint closed.
-      this.ep.o.free(this.blk.ptr);
-      if (this.slots !== null) this.ep.o.free(this.slots.blk.ptr);
-    } finally {
-      this.onClose?.();
-      this.onClose = null;
-    }
-  }
-
-  private check(offset: number, length: number): void {
-    if (this.broken !== null) throw this.broken;
-    if (!(offset >= 0 && offset + length <= this.size)) {
-      throw new InvalidArgumentError(`ofi: ${length} B at offset ${offset} is outside the ${this.size} B pool`);
-    }
-  }
-
-  private checkAsync(offset: number, length: number): Error | null {
-    if (this.broken !== null) return this.broken;
-    if (!(offset >= 0 && offset + length <= this.size)) return new InvalidArgumentError(`ofi: ${length} B at offset ${offset} is outside the ${this.size} B pool`);
-    return null;
+    this.ep.close();
+    // The provider may have held these buffers until its endpoint closed.
+    this.ep.o.free(this.blk.ptr);
+    if (this.slots !== null) this.ep.o.free(this.slots.blk.ptr);
   }
 
   /** Allocates the slot block on first use. */

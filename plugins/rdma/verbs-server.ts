@@ -35,7 +35,9 @@
  * when its rdma_cm connection ends (DISCONNECTED, an error event), or when it
  * never reports its client id (`reportMs`); unreported connections are cut
  * along with any revocation the server cannot attribute, as the ofi server
- * does (server.ts).
+ * does (server.ts). Those rules are node-clients.ts's, shared with the ofi
+ * node; this file supplies the cut itself. The bootstrap listener is
+ * bootstrap.ts's, also shared.
  *
  * Atomics. The node's own CPU also does atomics on the pool (the lease
  * monitor's revocations, recovery's frees by CAS), and they must be atomic
@@ -50,12 +52,11 @@
  * queue to progress: one-sided verbs operations complete in the HCA.
  */
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server, type Socket } from 'node:net';
-import { markTransportCut } from '../../src/fencing.js';
-import { InvalidArgumentError, TransportUnavailableError } from '../../src/errors.js';
-import type { Pool } from '../../src/pool.js';
-import { BOOTSTRAP_VERSION, readLines, sendLine, tokenMatches } from './bootstrap.js';
-import { parseListen, type ServedMemory } from './server.js';
+import type { Socket } from 'node:net';
+import { InvalidArgumentError } from '../../src/errors.js';
+import { BOOTSTRAP_VERSION, parseListen, sendLine } from './bootstrap.js';
+import { MemoryNode, type ClientConn, type NodeClientEvent, type NodeClientsOptions } from './node-clients.js';
+import type { ServedMemory } from './server.js';
 import { CmChannel, idPtr, type CmEvent } from './verbs-cm.js';
 import { VerbsUnavailableError } from './verbs-errors.js';
 import { TICKET_BYTES } from './verbs-transport.js';
@@ -65,18 +66,18 @@ import {
   type NativeBlock, type Verbs, type VerbsLibNames,
 } from './verbs.js';
 
-/** Options of `serveVerbs`. */
-export interface ServeVerbsOptions {
+export { BootstrapListener, type BootstrapHandler } from './bootstrap.js';
+
+/**
+ * Options of `serveVerbs` (`pool`, `watchMs`, `onEvent`: see
+ * NodeClientsOptions; `reportMs` is the time a client has to connect and
+ * report its client id after the bootstrap).
+ */
+export interface ServeVerbsOptions extends NodeClientsOptions {
   /** Bootstrap listen address `HOST:PORT` (port 0: ephemeral). rdma_cm listens on HOST too (an IP address), on a port it picks. */
   listen: string;
   /** The shared secret clients must present. */
   token: string | Buffer;
-  /** A Pool on the same memory: clients whose slot stops being LIVE in their generation are cut. */
-  pool?: Pool;
-  /** Period of that slot check (ms, default 250). */
-  watchMs?: number;
-  /** Time a client has to connect and report its client id after the bootstrap (ms, default 30000). */
-  reportMs?: number;
   /** Library names (see verbs.ts). */
   libs?: VerbsLibNames;
   /** An implementation of the bindings to use instead of loading rdma-core (tests: test/verbs-soft.ts). */
@@ -87,110 +88,29 @@ export interface ServeVerbsOptions {
    * (default false: such connections are rejected; see the file comment).
    */
   hcaAtomics?: boolean;
-  /** Told about each connection, cut and refusal (for logs). */
+  /** Told about each connection, cut and refusal (for logs), and each established rdma_cm connection. */
   onEvent?: (e: VerbsServerEvent) => void;
 }
 
 /** What the server reports through `onEvent`. */
-export type VerbsServerEvent =
-  | { event: 'client-connected'; conn: number; remote: string }
-  | { event: 'client-established'; conn: number; rkey: number }
-  | { event: 'client-registered'; conn: number; client: number; gen: number }
-  | { event: 'client-cut'; conn: number; client: number | null; reason: string }
-  | { event: 'refused'; remote: string; reason: string };
+export type VerbsServerEvent = NodeClientEvent | { event: 'client-established'; conn: number; rkey: number };
 
-/** What the bootstrap listener needs from its owner. */
-export interface BootstrapHandler {
-  /** An authenticated connection: return the reply line (or an {error} line), or null to drop it. */
-  welcome(sock: Socket, remote: string): object | null;
-  /** A later line on an authenticated connection. */
-  line(sock: Socket, msg: Record<string, unknown>): void;
-  /** A refused connection (wrong token, bad line, silence). */
-  refused(remote: string, reason: string): void;
-}
-
-/**
- * The TCP half of the verbs memory node: accepts connections on HOST:PORT,
- * checks each one's hello (token, version) within `helloMs`, and hands the
- * authenticated ones to a handler. Malformed or oversized lines close the
- * connection; none of them can crash the server.
- */
-export class BootstrapListener {
-  private readonly net: Server;
-
-  private constructor(net: Server) { this.net = net; }
-
-  /** @throws TransportUnavailableError (address in use, cannot listen) */
-  static async open(listen: string, token: Buffer, handler: BootstrapHandler, helloMs = 5000): Promise<BootstrapListener> {
-    const { host, port } = parseListen(listen);
-    const net = createServer();
-    await new Promise<void>((resolve, reject) => {
-      net.once('error', (e: NodeJS.ErrnoException) => reject(new TransportUnavailableError(
-        e.code === 'EADDRINUSE' ? `${listen} is in use: pick another --listen port` : `cannot listen on ${listen}: ${e.message}`, { cause: e },
-      )));
-      net.listen({ host, port }, () => resolve());
-    });
-    net.on('error', () => undefined);
-    net.on('connection', (sock: Socket) => {
-      const remote = `${sock.remoteAddress}:${sock.remotePort}`;
-      sock.setNoDelay(true);
-      sock.on('error', () => undefined);
-      let authed = false;
-      const timer = setTimeout(() => { handler.refused(remote, 'no hello in time'); sock.destroy(); }, helloMs);
-      timer.unref();
-      sock.once('close', () => clearTimeout(timer));
-      readLines(sock, (msg) => {
-        if (authed) { handler.line(sock, msg); return; }
-        clearTimeout(timer);
-        const why = msg.v !== BOOTSTRAP_VERSION ? `bootstrap version ${String(msg.v)} not supported (want ${BOOTSTRAP_VERSION})` : !tokenMatches(msg.token, token) ? 'wrong token' : null;
-        if (why !== null) {
-          handler.refused(remote, why);
-          sendLine(sock, { error: { code: 'AUTH_FAILED', message: why } });
-          sock.end();
-          return;
-        }
-        authed = true;
-        const reply = handler.welcome(sock, remote);
-        if (reply === null) { sock.destroy(); return; }
-        sendLine(sock, reply);
-      }, (why) => { handler.refused(remote, why); sock.destroy(); });
-    });
-    return new BootstrapListener(net);
-  }
-
-  /** The listen address (the real port when listening on port 0). */
-  get address(): { host: string; port: number } {
-    const a = this.net.address();
-    if (a === null || typeof a === 'string') throw new TransportUnavailableError('the bootstrap listener is not listening');
-    return { host: a.address, port: a.port };
-  }
-
-  /** Stops accepting (open connections are the owner's to close). */
-  close(): void {
-    this.net.close();
-  }
-}
-
-interface Conn {
-  id: number;
-  sock: Socket;
+/** A client's connection: its ticket, then its rdma_cm id, QP and registration of the pool. */
+interface Conn extends ClientConn {
   ticket: string;
   /** rdma_cm id of its connection, 0n before CONNECT_REQUEST. */
   cmId: bigint;
   qp: bigint;
   mr: bigint;
   rkey: number;
-  client: number | null;
-  gen: number;
-  reportTimer: NodeJS.Timeout | null;
 }
 
 const POOL_ACCESS = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC;
 /** Most outstanding READs/atomics accepted from one client. */
 const MAX_RESPONDER = 16;
 
-/** A running verbs memory node; see the file comment. */
-export class VerbsServer {
+/** A running verbs memory node; see the file comment (the client rules: MemoryNode). */
+export class VerbsServer extends MemoryNode<Conn> {
   /** The RDMA devices found at start. */
   readonly devices: string[];
   /** The rdma_cm port clients connect to (on the listen host). */
@@ -201,17 +121,13 @@ export class VerbsServer {
   private readonly ch: CmChannel;
   private readonly listenId: bigint;
   private readonly scratch: NativeBlock;
-  private boot: BootstrapListener | null = null;
-  private readonly conns = new Map<number, Conn>();
   private readonly byTicket = new Map<string, Conn>();
   private readonly byCmId = new Map<bigint, Conn>();
   /** One protection domain per device context that clients came in on. */
   private readonly pds = new Map<bigint, bigint>();
-  private nextConn = 1;
-  private watchTimer: NodeJS.Timeout | null = null;
-  private closed = false;
 
   private constructor(v: Verbs, mem: ServedMemory, opts: ServeVerbsOptions, ch: CmChannel, listenId: bigint, cmPort: number, devices: string[], scratch: NativeBlock) {
+    super('verbs', opts);
     this.v = v;
     this.mem = mem;
     this.opts = opts;
@@ -251,16 +167,9 @@ export class VerbsServer {
       const cmPort = ((port & 0xff) << 8) | (port >> 8);
       const s = new VerbsServer(v, mem, opts, ch, listenId, cmPort, devices, scratch);
       ch.onEvent = (e) => s.onCm(e);
-      s.boot = await BootstrapListener.open(opts.listen, token, {
-        welcome: (sock, remote) => s.welcome(sock, remote),
-        line: (sock, msg) => s.report(sock, msg),
-        refused: (remote, reason) => opts.onEvent?.({ event: 'refused', remote, reason }),
-      });
+      await s.openBootstrap(opts.listen, token, (sock, remote) => s.welcome(sock, remote));
       ch.start(100);
-      if (opts.pool) {
-        s.watchTimer = setInterval(() => s.watchSlots(), opts.watchMs ?? 250);
-        s.watchTimer.unref();
-      }
+      s.startWatch();
       return s;
     } catch (e) {
       if (listenId !== 0n) v.destroyId(listenId);
@@ -270,53 +179,11 @@ export class VerbsServer {
     }
   }
 
-  /** The bootstrap listen address (the real port when listening on port 0). */
-  get address(): { host: string; port: number } {
-    if (this.boot === null) throw new TransportUnavailableError('the verbs server is not listening');
-    return this.boot.address;
-  }
-
-  /** Client ids registered through this server, with their generation. */
-  clients(): Array<{ client: number; gen: number; conn: number }> {
-    const out = [];
-    for (const c of this.conns.values()) if (c.client !== null) out.push({ client: c.client, gen: c.gen, conn: c.id });
-    return out;
-  }
-
-  /**
-   * Cuts client `clientId` off (QP to error, MR deregistered, connection
-   * closed); when no connection reported that id, every unreported one is
-   * cut too (it may be that client).
-   * @returns how many connections were cut
-   */
-  cutClient(clientId: number, reason = 'cut'): number {
-    let n = 0;
-    for (const c of [...this.conns.values()]) if (c.client === clientId) { this.cut(c, reason); n++; }
-    if (n === 0) {
-      for (const c of [...this.conns.values()]) {
-        if (c.client === null) { this.cut(c, `${reason} (client ${clientId} unknown; this connection had not reported its id)`); n++; }
-      }
-    }
-    return n;
-  }
-
-  /** Makes `pool.revokeClient` cut the revoked client before it returns (as OfiServer.fenceOnRevoke). */
-  fenceOnRevoke(pool: Pool): void {
-    const revoke = pool.revokeClient.bind(pool);
-    pool.revokeClient = (id: number, gen: number): boolean => {
-      const ok = revoke(id, gen);
-      if (ok) this.cutClient(id, 'revoked');
-      return ok;
-    };
-  }
-
   /** Stops listening, cuts every client, and releases the rdma_cm and verbs resources. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.watchTimer) clearInterval(this.watchTimer);
-    this.boot?.close();
-    for (const c of [...this.conns.values()]) this.cut(c, 'server closing');
+    this.stopClients();
     await this.ch.stop();
     this.v.destroyId(this.listenId);
     for (const pd of this.pds.values()) this.v.deallocPd(pd);
@@ -328,14 +195,14 @@ export class VerbsServer {
   private welcome(sock: Socket, remote: string): object | null {
     if (this.closed) return null;
     const ticket = randomBytes(TICKET_BYTES).toString('base64');
-    const conn: Conn = { id: this.nextConn++, sock, ticket, cmId: 0n, qp: 0n, mr: 0n, rkey: 0, client: null, gen: 0, reportTimer: null };
-    this.conns.set(conn.id, conn);
+    const conn = this.addClient(sock, remote, { ticket, cmId: 0n, qp: 0n, mr: 0n, rkey: 0 });
     this.byTicket.set(ticket, conn);
-    conn.reportTimer = setTimeout(() => this.cut(conn, 'no client id reported in time'), this.opts.reportMs ?? 30_000);
-    conn.reportTimer.unref();
-    sock.once('close', () => this.cut(conn, 'bootstrap connection closed'));
-    this.opts.onEvent?.({ event: 'client-connected', conn: conn.id, remote });
     return { v: BOOTSTRAP_VERSION, transport: 'verbs', cmPort: this.cmPort, ticket, size: this.mem.bytes, layoutVersion: this.mem.layoutVersion };
+  }
+
+  /** A client's report before its QP exists is premature (MemoryNode.mayReport): it cuts the connection. */
+  protected override mayReport(c: Conn): boolean {
+    return c.qp !== 0n;
   }
 
   /** One rdma_cm event (already acked). */
@@ -433,51 +300,15 @@ export class VerbsServer {
     }
   }
 
-  /** The client's {client, gen} line. */
-  private report(sock: Socket, msg: Record<string, unknown>): void {
-    const conn = [...this.conns.values()].find((c) => c.sock === sock);
-    if (conn === undefined) return;
-    if (conn.client !== null || conn.qp === 0n || !Number.isInteger(msg.client) || !Number.isInteger(msg.gen) || (msg.client as number) < 1) {
-      this.cut(conn, 'bad client report');
-      return;
-    }
-    conn.client = msg.client as number;
-    conn.gen = msg.gen as number;
-    if (conn.reportTimer) clearTimeout(conn.reportTimer);
-    conn.reportTimer = null;
-    this.opts.onEvent?.({ event: 'client-registered', conn: conn.id, client: conn.client, gen: conn.gen });
-    this.watchSlots();
-  }
-
-  private watchSlots(): void {
-    const pool = this.opts.pool;
-    if (!pool || this.closed) return;
-    const conns = [...this.conns.values()];
-    if (conns.some((c) => c.client === null)) {
-      const known = new Set(conns.map((c) => c.client));
-      let slots: ReturnType<Pool['clientSlots']> = [];
-      try { slots = pool.clientSlots(); } catch { /* a closed pool: nothing to compare */ }
-      const gone = slots.find((s) => (s.state === 'revoked' || s.state === 'recovering') && !known.has(s.id));
-      if (gone) for (const c of conns) if (c.client === null) this.cut(c, `slot ${gone.id} is ${gone.state} and this connection had not reported its id`);
-    }
-    for (const c of [...this.conns.values()]) {
-      if (c.client === null) continue;
-      let slot;
-      try { slot = pool.clientSlot(c.client); } catch { continue; }
-      if (slot.state !== 'live' || slot.gen !== c.gen) this.cut(c, `slot ${c.client} is ${slot.state} (gen ${slot.gen}, reported ${c.gen})`);
-    }
-  }
-
   /**
-   * Cuts one connection: QP to IBV_QPS_ERR, MR deregistered, then the
-   * rdma_cm connection and the bootstrap socket closed (see the file comment).
+   * Cuts one connection (MemoryNode calls this once, after it left the
+   * table): QP to IBV_QPS_ERR, MR deregistered, then the rdma_cm connection
+   * and the bootstrap socket closed (see the file comment).
+   * @returns '' when both the QP transition and the deregistration returned 0, else what failed
    */
-  private cut(c: Conn, reason: string): void {
-    if (!this.conns.has(c.id)) return;
+  protected sever(c: Conn): string {
     const { v } = this;
-    this.conns.delete(c.id);
     this.byTicket.delete(c.ticket);
-    if (c.reportTimer) clearTimeout(c.reportTimer);
     let failed = '';
     if (c.qp !== 0n) {
       const a = this.scratch;
@@ -501,12 +332,8 @@ export class VerbsServer {
     // end(), not destroy(): an error line written just before still reaches the client.
     c.sock.end();
     setTimeout(() => c.sock.destroy(), 1000).unref();
-    // Its QP cannot execute anything and its rkey is dead: the fencing
-    // authority may count the client as fenced (src/fencing.ts), when no
-    // other connection of this server may still belong to it.
-    const others = [...this.conns.values()].some((o) => o.client === null || o.client === c.client);
-    if (failed === '' && c.client !== null && !others) markTransportCut(c.client, c.gen);
-    this.opts.onEvent?.({ event: 'client-cut', conn: c.id, client: c.client, reason: failed === '' ? reason : `${reason};${failed}` });
+    // Only with '' may MemoryNode tell the fencing authority (its QP cannot execute anything and its rkey is dead).
+    return failed === '' ? '' : `;${failed}`;
   }
 }
 

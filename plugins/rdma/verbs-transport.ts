@@ -61,6 +61,7 @@ import type { Transport } from '../../src/transport.js';
 import { BOOTSTRAP_VERSION, readLines, sendLine } from './bootstrap.js';
 import { AuthFailedError } from './errors.js';
 import { CmChannel, idPtr, type CmEvent } from './verbs-cm.js';
+import { StagedTransport } from './staged-transport.js';
 import { offsetOfPath } from './verbs-layout.js';
 import { VerbsOpError, VerbsUnavailableError, type VerbsMissing } from './verbs-errors.js';
 import {
@@ -69,19 +70,18 @@ import {
   writeSockaddr, type KFunc, type NativeBlock, type Verbs, type VerbsLibNames,
 } from './verbs.js';
 
-/** Byte offsets in the registered block. */
-const OPERAND = 0;
-const RESULT = 8;
-const SGE = 64;
-const WR = 128;
-const BAD_WR = 384;
-const WC = 448;
-const PARAM = 512;
-const PDATA = 576;
-const QP_INIT = 640;
-const SOCKADDR = 1024;
-const DEV_ATTR = 1536;
-const STAGE = 4096;
+/**
+ * Byte offsets in the registered block (one calloc'd block, registered
+ * once with IBV_ACCESS_LOCAL_WRITE; the constructor checks that ibv_send_wr
+ * and ibv_wc fit their room):
+ *
+ *   0 OPERAND (u64) | 8 RESULT (u64) | 64 SGE (ibv_sge) | 128 WR (ibv_send_wr) | 384 BAD_WR (pointer)
+ *   448 WC (ibv_wc) | 512 PARAM (rdma_conn_param) | 576 PDATA (the ticket) | 640 QP_INIT (ibv_qp_init_attr)
+ *   1024 SOCKADDR | 1536 DEV_ATTR (ibv_device_attr) | 4096 STAGE (VERBS_STAGE_BYTES of bulk staging)
+ */
+const OPERAND = 0, RESULT = 8, SGE = 64, WR = 128, BAD_WR = 384;
+const WC = 448, PARAM = 512, PDATA = 576, QP_INIT = 640;
+const SOCKADDR = 1024, DEV_ATTR = 1536, STAGE = 4096;
 /** Bulk staging bytes per work request (1 MiB). */
 export const VERBS_STAGE_BYTES = 1 << 20;
 /** Default time one work request may take before the transport gives up (ms). */
@@ -106,17 +106,17 @@ interface Connected {
   device: string;
 }
 
-/** See the file comment. */
-export class VerbsTransport implements Transport {
+/** See the file comment (bulk read/write, the bounds check and close: StagedTransport). */
+export class VerbsTransport extends StagedTransport<VerbsOpError> implements Transport {
   readonly kind = 'verbs';
-  readonly size: number;
   /** The RDMA device the QP runs on. */
   readonly device: string;
   /** True when the device writes atomic results big-endian (see the file comment). */
   readonly atomicReplyBigEndian: boolean;
   private readonly c: Connected;
   private readonly d: DataView;
-  private readonly view: Uint8Array;
+  protected readonly piece = VERBS_STAGE_BYTES;
+  protected readonly stage: Uint8Array;
   private readonly postSend: KFunc;
   private readonly pollCq: KFunc;
   private readonly qp: bigint;
@@ -130,24 +130,20 @@ export class VerbsTransport implements Transport {
   private readonly o: { opcode: number; flags: number; remote: number; sgeAddr: number; sgeLen: number; compare: number; swap: number; status: number; rdmaRkey: number };
   private readonly rkey: number;
   private replyLE = true;
-  private broken: VerbsOpError | null = null;
-  private closed = false;
-  private onClose: (() => void) | null;
 
   /** @throws VerbsUnavailableError when the provider lacks post_send/poll_cq, or its atomics return garbage */
   constructor(c: Connected, opts: { opTimeoutMs?: number; onClose?: () => void } = {}) {
+    super('verbs', c.size, opts.onClose);
     const { v } = c;
     const k = v.koffi;
     const t = v.t;
     this.c = c;
-    this.size = c.size;
     this.device = c.device;
     this.base = c.base;
     this.d = c.blk.data;
-    this.view = c.blk.view;
+    this.stage = c.blk.view.subarray(STAGE, STAGE + VERBS_STAGE_BYTES);
     this.blkAddr = c.blk.addr;
     this.opTimeoutMs = opts.opTimeoutMs ?? DEFAULT_VERBS_OP_TIMEOUT_MS;
-    this.onClose = opts.onClose ?? null;
     this.qp = idPtr(v, c.id, 'qp');
     this.cq = idPtr(v, c.id, 'send_cq');
     this.postSend = contextOp(v, this.qp, 'post_send');
@@ -211,42 +207,20 @@ export class VerbsTransport implements Transport {
     return this.d.getBigInt64(RESULT, this.replyLE);
   }
 
-  read(offset: number, dst: Uint8Array): void {
-    this.check(offset, dst.length);
-    for (let done = 0; done < dst.length; done += VERBS_STAGE_BYTES) {
-      const n = Math.min(VERBS_STAGE_BYTES, dst.length - done);
-      this.post(IBV_WR_RDMA_READ, offset + done, n, STAGE);
-      dst.set(this.view.subarray(STAGE, STAGE + n), done);
-    }
+  /** RDMA READ of `n` bytes into the staging area (StagedTransport.read). */
+  protected readStage(offset: number, n: number): void {
+    this.post(IBV_WR_RDMA_READ, offset, n, STAGE);
   }
 
-  write(offset: number, src: Uint8Array): void {
-    this.check(offset, src.length);
-    for (let done = 0; done < src.length; done += VERBS_STAGE_BYTES) {
-      const n = Math.min(VERBS_STAGE_BYTES, src.length - done);
-      this.view.set(src.subarray(done, done + n), STAGE);
-      this.post(IBV_WR_RDMA_WRITE, offset + done, n, STAGE);
-    }
+  /** RDMA WRITE of the staging area's first `n` bytes (StagedTransport.write). */
+  protected writeStage(offset: number, n: number): void {
+    this.post(IBV_WR_RDMA_WRITE, offset, n, STAGE);
   }
 
-  /** Tears the connection down (QP, id, MR, PD, channel) and closes the bootstrap connection; idempotent. */
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
+  /** Tears the connection down (QP, id, MR, PD, channel); StagedTransport.close then closes the bootstrap connection. */
+  protected shutdown(): void {
     this.broken ??= new VerbsOpError('verbs transport is closed', -1);
-    try {
-      teardown(this.c);
-    } finally {
-      this.onClose?.();
-      this.onClose = null;
-    }
-  }
-
-  private check(offset: number, length: number): void {
-    if (this.broken !== null) throw this.broken;
-    if (!(offset >= 0 && offset + length <= this.size)) {
-      throw new InvalidArgumentError(`verbs: ${length} B at offset ${offset} is outside the ${this.size} B pool`);
-    }
+    teardown(this.c);
   }
 
   /** Posts one signaled work request on local bytes [local, local+len) of the block and waits for its completion. */

@@ -5,26 +5,17 @@
  * client, clients bootstrap on --listen with the token of --token-file,
  * and the lease monitor runs here as for shm. A client the monitor revokes
  * has its key cut before the monitor can reclaim its memory
- * (`fenceOnRevoke`), docs/rdma.md.
+ * (`fenceOnRevoke`), docs/rdma.md. The glue both one-sided transports
+ * share is serve-rdma.ts; this file is what ofi adds.
  */
-import type { ServerFlags } from './server.js';
-import { once } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
-import { InvalidArgumentError as UsageError, Option, type Command } from 'commander';
-import { InvalidArgumentError } from '../errors.js';
-import { openPool } from '../pool.js';
-import { LeaseMonitor, type RecoveryEvent } from '../monitor.js';
-import { removeShm, shmPath } from '../../plugins/cxl-shm/index.js';
-import { formatBytes } from '../units.js';
-import { pairs } from './format.js';
-import { Output } from './output.js';
+import { Option, type Command } from 'commander';
+import type { OfiServer } from '../../plugins/rdma/server.js';
+import { serveRdma, type RdmaBackend, type RdmaServerFlags } from './serve-rdma.js';
 
 /** The flags `dmem server` gets, with the ofi ones. */
-export interface OfiServerFlags extends ServerFlags {
+export interface OfiServerFlags extends RdmaServerFlags {
   transport: 'shm' | 'ofi';
   provider: string;
-  listen?: string;
-  tokenFile?: string;
 }
 
 /** Adds --transport and --provider to the `server` command (--listen and --token-file come from serve-tcp.ts); returns it. */
@@ -39,85 +30,20 @@ export function wantsOfi(flags: object): flags is OfiServerFlags {
   return (flags as { transport?: string }).transport === 'ofi';
 }
 
-/** Runs the ofi server until SIGINT or SIGTERM. @throws commander's InvalidArgumentError (usage: exit 2), InvalidArgumentError (token file), TransportUnavailableError */
-export async function serveOfiCli(flags: OfiServerFlags): Promise<void> {
-  const missing = flags.listen === undefined ? '--listen HOST:PORT' : flags.tokenFile === undefined ? '--token-file FILE (the shared secret clients present)' : null;
-  if (missing !== null || flags.listen === undefined || flags.tokenFile === undefined) {
-    // Bad usage: commander prints its own errors, an action's are only thrown (exit 2).
-    const text = `--transport ofi needs ${missing}`;
-    process.stderr.write(`error: ${text}\n`);
-    throw new UsageError(text);
-  }
-  let token: string;
-  try {
-    token = readFileSync(flags.tokenFile, 'utf8').replace(/\r?\n$/, '');
-  } catch (e) {
-    throw new InvalidArgumentError(`cannot read --token-file ${flags.tokenFile}: ${(e as Error).message}`);
-  }
-  if (token === '') throw new InvalidArgumentError(`--token-file ${flags.tokenFile} is empty`);
-  const { serveOfi } = await import('../../plugins/rdma/server.js');
-  const { mapWholePool } = await import('../../plugins/rdma/memory.js');
+/** The ofi side of serve-rdma.ts. */
+const ofi: RdmaBackend<OfiServerFlags, OfiServer> = {
+  listenHint: 'HOST:PORT',
+  start: async (mem, opts, flags) => (await import('../../plugins/rdma/server.js')).serveOfi(mem, { ...opts, provider: flags.provider }),
+  scheme: (flags) => `ofi+${flags.provider}`,
+  facts: (node) => ({ provider: node.provider, progress: node.progressMode }),
+  serving: (node) => `libfabric provider ${node.provider}, CQ progress by ${node.progressMode}`,
+  cutFirst: 'key is',
+};
 
-  const out = new Output(flags.json);
-  const log = out.logger('dmem-server');
-
-  const existed = existsSync(shmPath(flags.pool));
-  const pool = await openPool(`shm:${flags.pool}`, { size: flags.size, clients: flags.clients });
-  // The pool keeps its own lease unless --lease-ms asks (as `dmem server` does).
-  if (flags.leaseMs !== undefined) pool.setLeaseMs(flags.leaseMs);
-  const quarterMs = Math.max(5, Math.floor(pool.leaseMs / 4));
-  const mem = mapWholePool(flags.pool, pool.geometry.layoutVersion);
-  const ofiLog = log.child({ component: 'ofi' }, { level: 'info' });
-  const server = await serveOfi(mem, {
-    provider: flags.provider, listen: flags.listen, token, pool,
-    watchMs: quarterMs,
-    onEvent: (e) => (e.event === 'client-cut' || e.event === 'refused' ? ofiLog.warn(e, e.event) : ofiLog.info(e, e.event)),
-  }).catch((e: unknown) => {
-    mem.unmap();
-    pool.close();
-    if (!existed) removeShm(flags.pool);
-    throw e;
-  });
-  server.fenceOnRevoke(pool);
-  const monitorLog = log.child({ component: 'lease-monitor' }, { level: 'info' });
-  const onRecovery = flags.json ? (e: RecoveryEvent): void => out.result({ event: 'recovered', pool: flags.pool, ...e }, () => []) : undefined;
-  const monitor = flags.monitor ? new LeaseMonitor(pool, { logger: monitorLog, onRecovery, intervalMs: quarterMs }).start() : null;
-  const g = pool.geometry;
-  const { host, port } = server.address;
-  const url = `ofi+${flags.provider}://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  out.result(
-    {
-      event: 'started', pool: flags.pool, path: shmPath(flags.pool), transport: 'ofi', provider: server.provider, url, host, port,
-      poolBytes: g.poolBytes, sections: g.sections, maxClients: g.maxClients, layoutVersion: g.layoutVersion, clientId: pool.clientId,
-      pid: process.pid, leaseMs: pool.leaseMs, monitor: monitor !== null, progress: server.progressMode,
-    },
-    () => pairs([
-      ['pool', `${flags.pool} (${shmPath(flags.pool)}), ${formatBytes(g.poolBytes)}, ${g.sections} sections, ${g.maxClients} client slots`],
-      ['serving', `${url} (libfabric provider ${server.provider}, CQ progress by ${server.progressMode})`],
-      ['clients', `openPool('${url}', { token }) with the contents of ${flags.tokenFile}`],
-      ['lease', `${pool.leaseMs} ms; ${monitor ? 'lease monitor on; a revoked client\'s key is cut first' : 'no lease monitor (--no-monitor)'}`],
-      ['stop', `pid ${process.pid}: SIGINT (Ctrl-C) or SIGTERM`],
-    ]),
-  );
-
-  const signal = await untilSignal();
-  monitor?.stop();
-  await server.close();
-  mem.unmap();
-  pool.close();
-  const removed = flags.removeOnExit ? removeShm(flags.pool) : false;
-  out.result({ event: 'stopped', pool: flags.pool, signal, removed }, () => [`stopped on ${signal}: clients cut, pool ${removed ? 'removed' : 'kept'}`]);
-}
-
-/** Resolves with the first SIGINT or SIGTERM; keeps Node alive until then. */
-async function untilSignal(): Promise<NodeJS.Signals> {
-  const keepAlive = setInterval(() => undefined, 2 ** 30);
-  const ac = new AbortController();
-  try {
-    const names: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
-    return await Promise.race(names.map((s) => once(process, s, { signal: ac.signal }).then(() => s, () => s)));
-  } finally {
-    ac.abort();
-    clearInterval(keepAlive);
-  }
+/**
+ * Runs the ofi server until SIGINT or SIGTERM.
+ * @throws commander's InvalidArgumentError (usage: exit 2), InvalidArgumentError (token file), TransportUnavailableError
+ */
+export function serveOfiCli(flags: OfiServerFlags): Promise<void> {
+  return serveRdma(flags, ofi);
 }

@@ -7,25 +7,17 @@
  * with the token of --token-file and connect an RC queue pair through
  * rdma_cm, and the lease monitor runs here as for shm. A client the monitor
  * revokes has its QP moved to the error state and its MR deregistered before
- * the monitor can reclaim its memory (`fenceOnRevoke`), docs/rdma.md.
+ * the monitor can reclaim its memory (`fenceOnRevoke`), docs/rdma.md. The
+ * glue both one-sided transports share is serve-rdma.ts; this file is what
+ * verbs adds.
  */
-import type { ServerFlags } from './server.js';
-import { existsSync } from 'node:fs';
-import { InvalidArgumentError as UsageError, type Command } from 'commander';
-import { openPool } from '../pool.js';
-import { LeaseMonitor, type RecoveryEvent } from '../monitor.js';
-import { removeShm, shmPath } from '../../plugins/cxl-shm/index.js';
-import { formatBytes } from '../units.js';
-import { pairs } from './format.js';
-import { Output } from './output.js';
-import { readTokenFile } from './serve-tcp.js';
-import { untilSignal } from './until-signal.js';
+import type { Command } from 'commander';
+import type { VerbsServer } from '../../plugins/rdma/verbs-server.js';
+import { serveRdma, type RdmaBackend, type RdmaServerFlags } from './serve-rdma.js';
 
 /** The flags `dmem server` gets, with the verbs ones. */
-export interface VerbsServerFlags extends ServerFlags {
+export interface VerbsServerFlags extends RdmaServerFlags {
   transport: 'verbs';
-  listen?: string;
-  tokenFile?: string;
   hcaAtomics?: boolean;
 }
 
@@ -39,70 +31,26 @@ export function wantsVerbs(flags: object): flags is VerbsServerFlags {
   return (flags as { transport?: string }).transport === 'verbs';
 }
 
+/** The verbs side of serve-rdma.ts. */
+const verbs: RdmaBackend<VerbsServerFlags, VerbsServer> = {
+  listenHint: 'HOST:PORT (an IP address of an RDMA interface)',
+  // No library or no device is a setup error, not a pool one: refused before a pool file exists.
+  precheck: async () => {
+    const { loadVerbs, rdmaDevices } = await import('../../plugins/rdma/verbs.js');
+    rdmaDevices(loadVerbs());
+  },
+  start: async (mem, opts, flags) => (await import('../../plugins/rdma/verbs-server.js')).serveVerbs(mem, { ...opts, hcaAtomics: flags.hcaAtomics === true }),
+  scheme: () => 'verbs',
+  facts: (node) => ({ devices: node.devices, cmPort: node.cmPort }),
+  serving: (node) => `RDMA devices ${node.devices.join(', ')}; rdma_cm port ${node.cmPort}`,
+  cutFirst: 'QP and MR are',
+};
+
 /**
  * Runs the verbs server until SIGINT or SIGTERM.
  * @throws commander's InvalidArgumentError (usage: exit 2), InvalidArgumentError (token file),
  *   VerbsUnavailableError (no RDMA device, library, kernel module, address), TransportUnavailableError
  */
-export async function serveVerbsCli(flags: VerbsServerFlags): Promise<void> {
-  const missing = flags.listen === undefined ? '--listen HOST:PORT (an IP address of an RDMA interface)' : flags.tokenFile === undefined ? '--token-file FILE (the shared secret clients present)' : null;
-  if (missing !== null || flags.listen === undefined || flags.tokenFile === undefined) {
-    const text = `--transport verbs needs ${missing}`;
-    process.stderr.write(`error: ${text}\n`);
-    throw new UsageError(text);
-  }
-  const token = readTokenFile(flags.tokenFile);
-  const { serveVerbs } = await import('../../plugins/rdma/verbs-server.js');
-  const { mapWholePool } = await import('../../plugins/rdma/memory.js');
-  const { loadVerbs, rdmaDevices } = await import('../../plugins/rdma/verbs.js');
-  // Refuse before creating a pool file: no library or no device is a setup error, not a pool one.
-  rdmaDevices(loadVerbs());
-
-  const out = new Output(flags.json);
-  const log = out.logger('dmem-server');
-  const existed = existsSync(shmPath(flags.pool));
-  const pool = await openPool(`shm:${flags.pool}`, { size: flags.size, clients: flags.clients });
-  if (flags.leaseMs !== undefined) pool.setLeaseMs(flags.leaseMs);
-  const quarterMs = Math.max(5, Math.floor(pool.leaseMs / 4));
-  const mem = mapWholePool(flags.pool, pool.geometry.layoutVersion);
-  const verbsLog = log.child({ component: 'verbs' }, { level: 'info' });
-  const server = await serveVerbs(mem, {
-    listen: flags.listen, token, pool, watchMs: quarterMs, hcaAtomics: flags.hcaAtomics === true,
-    onEvent: (e) => (e.event === 'client-cut' || e.event === 'refused' ? verbsLog.warn(e, e.event) : verbsLog.info(e, e.event)),
-  }).catch((e: unknown) => {
-    mem.unmap();
-    pool.close();
-    if (!existed) removeShm(flags.pool);
-    throw e;
-  });
-  server.fenceOnRevoke(pool);
-  const monitorLog = log.child({ component: 'lease-monitor' }, { level: 'info' });
-  const onRecovery = flags.json ? (e: RecoveryEvent): void => out.result({ event: 'recovered', pool: flags.pool, ...e }, () => []) : undefined;
-  const monitor = flags.monitor ? new LeaseMonitor(pool, { logger: monitorLog, onRecovery, intervalMs: quarterMs }).start() : null;
-  const stopped = untilSignal();
-  const g = pool.geometry;
-  const { host, port } = server.address;
-  const url = `verbs://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  out.result(
-    {
-      event: 'started', pool: flags.pool, path: shmPath(flags.pool), transport: 'verbs', devices: server.devices, url, host, port,
-      cmPort: server.cmPort, poolBytes: g.poolBytes, sections: g.sections, maxClients: g.maxClients, layoutVersion: g.layoutVersion,
-      clientId: pool.clientId, pid: process.pid, leaseMs: pool.leaseMs, monitor: monitor !== null,
-    },
-    () => pairs([
-      ['pool', `${flags.pool} (${shmPath(flags.pool)}), ${formatBytes(g.poolBytes)}, ${g.sections} sections, ${g.maxClients} client slots`],
-      ['serving', `${url} (RDMA devices ${server.devices.join(', ')}; rdma_cm port ${server.cmPort})`],
-      ['clients', `openPool('${url}', { token }) with the contents of ${flags.tokenFile}`],
-      ['lease', `${pool.leaseMs} ms; ${monitor ? 'lease monitor on; a revoked client\'s QP and MR are cut first' : 'no lease monitor (--no-monitor)'}`],
-      ['stop', `pid ${process.pid}: SIGINT (Ctrl-C) or SIGTERM`],
-    ]),
-  );
-
-  const signal = await stopped;
-  monitor?.stop();
-  await server.close();
-  mem.unmap();
-  pool.close();
-  const removed = flags.removeOnExit ? removeShm(flags.pool) : false;
-  out.result({ event: 'stopped', pool: flags.pool, signal, removed }, () => [`stopped on ${signal}: clients cut, pool ${removed ? 'removed' : 'kept'}`]);
+export function serveVerbsCli(flags: VerbsServerFlags): Promise<void> {
+  return serveRdma(flags, verbs);
 }
