@@ -59,6 +59,34 @@ export interface PoolOptions {
   crashPoint?: string;
   /** The file or device, as error messages name it (openPool passes the path). */
   medium?: string;
+  /**
+   * Blocks per size class 0..4 this client keeps for reuse when it frees
+   * them (its block cache, assembly/cache.ts: 0..256; 0 turns it off).
+   * Cached blocks stay allocated in the pool (the census lists them as
+   * cached by this client) until it allocates them again, flushes, closes
+   * or is recovered. Default: the environment's DMEM_BLOCK_CACHE, else 0.
+   */
+  blockCache?: number;
+}
+
+/** Most blocks per size class a client's block cache holds (assembly/cache.ts, CACHE_MAX). */
+export const BLOCK_CACHE_MAX = 256;
+
+/** This client's counters, with its block cache. */
+export interface PoolClientStats extends ClientStats {
+  /** Blocks this client freed and keeps for reuse (still allocated in the pool, HELD | CACHED). */
+  cache: { limit: number; blocks: number; chunks: number; perClass: number[] };
+}
+
+/**
+ * A pool census, with the blocks in clients' block caches: allocated in
+ * metadata, freed by the application, kept by their client for reuse. They
+ * are not in `chunks.held`, `chunks.free`, `chunks.orphan` nor `perClass`:
+ * free + held + orphan + cached chunks = all chunks.
+ */
+export interface PoolCensusWithCache extends PoolCensus {
+  /** Blocks cached by their clients; `byClient` lists up to 64 clients (the totals count all). */
+  cached: { blocks: number; chunks: number; byClient: Array<{ client: number; blocks: number; chunks: number }> };
 }
 
 /** Pools whose transport they opened themselves, and so close. */
@@ -89,7 +117,11 @@ export class Pool {
   private heapHandle: Heap | undefined;
   private epochDepth = 0;
 
-  private constructor(transport: Transport, core: Core, node: number, heartbeatMs: number | null) {
+  /** Blocks per class 0..4 this client's block cache may hold (assembly/cache.ts). */
+  private readonly cacheLimit: number;
+
+  private constructor(transport: Transport, core: Core, node: number, heartbeatMs: number | null, cacheLimit: number) {
+    this.cacheLimit = cacheLimit;
     this.transport = transport;
     this.core = core;
     this.x = core.exports;
@@ -137,7 +169,8 @@ export class Pool {
       x.crashAt(id, skip);
     }
     check(x.register(process.pid, hostId(), processStartTime(process.pid) ?? 0n, pidNamespace(), bootId()), 'register');
-    return new Pool(transport, core, o.node, opts.heartbeatMs ?? null);
+    const cacheLimit = x.setBlockCache(o.blockCache);
+    return new Pool(transport, core, o.node, opts.heartbeatMs ?? null, cacheLimit);
   }
 
   /** Hash of this host's name, as recorded in client slots. */
@@ -258,16 +291,45 @@ export class Pool {
     return this.transport.faa64(off, d);
   }
 
-  /** This client's counters (allocs, frees, CAS retries, transport ops per op). */
-  stats(): ClientStats {
+  /** This client's counters (allocs, frees, CAS retries, transport ops per op) and its block cache. */
+  stats(): PoolClientStats {
     this.guard();
-    return readStats(this.core, this.clientId);
+    const perClass: number[] = [];
+    let blocks = 0;
+    let chunks = 0;
+    for (let c = 0; c < 5; c++) {
+      const n = this.x.blockCacheCount(c);
+      perClass.push(n);
+      blocks += n;
+      chunks += n * 2 ** c;
+    }
+    const cache = { limit: this.cacheLimit, blocks, chunks, perClass };
+    return { ...readStats(this.core, this.clientId), cache };
   }
 
-  /** Pool-wide census from metadata (reads every header: O(pool size / 2 MiB) bulk reads). */
-  census(): PoolCensus {
+  /**
+   * Pool-wide census from metadata (reads every header: O(pool size / 2 MiB)
+   * bulk reads), with the blocks each client keeps in its block cache.
+   */
+  census(): PoolCensusWithCache {
     this.live();
-    return readCensus(this.core, this.geometry.sections);
+    const census = readCensus(this.core, this.geometry.sections);
+    const f = this.core.floats(this.x.scanCached(), 3 + 3 * 64);
+    const byClient = [];
+    for (let i = 0; i < f[2]; i++) byClient.push({ client: f[3 + 3 * i], blocks: f[4 + 3 * i], chunks: f[5 + 3 * i] });
+    return { ...census, cached: { blocks: f[0], chunks: f[1], byClient } };
+  }
+
+  /**
+   * Gives every block of this client's block cache back to the pool (close
+   * and recovery do it too; an allocation that finds the pool exhausted
+   * does it before it fails).
+   * @returns how many blocks went back
+   * @throws LeaseExpiredError, PoolClosedError
+   */
+  flushCache(): number {
+    this.guard();
+    return this.x.blockCacheFlush();
   }
 
   /**
@@ -300,9 +362,12 @@ export class Pool {
           }
         }
         this.x.unregister();
-      } else if (this.lease.fenced === null) {
+      } else {
+        // Revoked: the cached blocks are its recovery's to free; forget them
+        // (no pool write: a fenced client writes nothing, assembly/cache.ts).
+        this.x.blockCacheDrop();
         // Revoked without noticing (no call since): acknowledge, so recovery need not wait.
-        this.lease.acknowledgeIfRevoked();
+        if (this.lease.fenced === null) this.lease.acknowledgeIfRevoked();
       }
     } finally {
       if (this.closed && owners.has(this)) this.transport.close();
@@ -527,7 +592,12 @@ export class Pool {
    */
   private guard(): void {
     if (this.closed) throw new PoolClosedError('pool is closed');
-    this.lease.check();
+    try {
+      this.lease.check();
+    } catch (e) {
+      if (this.lease.fenced !== null) this.x.blockCacheDrop();
+      throw e;
+    }
   }
 
   /** @throws InvalidArgumentError for a size that is not an integer in 1 .. dataBytes */
@@ -615,7 +685,7 @@ function attachWhenFormatted(core: Core, transport: Transport, timeoutMs: number
  * Checks the options of Pool.attach and openPool, and returns the ones with defaults. @internal
  * @throws InvalidArgumentError naming the first bad option and its value
  */
-export function checkPoolOptions(opts: PoolOptions): { node: number; seed: bigint; clients: number; attachTimeoutMs: number } {
+export function checkPoolOptions(opts: PoolOptions): { node: number; seed: bigint; clients: number; attachTimeoutMs: number; blockCache: number } {
   optionsObject('Pool.attach: opts', opts);
   const o = opts as Record<string, unknown>;
   if (o.size !== undefined) sizeArgument('size', o.size);
@@ -630,11 +700,14 @@ export function checkPoolOptions(opts: PoolOptions): { node: number; seed: bigin
   const node = o.node === undefined ? 0 : integerIn('option node', o.node, 0, MAX_NODE);
   const clients = o.clients === undefined ? 256 : integerIn('option clients', o.clients, 1, Layout.maxClients);
   const attachTimeoutMs = o.attachTimeoutMs === undefined ? 5000 : integerIn('option attachTimeoutMs', o.attachTimeoutMs, 0, 2 ** 31 - 1);
+  const envCache = process.env.DMEM_BLOCK_CACHE;
+  const blockCache = o.blockCache !== undefined ? integerIn('option blockCache', o.blockCache, 0, BLOCK_CACHE_MAX)
+    : envCache === undefined || envCache === '' ? 0 : integerIn('DMEM_BLOCK_CACHE', Number(envCache), 0, BLOCK_CACHE_MAX);
   let seed: bigint;
   if (o.seed === undefined) seed = randomBytes(8).readBigUInt64LE();
   else if (typeof o.seed === 'bigint') seed = word64('option seed', o.seed);
   else seed = BigInt(integerIn('option seed', o.seed, -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER));
-  return { node, seed, clients, attachTimeoutMs };
+  return { node, seed, clients, attachTimeoutMs, blockCache };
 }
 
 /** @throws InvalidArgumentError unless `t` has the shape of a Transport */

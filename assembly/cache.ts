@@ -1,0 +1,212 @@
+/**
+ * The per-client block cache (issue 10; FineMem's per-client caching, the
+ * idea of glibc's tcache): blocks of classes 0..4 that this client frees go
+ * into a bounded per-class stack in core memory instead of back to the
+ * pool, and `allocClass` pops from it first. A cached block stays allocated
+ * in pool metadata (its bits stay set) and its owner-log head stays HELD by
+ * this client in its generation, with one more bit set:
+ *
+ *    63 62                            32 31     18 17 16 15   12 11          0
+ *   +--+--------------------------------+---------+-----+-------+-------------+
+ *   |C |  0                             |  gen:14 |st:2 |class:4|  client:12  |
+ *   +--+--------------------------------+---------+-----+-------+-------------+
+ *    C  CACHED: freed by the application, kept by its client for reuse
+ *
+ * What each reader of the owner log makes of it:
+ *   recovery, close   HELD(x, gen): x's block, freed like any other (the
+ *                     CAS of assembly/alloc.ts `freeChunks` from the exact
+ *                     word, C included), so a dead client's cache is
+ *                     reclaimed with no help from it (invariant 2)
+ *   the audit, orphan sweep   HELD: owned, not an orphan
+ *   the census        held by x, and counted again as "cached by x"
+ *   bounds (read, write, cas, faa of any client)   not accessible: a
+ *                     cached block is a freed block to the application
+ *   free, freeDelayed of any client   already freed (E_DOUBLE_FREE from
+ *                     `free`; see `popCached` for the ring)
+ *
+ * Concurrency. Only two transitions touch C, both one CAS from an exact
+ * word this client built itself, so neither can act on a word anyone else
+ * wrote:
+ *   push (free)  HELD(me, gen, cls)          -> HELD(me, gen, cls) | C
+ *   pop (alloc)  HELD(me, gen, cls) | C      -> HELD(me, gen, cls)
+ * A push that fails means the entry was not this client's live block (freed
+ * already, by anyone): the free goes on with the entry the CAS returned, as
+ * a plain free would with a load's answer. A pop that fails means someone
+ * else took the block out of this client's cache: a recovery of this client
+ * (which CASes the exact C word to FREED), or the delayed-free ring
+ * retiring it (an application that called freeDelayed on a block it had
+ * already freed). Either way the block is not this client's any more, the
+ * pop drops it and tries the next one: a pop never hands out a block whose
+ * CAS it did not win, so a block is never handed out from a stale cache and
+ * never has two holders (invariant 3), whatever fencing decided.
+ *
+ * Fencing (docs/design.md, "Fencing"; src/fencing.ts). A client that learns
+ * of its revocation drops its cache (`dropCache`: core memory only, no pool
+ * write: a fenced client never writes pool metadata again) and every later
+ * call fails before reaching the core (src/pool.ts, `guard`). Its cached
+ * blocks stay HELD | C in its generation, and its recovery frees them like
+ * its live blocks. A client paused between its lease check and a pop, and
+ * recovered while paused (possible only once it is fenced: acknowledged,
+ * gone, cut off, or forced by an operator), loses the pop's CAS to the
+ * recovery's and hands nothing out.
+ *
+ * Bounds. A full cache gives back its oldest half (`spill`): each block by
+ * the plain free's two steps (C word -> FREED, then the span bits).
+ * `allocClass` flushes the whole cache and tries again before it reports
+ * the pool exhausted, so memory this client caches never makes its own
+ * allocations fail; other clients' caches are theirs (at most
+ * `CACHE_MAX` blocks per class each; `dmem stat` shows them).
+ */
+import { clearChunks as releaseCachedBits, clientGen, clientId } from './alloc';
+import { CP_CACHE_POP, crashPoint } from './crash';
+import { cas64 } from './imports';
+import { logOff } from './layout';
+import { LOG_FREED, LOG_HELD, isPoolOwner, logClient, logEntry } from './ownerlog';
+
+/** The CACHED bit of an owner-log entry (bit 63; see the diagram above). */
+export const CACHED_BIT: u64 = <u64>1 << 63;
+
+/**
+ * True when owner-log entry `e` is a block its client cached (freed by the
+ * application, kept for reuse). Pool owners' entries use their upper half
+ * for their own state (a slab's, assembly/slab.ts), so C means CACHED only
+ * in a client's entry.
+ */
+@inline export function isCachedEntry(e: u64): bool { return (e >> 63) != 0 && !isPoolOwner(logClient(e)); }
+
+/** Classes with a cache: the chunk path, 0..4. */
+export const CACHE_CLASSES: u32 = 5;
+/** Most blocks per class a cache can be set to hold. */
+export const CACHE_MAX: u32 = 256;
+
+/** Per class: CACHE_MAX global chunk indexes (u32), oldest first. */
+const stack = memory.data(<i32>(4 * CACHE_CLASSES * CACHE_MAX));
+/** Per class: how many are cached. */
+const depth = memory.data(<i32>(4 * CACHE_CLASSES));
+/** Blocks per class this client may cache (0: the cache is off). */
+let limit: u32 = 0;
+
+@inline function depthOf(cls: u32): u32 { return load<u32>(depth + (cls << 2)); }
+@inline function setDepth(cls: u32, n: u32): void { store<u32>(depth + (cls << 2), n); }
+@inline function slot(cls: u32, i: u32): usize { return stack + ((cls * CACHE_MAX + i) << 2); }
+
+/** Sets how many blocks per class this client caches (0 turns it off; at most CACHE_MAX). Returns the limit set. */
+export function setCacheLimit(n: u32): u32 {
+  limit = min(n, CACHE_MAX);
+  return limit;
+}
+
+/** Blocks per class this client may cache. */
+export function cacheLimit(): u32 { return limit; }
+
+/** Blocks cached of class `cls` (0..4). */
+export function cachedBlocks(cls: u32): u32 { return cls < CACHE_CLASSES ? depthOf(cls) : 0; }
+
+/**
+ * Forgets every cached block without touching the pool: for a client whose
+ * blocks were (or are about to be) freed by someone else, its recovery or
+ * its own `releaseHeld`, and for a fenced client, which must not write.
+ */
+export function dropCache(): void {
+  memory.fill(depth, 0, 4 * CACHE_CLASSES);
+}
+
+/**
+ * Puts the block at global chunk `chunk` (class `cls` <= 4, this client's,
+ * owner-log head `held` = HELD(me, gen, cls) exactly) into the cache: one
+ * CAS held -> held | C. Returns the word the CAS found: `held` when the
+ * block is now cached, anything else when it was not this client's live
+ * block (nothing was changed; the caller treats the word as a load's).
+ * Spills first when the class is full, so the push always has room.
+ */
+export function pushCached(chunk: u32, cls: u32, held: u64, me: u32, gen: u32): u64 {
+  let n = depthOf(cls);
+  if (n >= limit) {
+    spill(cls, me, gen);
+    n = depthOf(cls);
+  }
+  const old = cas64(logOff(chunk), held, held | CACHED_BIT);
+  if (old == held) {
+    store<u32>(slot(cls, n), chunk);
+    setDepth(cls, n + 1);
+  }
+  return old;
+}
+
+/**
+ * Takes the most recently cached block of class `cls` back: one CAS of its
+ * owner-log head from HELD(me, gen, cls) | C to HELD(me, gen, cls). Returns
+ * its global chunk index, or -1 when the class has none left. A block whose
+ * CAS fails was taken by someone else (see the file comment) and is
+ * dropped.
+ */
+export function popCached(cls: u32, me: u32, gen: u32): i64 {
+  let n = depthOf(cls);
+  if (n == 0) return -1;
+  // A client paused here, with blocks in its cache, is the fencing test's
+  // (test/blockcache.test.ts): recovered meanwhile, it must win no CAS below.
+  crashPoint(CP_CACHE_POP);
+  const held = logEntry(me, gen, cls, LOG_HELD, 0);
+  while (n > 0) {
+    n--;
+    const chunk = load<u32>(slot(cls, n));
+    if (cas64(logOff(chunk), held | CACHED_BIT, held) == (held | CACHED_BIT)) {
+      setDepth(cls, n);
+      return <i64>chunk;
+    }
+  }
+  setDepth(cls, 0);
+  return -1;
+}
+
+/**
+ * Gives the oldest half of class `cls`'s cache back to the pool (all of it
+ * when the limit is 1). Each block: its C word -> FREED by CAS (a loser
+ * was taken by someone else and is only dropped), then its bits cleared
+ * (assembly/alloc.ts `clearChunks`, the second step of every free).
+ * Returns how many blocks went back.
+ */
+export function spill(cls: u32, me: u32, gen: u32): u32 {
+  const n = depthOf(cls);
+  if (n == 0) return 0;
+  const k = max<u32>(1, n >> 1);
+  const cached = logEntry(me, gen, cls, LOG_HELD, 0) | CACHED_BIT;
+  const freed = logEntry(me, gen, cls, LOG_FREED, 0);
+  let back: u32 = 0;
+  for (let i: u32 = 0; i < k; i++) {
+    const chunk = load<u32>(slot(cls, i));
+    if (cas64(logOff(chunk), cached, freed) == cached && releaseCachedBits(chunk, cls) == 0) back++;
+  }
+  memory.copy(slot(cls, 0), slot(cls, k), (n - k) << 2);
+  setDepth(cls, n - k);
+  return back;
+}
+
+/** Spills every class completely. Returns how many blocks went back to the pool. */
+export function flushCache(me: u32, gen: u32): u32 {
+  let back: u32 = 0;
+  for (let c: u32 = 0; c < CACHE_CLASSES; c++) {
+    while (depthOf(c) > 0) back += spill(c, me, gen);
+  }
+  return back;
+}
+
+/** True when any class holds a cached block. */
+export function anyCached(): bool {
+  for (let c: u32 = 0; c < CACHE_CLASSES; c++) if (depthOf(c) > 0) return true;
+  return false;
+}
+
+// ------------------------------------------------------------------ exports
+
+/** Sets how many blocks per class 0..4 this client caches (0: off, at most 256); returns the limit set. */
+export function setBlockCache(n: u32): u32 { return setCacheLimit(n); }
+
+/** Blocks of class `cls` (0..4) in this client's cache. */
+export function blockCacheCount(cls: u32): u32 { return cachedBlocks(cls); }
+
+/** Forgets this client's cache without writing the pool (a fenced client; its recovery frees the blocks). */
+export function blockCacheDrop(): void { dropCache(); }
+
+/** Gives every cached block back to the pool; returns how many. */
+export function blockCacheFlush(): u32 { return clientId == 0 ? 0 : flushCache(clientId, clientGen); }
