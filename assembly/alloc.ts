@@ -111,6 +111,9 @@ const guessSpanIdx = memory.data(4 * GUESS_SPANS);
 const guessSpanWord = memory.data(8 * GUESS_SPANS);
 const guessSecIdx = memory.data(4 * GUESS_SECTIONS);
 const guessSecWord = memory.data(8 * GUESS_SECTIONS);
+/** The per-chunk class guesses and their count (the block cache's host fast path reads them, assembly/cache.ts). */
+export function guessTable(): usize { return guessCls; }
+export function guessChunks(): u32 { return GUESS_CHUNKS; }
 /** Set by probeSpan: the word it left in scratch is a guess, not a read. */
 let probeGuessed = false;
 

@@ -57,7 +57,7 @@
  * allocations fail; other clients' caches are theirs (at most
  * `CACHE_MAX` blocks per class each; `dmem stat` shows them).
  */
-import { clearChunks as releaseCachedBits, clientGen, clientId } from './alloc';
+import { clearChunks as releaseCachedBits, clientGen, clientId, guessChunks, guessTable } from './alloc';
 import { CP_CACHE_POP, crashPoint } from './crash';
 import { cas64 } from './imports';
 import { logOff } from './layout';
@@ -210,3 +210,27 @@ export function blockCacheDrop(): void { dropCache(); }
 
 /** Gives every cached block back to the pool; returns how many. */
 export function blockCacheFlush(): u32 { return clientId == 0 ? 0 : flushCache(clientId, clientGen); }
+
+/**
+ * Where a host's fast path (src/blockcache.ts) finds the cache in core
+ * memory: 0 the stacks (u32 chunk indexes, CACHE_MAX per class), 1 the
+ * depths (u32 per class), 2 the per-chunk class guesses (u8, 1 + class,
+ * direct-mapped on the low bits of the chunk index), 3 the guess table's
+ * length (a power of two), 4 CACHE_MAX.
+ */
+export function blockCacheLayout(field: u32): u32 {
+  switch (field) {
+    case 0: return <u32>stack;
+    case 1: return <u32>depth;
+    case 2: return <u32>guessTable();
+    case 3: return guessChunks();
+    case 4: return CACHE_MAX;
+    default: return 0;
+  }
+}
+
+/** The owner-log word of this client's block of class `cls` held (cached 0) or cached (1), for a host's fast path. */
+export function blockCacheWord(cls: u32, cached: u32): u64 {
+  const held = logEntry(clientId, clientGen, cls, LOG_HELD, 0);
+  return cached != 0 ? held | CACHED_BIT : held;
+}

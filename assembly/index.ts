@@ -36,7 +36,7 @@ import { OP_SEAL, spanWord } from './span';
 
 export { classOfBytes, layoutVersion, scanPool, slotInfo };
 export { scanCached } from './scan';
-export { blockCacheCount, blockCacheDrop, blockCacheFlush, setBlockCache } from './cache';
+export { blockCacheCount, blockCacheDrop, blockCacheFlush, blockCacheLayout, blockCacheWord, setBlockCache } from './cache';
 export * from './region';
 
 const zeros = memory.data(4096);

@@ -64,6 +64,8 @@ export interface CoreExports {
   blockCacheCount(cls: number): number;
   blockCacheDrop(): void;
   blockCacheFlush(): number;
+  blockCacheLayout(field: number): number;
+  blockCacheWord(cls: number, cached: number): bigint;
   scanCached(): number;
 }
 

@@ -27,6 +27,7 @@ import { Heap } from './heap.js';
 import { createSpace, type Space, type SpaceOptions } from './space.js';
 import type { PoolInternals } from './internals.js';
 import { ClientLease } from './lease.js';
+import { BlockCacheFastPath } from './blockcache.js';
 import { RegionDirectory, type Region, type RegionInfo } from './region.js';
 import { FORMAT_CLAIM, type Transport } from './transport.js';
 
@@ -120,7 +121,10 @@ export class Pool {
   /** Blocks per class 0..4 this client's block cache may hold (assembly/cache.ts). */
   private readonly cacheLimit: number;
 
-  private constructor(transport: Transport, core: Core, node: number, heartbeatMs: number | null, cacheLimit: number) {
+  /** The block cache's JS fast path (src/blockcache.ts), where the pool is one mapped window and no crash point is armed. */
+  private readonly fast: BlockCacheFastPath | null;
+
+  private constructor(transport: Transport, core: Core, node: number, heartbeatMs: number | null, cacheLimit: number, crashArmed: boolean) {
     this.cacheLimit = cacheLimit;
     this.transport = transport;
     this.core = core;
@@ -138,6 +142,10 @@ export class Pool {
       gaddr: (offset) => this.base + offset,
     };
     this.lease = new ClientLease(core, transport, heartbeatMs);
+    const words = cacheLimit > 0 && !crashArmed ? transport.mapped?.singleWindow() ?? null : null;
+    this.fast = words === null ? null : new BlockCacheFastPath(
+      core, words, this.x.geometry(Geometry.ownerLogOffset), this.dataOffset, this.geometry.sections * Layout.sectionSpans * Layout.spanChunks, cacheLimit,
+    );
   }
 
   /**
@@ -170,7 +178,7 @@ export class Pool {
     }
     check(x.register(process.pid, hostId(), processStartTime(process.pid) ?? 0n, pidNamespace(), bootId()), 'register');
     const cacheLimit = x.setBlockCache(o.blockCache);
-    return new Pool(transport, core, o.node, opts.heartbeatMs ?? null, cacheLimit);
+    return new Pool(transport, core, o.node, opts.heartbeatMs ?? null, cacheLimit, Boolean(crash));
   }
 
   /** Hash of this host's name, as recorded in client slots. */
@@ -195,6 +203,11 @@ export class Pool {
   alloc(bytes: number): number {
     this.guard();
     if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 1 || bytes > this.geometry.dataBytes) this.badSize('alloc', bytes);
+    if (this.fast !== null && bytes <= 16 * Layout.chunkBytes) {
+      // The smallest class c with 4 KiB * 2^c >= bytes (assembly/layout.ts classOfBytes).
+      const f = this.fast.alloc(bytes <= Layout.chunkBytes ? 0 : 32 - Math.clz32(Math.ceil(bytes / Layout.chunkBytes) - 1));
+      if (f >= 0) return this.base + f;
+    }
     const r = this.x.allocBytes(bytes);
     if (r < 0) check(r, `alloc(${bytes})`);
     return this.base + r;
@@ -207,6 +220,10 @@ export class Pool {
   allocClass(cls: number): number {
     this.guard();
     integerIn('allocClass: cls', cls, 0, Layout.maxClass);
+    if (this.fast !== null && cls <= 4) {
+      const f = this.fast.alloc(cls);
+      if (f >= 0) return this.base + f;
+    }
     const r = this.x.alloc(cls);
     if (r < 0) check(r, `allocClass(${cls})`);
     return this.base + r;
@@ -219,7 +236,9 @@ export class Pool {
    */
   free(gaddr: number): void {
     this.guard();
-    const r = this.x.free(this.offset(gaddr));
+    const off = this.offset(gaddr);
+    if (this.fast !== null && this.fast.free(off)) return;
+    const r = this.x.free(off);
     if (r < 0) check(r, `free(${gaddr})`);
   }
 
@@ -304,7 +323,26 @@ export class Pool {
       chunks += n * 2 ** c;
     }
     const cache = { limit: this.cacheLimit, blocks, chunks, perClass };
-    return { ...readStats(this.core, this.clientId), cache };
+    const s = readStats(this.core, this.clientId);
+    if (this.fast !== null) {
+      // The fast path's operations: one CAS each, counted here (the core counts its own).
+      let fa = 0;
+      let ff = 0;
+      for (let c = 0; c < 5; c++) {
+        fa += this.fast.allocs[c];
+        ff += this.fast.frees[c];
+        s.perClass.allocated[c] += this.fast.allocs[c];
+        s.perClass.freed[c] += this.fast.frees[c];
+      }
+      const allocOps = s.transportOps.perAlloc * s.allocs + fa;
+      const freeOps = s.transportOps.perFree * s.frees + ff;
+      s.allocs += fa;
+      s.frees += ff;
+      s.cas.attempts += fa + ff;
+      s.cas.retriesPerAlloc = s.allocs ? s.cas.retries / s.allocs : 0;
+      s.transportOps = { total: s.transportOps.total + fa + ff, perAlloc: s.allocs ? allocOps / s.allocs : 0, perFree: s.frees ? freeOps / s.frees : 0 };
+    }
+    return { ...s, cache };
   }
 
   /**
