@@ -63,6 +63,8 @@ test('freed blocks are cached and counted as cached by their client; reads, writ
         assert.throws(() => a.heap.free(g), is(DoubleFreeError), 'heap.free too');
       }
       assert.equal(a.stats().cache.perClass, [20, 20, 20, 20, 20], 'the refused frees changed nothing');
+      assert.equal(b.scanOrphans(), [], 'cached blocks are not orphans (the sweep leaves them alone)');
+      assert.ok(b.fsck().clean, 'fsck is clean with blocks cached by a live client');
 
       const again = Array.from({ length: 20 }, () => a.allocClass(2));
       for (const g of again) assert.is(freed.get(g), 2, 'class 2 comes from the cache');
@@ -82,6 +84,38 @@ test('freed blocks are cached and counted as cached by their client; reads, writ
     } finally {
       a.close();
       b.close();
+    }
+  });
+});
+
+test('a delayed free of a cached block is refused: it was freed already', async () => {
+  await withPoolName('bc-ring', async (name) => {
+    const a = await openPool(`shm:${name}`, { size: '32MiB', blockCache: 256 });
+    try {
+      const g = a.allocClass(0);
+      const others = Array.from({ length: 8 }, () => a.allocClass(0));
+      for (const o of others) a.free(o);
+      a.free(g);
+      assert.is(a.stats().cache.perClass[0], 9);
+      // An application bug: a delayed free of a block it freed already.
+      assert.throws(() => a.heap.freeDelayed(g), is(InvalidAddressError), 'refused, as for a block freed to the pool');
+      assert.is(a.epochState().pending, 0, 'nothing queued');
+      const got = Array.from({ length: 9 }, () => a.allocClass(0));
+      assert.ok(got.includes(g), 'the block stayed in the cache');
+      // A delayed free of a held block still works, and the block never comes back from the cache meanwhile.
+      a.heap.freeDelayed(g);
+      for (const o of got) if (o !== g) a.free(o);
+      const again = Array.from({ length: 20 }, () => a.allocClass(0));
+      assert.not.ok(again.includes(g), 'the ring\'s block is not handed out');
+      for (const o of again) a.free(o);
+      for (let i = 0; i < 4; i++) a.reclaim();
+      assert.is(a.epochState().pending, 0, 'the ring freed it');
+      a.flushCache();
+      const c = a.census();
+      assert.is(c.chunks.held, 32, 'only the ring itself (pool-owned, one 128 KiB block) is held');
+      assert.is(c.chunks.free + c.chunks.held, c.chunks.total, 'everything else came back');
+    } finally {
+      a.close();
     }
   });
 });
