@@ -42,7 +42,7 @@ import {
 } from './layout';
 import { CLASS_LARGE, LOG_FREED, LOG_HELD, isPoolOwner, logClass, logClient, logEntry, logSections, logState } from './ownerlog';
 import { nextBelow } from './prng';
-import { CACHE_CLASSES, anyCached, cacheLimit, dropCache, flushCache, isCachedEntry, popCached, pushCached } from './cache';
+import { CACHE_CLASSES, anyCached, cacheHasRoom, cacheLimit, dropCache, flushCache, isCachedEntry, popCached, pushCached } from './cache';
 import {
   MODE_CHUNK, MODE_FREE, MODE_LARGE, MODE_RETIRING, SOP_ALLOC, SOP_FREE, SOP_MODE, ST_CONTENDED, ST_EMPTY, ST_FULL, ST_NORMAL,
   nextSectionWord, sectionMode, sectionStates, sectionTail, spanState, withSpanState,
@@ -678,8 +678,8 @@ export function freeChunk(chunk: u32, asPool: bool = false): i32 {
   if (g != 0 && ((chunk & 31) & ((1 << (g - 1)) - 1)) == 0) {
     const cls = g - 1;
     const held = logEntry(clientId, clientGen, cls, LOG_HELD, 0);
-    if (caching) {
-      e = pushCached(chunk, cls, held, clientId, clientGen);
+    if (caching && cacheHasRoom(cls)) {
+      e = pushCached(chunk, cls, held);
       if (e == held) r = 0;
     } else {
       e = cas64(logOff(chunk), held, logEntry(clientId, clientGen, cls, LOG_FREED, 0));
@@ -689,9 +689,9 @@ export function freeChunk(chunk: u32, asPool: bool = false): i32 {
     e = load64(logOff(chunk));
     // This client's own block without a guess (evicted from the direct-mapped table).
     if (caching && e == logEntry(clientId, clientGen, logClass(e), LOG_HELD, 0) && logClass(e) < CACHE_CLASSES
-      && (chunk & ((<u32>1 << logClass(e)) - 1)) == 0) {
+      && (chunk & ((<u32>1 << logClass(e)) - 1)) == 0 && cacheHasRoom(logClass(e))) {
       const held = e;
-      e = pushCached(chunk, logClass(e), held, clientId, clientGen);
+      e = pushCached(chunk, logClass(e), held);
       if (e == held) r = 0;
     }
   }

@@ -50,9 +50,9 @@
  * gone, cut off, or forced by an operator), loses the pop's CAS to the
  * recovery's and hands nothing out.
  *
- * Bounds. A full cache gives back its oldest half (`spill`): each block by
- * the plain free's two steps (C word -> FREED, then the span bits).
- * `allocClass` flushes the whole cache and tries again before it reports
+ * Bounds. A free into a full class is a plain free. A flush gives cached
+ * blocks back by the plain free's two steps (C word -> FREED, then the
+ * span bits). `allocClass` flushes the whole cache and tries again before it reports
  * the pool exhausted, so memory this client caches never makes its own
  * allocations fail; other clients' caches are theirs (at most
  * `CACHE_MAX` blocks per class each; `dmem stat` shows them).
@@ -62,6 +62,8 @@ import { CP_CACHE_POP, crashPoint } from './crash';
 import { cas64 } from './imports';
 import { logOff } from './layout';
 import { LOG_FREED, LOG_HELD, isPoolOwner, logClient, logEntry } from './ownerlog';
+
+const DEBUG = !ASC_NO_ASSERT;
 
 /** The CACHED bit of an owner-log entry (bit 63; see the diagram above). */
 export const CACHED_BIT: u64 = <u64>1 << 63;
@@ -111,20 +113,22 @@ export function dropCache(): void {
   memory.fill(depth, 0, 4 * CACHE_CLASSES);
 }
 
+/** True when class `cls` (0..4) may cache one more block. */
+@inline export function cacheHasRoom(cls: u32): bool { return depthOf(cls) < limit; }
+
 /**
  * Puts the block at global chunk `chunk` (class `cls` <= 4, this client's,
  * owner-log head `held` = HELD(me, gen, cls) exactly) into the cache: one
  * CAS held -> held | C. Returns the word the CAS found: `held` when the
  * block is now cached, anything else when it was not this client's live
  * block (nothing was changed; the caller treats the word as a load's).
- * Spills first when the class is full, so the push always has room.
+ * The class must have room (`cacheHasRoom`): a free into a full class is
+ * a plain free (as glibc's tcache does), so a pattern that frees more than
+ * it reuses pays what it paid without a cache, not a spill on top.
  */
-export function pushCached(chunk: u32, cls: u32, held: u64, me: u32, gen: u32): u64 {
-  let n = depthOf(cls);
-  if (n >= limit) {
-    spill(cls, me, gen);
-    n = depthOf(cls);
-  }
+export function pushCached(chunk: u32, cls: u32, held: u64): u64 {
+  const n = depthOf(cls);
+  if (DEBUG) assert(n < limit, 'pushCached into a full class');
   const old = cas64(logOff(chunk), held, held | CACHED_BIT);
   if (old == held) {
     store<u32>(slot(cls, n), chunk);
@@ -160,33 +164,23 @@ export function popCached(cls: u32, me: u32, gen: u32): i64 {
 }
 
 /**
- * Gives the oldest half of class `cls`'s cache back to the pool (all of it
- * when the limit is 1). Each block: its C word -> FREED by CAS (a loser
- * was taken by someone else and is only dropped), then its bits cleared
- * (assembly/alloc.ts `clearChunks`, the second step of every free).
- * Returns how many blocks went back.
+ * Gives every cached block back to the pool. Each block: its C word ->
+ * FREED by CAS (a loser was taken by someone else, a recovery of this
+ * client, and is only dropped), then its bits cleared (assembly/alloc.ts
+ * `clearChunks`, the second step of every free). Returns how many blocks
+ * went back.
  */
-export function spill(cls: u32, me: u32, gen: u32): u32 {
-  const n = depthOf(cls);
-  if (n == 0) return 0;
-  const k = max<u32>(1, n >> 1);
-  const cached = logEntry(me, gen, cls, LOG_HELD, 0) | CACHED_BIT;
-  const freed = logEntry(me, gen, cls, LOG_FREED, 0);
-  let back: u32 = 0;
-  for (let i: u32 = 0; i < k; i++) {
-    const chunk = load<u32>(slot(cls, i));
-    if (cas64(logOff(chunk), cached, freed) == cached && releaseCachedBits(chunk, cls) == 0) back++;
-  }
-  memory.copy(slot(cls, 0), slot(cls, k), (n - k) << 2);
-  setDepth(cls, n - k);
-  return back;
-}
-
-/** Spills every class completely. Returns how many blocks went back to the pool. */
 export function flushCache(me: u32, gen: u32): u32 {
   let back: u32 = 0;
-  for (let c: u32 = 0; c < CACHE_CLASSES; c++) {
-    while (depthOf(c) > 0) back += spill(c, me, gen);
+  for (let cls: u32 = 0; cls < CACHE_CLASSES; cls++) {
+    const n = depthOf(cls);
+    const cached = logEntry(me, gen, cls, LOG_HELD, 0) | CACHED_BIT;
+    const freed = logEntry(me, gen, cls, LOG_FREED, 0);
+    for (let i: u32 = 0; i < n; i++) {
+      const chunk = load<u32>(slot(cls, i));
+      if (cas64(logOff(chunk), cached, freed) == cached && releaseCachedBits(chunk, cls) == 0) back++;
+    }
+    setDepth(cls, 0);
   }
   return back;
 }
