@@ -670,7 +670,7 @@ export function freeChunk(chunk: u32, asPool: bool = false): i32 {
   let e: u64;
   const caching = !asPool && cacheLimit() > 0;
   // A chunk-path block this client allocated here: CAS its entry from
-  // HELD(me, cls) straight away (the guess above), to HELD | CACHED when the
+  // HELD(me, cls) straight away (the guess above), to CACHED when the
   // block goes into this client's cache (assembly/cache.ts), else to FREED.
   // Success is exactly "read HELD(me, cls), then won the CAS"; failure
   // returns the true entry, which the checks below take as a load's answer.
@@ -701,9 +701,10 @@ export function freeChunk(chunk: u32, asPool: bool = false): i32 {
     // A slab, a region or the ring is freed only by its own code, and those
     // free only pool-owned blocks.
     r = E_INVALID_ADDRESS;
-  } else if (logState(e) == LOG_HELD && isCachedEntry(e)) {
-    // In its client's cache: the application freed it already.
-    r = E_DOUBLE_FREE;
+  } else if (isCachedEntry(e)) {
+    // In its client's cache: the application freed it already (and no
+    // pool owner's code frees a client's block).
+    r = asPool ? E_INVALID_ADDRESS : E_DOUBLE_FREE;
   } else if (logState(e) != LOG_HELD) {
     r = logState(e) == LOG_FREED && !isChunkAllocated(chunk) ? E_DOUBLE_FREE : E_INVALID_ADDRESS;
   } else {

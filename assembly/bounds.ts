@@ -41,7 +41,6 @@ import { CLASS_LARGE, LOG_HELD, OWNER_HEAP, OWNER_REGION, logClass, logClient, l
 import { MODE_LARGE, sectionMode, sectionTail } from './section';
 import { bitmapOf, groupMask, isSealed, isWholeSpanBlock, spanChunk, spanClass } from './span';
 import { chunkOffset } from './alloc';
-import { isCachedEntry } from './cache';
 import { isSlabEntry, loadTag, objectCount, objectSize, slabClassOf, slabMeta, tagRequested } from './slab';
 
 /** Owner-log gen of a block the delayed-free ring owns (assembly/epoch.ts). */
@@ -57,7 +56,7 @@ const RETIRED_GEN: u32 = 1;
   const who = logClient(e);
   if (who == OWNER_REGION) return true;
   if (who == OWNER_HEAP) return logGen(e) == RETIRED_GEN;
-  return who != 0 && !isCachedEntry(e);
+  return who != 0;
 }
 
 /**

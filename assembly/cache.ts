@@ -3,78 +3,80 @@
  * idea of glibc's tcache): blocks of classes 0..4 that this client frees go
  * into a bounded per-class stack in core memory instead of back to the
  * pool, and `allocClass` pops from it first. A cached block stays allocated
- * in pool metadata (its bits stay set) and its owner-log head stays HELD by
- * this client in its generation, with one more bit set:
+ * in pool metadata (its bits stay set) and its owner-log head names this
+ * client in its generation, in the state CACHED instead of HELD
+ * (assembly/ownerlog.ts; the upper half of the word stays 0):
  *
- *    63 62                            32 31     18 17 16 15   12 11          0
- *   +--+--------------------------------+---------+-----+-------+-------------+
- *   |C |  0                             |  gen:14 |st:2 |class:4|  client:12  |
- *   +--+--------------------------------+---------+-----+-------+-------------+
- *    C  CACHED: freed by the application, kept by its client for reuse
+ *    63                               32 31     18 17 16 15   12 11          0
+ *   +-----------------------------------+---------+-----+-------+-------------+
+ *   |  0                                |  gen:14 |st:2 |class:4|  client:12  |
+ *   +-----------------------------------+---------+-----+-------+-------------+
+ *    st  HELD (1): the application holds the block; CACHED (3): it freed it
  *
- * What each reader of the owner log makes of it:
- *   recovery, close   HELD(x, gen): x's block, freed like any other (the
- *                     CAS of assembly/alloc.ts `freeChunks` from the exact
- *                     word, C included), so a dead client's cache is
- *                     reclaimed with no help from it (invariant 2)
- *   the audit, orphan sweep   HELD: owned, not an orphan
- *   the census        held by x, and counted again as "cached by x"
- *   bounds (read, write, cas, faa of any client)   not accessible: a
+ * What each reader of the owner log makes of CACHED:
+ *   recovery, close, fsck --repair   a head of x's (heldGroups accepts it),
+ *                     freed like any other (the CAS of assembly/alloc.ts
+ *                     `freeChunks` from the exact word), so a dead client's
+ *                     cache is reclaimed with no help from it (invariant 2)
+ *   the audit, orphan sweep   owned by x, not an orphan
+ *   the census        not held: "cached by x" (assembly/scan.ts)
+ *   bounds (read, write, cas, faa of any client)   not HELD: refused, a
  *                     cached block is a freed block to the application
- *   free, freeDelayed of any client   already freed (E_DOUBLE_FREE from
- *                     `free`; see `popCached` for the ring)
+ *   free, freeDelayed of any client   not HELD: refused (E_DOUBLE_FREE
+ *                     from `free`; the ring takes only HELD blocks)
  *
- * Concurrency. Only two transitions touch C, both one CAS from an exact
- * word this client built itself, so neither can act on a word anyone else
- * wrote:
- *   push (free)  HELD(me, gen, cls)          -> HELD(me, gen, cls) | C
- *   pop (alloc)  HELD(me, gen, cls) | C      -> HELD(me, gen, cls)
+ * Concurrency. Only two transitions touch CACHED, both one CAS from an
+ * exact word this client built itself, so neither can act on a word anyone
+ * else wrote:
+ *   push (free)  HELD(me, gen, cls)    -> CACHED(me, gen, cls)
+ *   pop (alloc)  CACHED(me, gen, cls)  -> HELD(me, gen, cls)
  * A push that fails means the entry was not this client's live block (freed
  * already, by anyone): the free goes on with the entry the CAS returned, as
  * a plain free would with a load's answer. A pop that fails means someone
- * else took the block out of this client's cache: a recovery of this client
- * (which CASes the exact C word to FREED), or the delayed-free ring
- * retiring it (an application that called freeDelayed on a block it had
- * already freed). Either way the block is not this client's any more, the
- * pop drops it and tries the next one: a pop never hands out a block whose
- * CAS it did not win, so a block is never handed out from a stale cache and
- * never has two holders (invariant 3), whatever fencing decided.
+ * else took the block out of this client's cache: only a recovery of this
+ * client can (it CASes the exact CACHED word to FREED). The pop then drops
+ * it and tries the next one: a pop never hands out a block whose CAS it did
+ * not win, so a block is never handed out from a stale cache and never has
+ * two holders (invariant 3), whatever fencing decided.
+ *
+ * The two words differ in their lower half only, and every other
+ * transition of such an entry changes the lower half too (FREED, another
+ * client, a pool owner), while nobody writes a client's chunk-path entry
+ * with a non-zero upper half. So a 32-bit CAS of the lower half acts
+ * exactly as the 64-bit CAS of the whole word would: the host's fast path
+ * (src/blockcache.ts) uses one, on an Int32Array, with no BigInt.
  *
  * Fencing (docs/design.md, "Fencing"; src/fencing.ts). A client that learns
  * of its revocation drops its cache (`dropCache`: core memory only, no pool
  * write: a fenced client never writes pool metadata again) and every later
  * call fails before reaching the core (src/pool.ts, `guard`). Its cached
- * blocks stay HELD | C in its generation, and its recovery frees them like
+ * blocks stay CACHED in its generation, and its recovery frees them like
  * its live blocks. A client paused between its lease check and a pop, and
  * recovered while paused (possible only once it is fenced: acknowledged,
  * gone, cut off, or forced by an operator), loses the pop's CAS to the
- * recovery's and hands nothing out.
+ * recovery's and hands nothing out (test/blockcache.test.ts freezes a
+ * client at the crash point `cache.pop` to check exactly that).
  *
  * Bounds. A free into a full class is a plain free. A flush gives cached
- * blocks back by the plain free's two steps (C word -> FREED, then the
- * span bits). `allocClass` flushes the whole cache and tries again before it reports
- * the pool exhausted, so memory this client caches never makes its own
- * allocations fail; other clients' caches are theirs (at most
- * `CACHE_MAX` blocks per class each; `dmem stat` shows them).
+ * blocks back by the plain free's two steps (CACHED -> FREED, then the
+ * span bits). `allocClass` flushes the whole cache and tries again before
+ * it reports the pool exhausted, so memory this client caches never makes
+ * its own allocations fail; other clients' caches are theirs (at most
+ * `CACHE_MAX` blocks per class each; `dmem stat` lists them).
  */
 import { clearChunks as releaseCachedBits, clientGen, clientId, guessChunks, guessTable } from './alloc';
 import { CP_CACHE_POP, crashPoint } from './crash';
 import { cas64 } from './imports';
 import { logOff } from './layout';
-import { LOG_FREED, LOG_HELD, isPoolOwner, logClient, logEntry } from './ownerlog';
+import { LOG_CACHED, LOG_FREED, LOG_HELD, logEntry, logState } from './ownerlog';
 
 const DEBUG = !ASC_NO_ASSERT;
 
-/** The CACHED bit of an owner-log entry (bit 63; see the diagram above). */
-export const CACHED_BIT: u64 = <u64>1 << 63;
+/** True when owner-log entry `e` is a block its client cached (freed by the application, kept for reuse). */
+@inline export function isCachedEntry(e: u64): bool { return logState(e) == LOG_CACHED; }
 
-/**
- * True when owner-log entry `e` is a block its client cached (freed by the
- * application, kept for reuse). Pool owners' entries use their upper half
- * for their own state (a slab's, assembly/slab.ts), so C means CACHED only
- * in a client's entry.
- */
-@inline export function isCachedEntry(e: u64): bool { return (e >> 63) != 0 && !isPoolOwner(logClient(e)); }
+/** CACHED(me, gen, cls) from HELD(me, gen, cls): the state bits 01 -> 11. */
+@inline function cachedOf(held: u64): u64 { return held | (<u64>LOG_CACHED << 16); }
 
 /** Classes with a cache: the chunk path, 0..4. */
 export const CACHE_CLASSES: u32 = 5;
@@ -119,7 +121,7 @@ export function dropCache(): void {
 /**
  * Puts the block at global chunk `chunk` (class `cls` <= 4, this client's,
  * owner-log head `held` = HELD(me, gen, cls) exactly) into the cache: one
- * CAS held -> held | C. Returns the word the CAS found: `held` when the
+ * CAS HELD -> CACHED. Returns the word the CAS found: `held` when the
  * block is now cached, anything else when it was not this client's live
  * block (nothing was changed; the caller treats the word as a load's).
  * The class must have room (`cacheHasRoom`): a free into a full class is
@@ -129,7 +131,7 @@ export function dropCache(): void {
 export function pushCached(chunk: u32, cls: u32, held: u64): u64 {
   const n = depthOf(cls);
   if (DEBUG) assert(n < limit, 'pushCached into a full class');
-  const old = cas64(logOff(chunk), held, held | CACHED_BIT);
+  const old = cas64(logOff(chunk), held, cachedOf(held));
   if (old == held) {
     store<u32>(slot(cls, n), chunk);
     setDepth(cls, n + 1);
@@ -139,7 +141,7 @@ export function pushCached(chunk: u32, cls: u32, held: u64): u64 {
 
 /**
  * Takes the most recently cached block of class `cls` back: one CAS of its
- * owner-log head from HELD(me, gen, cls) | C to HELD(me, gen, cls). Returns
+ * owner-log head from CACHED(me, gen, cls) to HELD(me, gen, cls). Returns
  * its global chunk index, or -1 when the class has none left. A block whose
  * CAS fails was taken by someone else (see the file comment) and is
  * dropped.
@@ -151,10 +153,11 @@ export function popCached(cls: u32, me: u32, gen: u32): i64 {
   // (test/blockcache.test.ts): recovered meanwhile, it must win no CAS below.
   crashPoint(CP_CACHE_POP);
   const held = logEntry(me, gen, cls, LOG_HELD, 0);
+  const cached = cachedOf(held);
   while (n > 0) {
     n--;
     const chunk = load<u32>(slot(cls, n));
-    if (cas64(logOff(chunk), held | CACHED_BIT, held) == (held | CACHED_BIT)) {
+    if (cas64(logOff(chunk), cached, held) == cached) {
       setDepth(cls, n);
       return <i64>chunk;
     }
@@ -164,7 +167,7 @@ export function popCached(cls: u32, me: u32, gen: u32): i64 {
 }
 
 /**
- * Gives every cached block back to the pool. Each block: its C word ->
+ * Gives every cached block back to the pool. Each block: its CACHED word ->
  * FREED by CAS (a loser was taken by someone else, a recovery of this
  * client, and is only dropped), then its bits cleared (assembly/alloc.ts
  * `clearChunks`, the second step of every free). Returns how many blocks
@@ -174,7 +177,7 @@ export function flushCache(me: u32, gen: u32): u32 {
   let back: u32 = 0;
   for (let cls: u32 = 0; cls < CACHE_CLASSES; cls++) {
     const n = depthOf(cls);
-    const cached = logEntry(me, gen, cls, LOG_HELD, 0) | CACHED_BIT;
+    const cached = logEntry(me, gen, cls, LOG_CACHED, 0);
     const freed = logEntry(me, gen, cls, LOG_FREED, 0);
     for (let i: u32 = 0; i < n; i++) {
       const chunk = load<u32>(slot(cls, i));
@@ -225,6 +228,5 @@ export function blockCacheLayout(field: u32): u32 {
 
 /** The owner-log word of this client's block of class `cls` held (cached 0) or cached (1), for a host's fast path. */
 export function blockCacheWord(cls: u32, cached: u32): u64 {
-  const held = logEntry(clientId, clientGen, cls, LOG_HELD, 0);
-  return cached != 0 ? held | CACHED_BIT : held;
+  return logEntry(clientId, clientGen, cls, cached != 0 ? LOG_CACHED : LOG_HELD, 0);
 }

@@ -61,7 +61,6 @@ import {
   CHUNK_SHIFT, E_EXHAUSTED, E_INVALID_ADDRESS, SB_EPOCH, SB_LIMBO, SB_LIMBO_LOCK, dataOff, leaseMs,
   logOff, maxClients, nSections,
 } from './layout';
-import { isCachedEntry } from './cache';
 import { LOG_HELD, OWNER_HEAP, isPoolOwner, logClass, logClient, logEntry, logSections, logState } from './ownerlog';
 import {
   RETIRED, isSlabEntry, loadTag, objectIndex, slabClassOf, slabHeadOf, tagHandedOut, tagWordOff,
@@ -152,8 +151,7 @@ function retirable(off: u64): u64 {
   }
   if (((off - dataOff) & 4095) != 0) return 0;
   const h = load64(logOff(<u32>chunk));
-  // A block in its client's cache (assembly/cache.ts) was freed already.
-  if (logState(h) != LOG_HELD || isPoolOwner(logClient(h)) || isCachedEntry(h)) return 0;
+  if (logState(h) != LOG_HELD || isPoolOwner(logClient(h))) return 0;
   idSlab = false;
   idHead = <u32>chunk;
   idWordOff = logOff(<u32>chunk);

@@ -17,13 +17,17 @@
  * The protocol is the core's, word for word: the same two CASes
  * (assembly/cache.ts, "Concurrency"), from the exact words the core builds
  * for this client (`blockCacheWord`, read once at attach):
- *   pop   HELD(me, gen, cls) | C -> HELD(me, gen, cls)
- *   push  HELD(me, gen, cls)     -> HELD(me, gen, cls) | C
- * so every argument there (no stale pop, no two holders, recovery and close
- * free cached blocks, bounds and frees refuse them) holds here unchanged.
+ *   pop   CACHED(me, gen, cls) -> HELD(me, gen, cls)
+ *   push  HELD(me, gen, cls)   -> CACHED(me, gen, cls)
+ * each as a 32-bit CAS of the word's lower half, which acts exactly as the
+ * 64-bit CAS of the whole word (assembly/cache.ts says why) and costs no
+ * BigInt; so every argument there (no stale pop, no two holders, recovery
+ * and close free cached blocks, bounds and frees refuse them) holds here
+ * unchanged.
  * Only the bookkeeping moves: a pop or push decided here updates the
  * core's stack and depth exactly as the core would, after its CAS won.
  *
+ * Little-endian hosts only (the lower half is the word's first 4 bytes).
  * Not used while a crash point is armed (tests freeze or kill the client at
  * the core's `cache.pop`; the core path is then the one under test).
  */
@@ -38,19 +42,20 @@ export class BlockCacheFastPath {
   readonly frees = new Float64Array(CLASSES);
 
   private readonly x: Core['exports'];
-  private readonly words: BigInt64Array;
+  /** The pool mapping as 32-bit halves: the lower half of word w is index 2w. */
+  private readonly halves: Int32Array;
   private readonly logWord0: number;
   private readonly dataOffset: number;
   private readonly chunks: number;
   private readonly limit: number;
-  private readonly held: bigint[] = [];
-  private readonly cached: bigint[] = [];
+  /** Lower halves of this client's HELD and CACHED words, per class (their upper halves are 0). */
+  private readonly held = new Int32Array(CLASSES);
+  private readonly cached = new Int32Array(CLASSES);
   private readonly stackAt: number;
   private readonly depthAt: number;
   private readonly guessAt: number;
   private readonly guessMask: number;
   private readonly perClass: number;
-  private buffer: ArrayBuffer | SharedArrayBuffer;
   private stack: Uint32Array;
   private depth: Uint32Array;
   private guess: Uint8Array;
@@ -62,32 +67,36 @@ export class BlockCacheFastPath {
    */
   constructor(core: Core, words: BigInt64Array, ownerLogOffset: number, dataOffset: number, chunks: number, limit: number) {
     this.x = core.exports;
-    this.words = words;
+    this.halves = new Int32Array(words.buffer, words.byteOffset, words.length * 2);
     this.logWord0 = ownerLogOffset / 8;
     this.dataOffset = dataOffset;
     this.chunks = chunks;
     this.limit = limit;
     for (let c = 0; c < CLASSES; c++) {
-      this.held.push(this.x.blockCacheWord(c, 0));
-      this.cached.push(this.x.blockCacheWord(c, 1));
+      this.held[c] = Number(BigInt.asIntN(32, this.x.blockCacheWord(c, 0)));
+      this.cached[c] = Number(BigInt.asIntN(32, this.x.blockCacheWord(c, 1)));
     }
     this.stackAt = this.x.blockCacheLayout(0);
     this.depthAt = this.x.blockCacheLayout(1);
     this.guessAt = this.x.blockCacheLayout(2);
     this.guessMask = this.x.blockCacheLayout(3) - 1;
     this.perClass = this.x.blockCacheLayout(4);
-    this.buffer = this.x.memory.buffer;
-    this.stack = new Uint32Array(this.buffer, this.stackAt, CLASSES * this.perClass);
-    this.depth = new Uint32Array(this.buffer, this.depthAt, CLASSES);
-    this.guess = new Uint8Array(this.buffer, this.guessAt, this.guessMask + 1);
+    const buffer = this.x.memory.buffer;
+    this.stack = new Uint32Array(buffer, this.stackAt, CLASSES * this.perClass);
+    this.depth = new Uint32Array(buffer, this.depthAt, CLASSES);
+    this.guess = new Uint8Array(buffer, this.guessAt, this.guessMask + 1);
   }
 
-  /** Views again after the core's memory grew (its old buffer is detached). */
+  /**
+   * Views again after the core's memory grew: its old buffer is detached,
+   * and views of a detached buffer have length 0, which is what the hot
+   * path checks (reading `memory.buffer` is a call into the VM each time).
+   */
   private remap(): void {
-    this.buffer = this.x.memory.buffer;
-    this.stack = new Uint32Array(this.buffer, this.stackAt, CLASSES * this.perClass);
-    this.depth = new Uint32Array(this.buffer, this.depthAt, CLASSES);
-    this.guess = new Uint8Array(this.buffer, this.guessAt, this.guessMask + 1);
+    const buffer = this.x.memory.buffer;
+    this.stack = new Uint32Array(buffer, this.stackAt, CLASSES * this.perClass);
+    this.depth = new Uint32Array(buffer, this.depthAt, CLASSES);
+    this.guess = new Uint8Array(buffer, this.guessAt, this.guessMask + 1);
   }
 
   /**
@@ -95,12 +104,12 @@ export class BlockCacheFastPath {
    * -1 when the core must allocate (nothing cached, or the CAS lost).
    */
   alloc(cls: number): number {
-    if (this.x.memory.buffer !== this.buffer) this.remap();
+    if (this.depth.length === 0) this.remap();
     const n = this.depth[cls];
     if (n === 0) return -1;
     const chunk = this.stack[cls * this.perClass + n - 1];
     const want = this.cached[cls];
-    if (Atomics.compareExchange(this.words, this.logWord0 + chunk, want, this.held[cls]) !== want) return -1;
+    if (Atomics.compareExchange(this.halves, 2 * (this.logWord0 + chunk), want, this.held[cls]) !== want) return -1;
     this.depth[cls] = n - 1;
     this.guess[chunk & this.guessMask] = cls + 1;
     this.allocs[cls]++;
@@ -117,7 +126,7 @@ export class BlockCacheFastPath {
     if (rel < 0 || rel % 4096 !== 0) return false;
     const chunk = rel / 4096;
     if (chunk >= this.chunks) return false;
-    if (this.x.memory.buffer !== this.buffer) this.remap();
+    if (this.depth.length === 0) this.remap();
     const g = this.guess[chunk & this.guessMask];
     if (g === 0) return false;
     const cls = g - 1;
@@ -125,7 +134,7 @@ export class BlockCacheFastPath {
     const n = this.depth[cls];
     if (n >= this.limit) return false;
     const want = this.held[cls];
-    if (Atomics.compareExchange(this.words, this.logWord0 + chunk, want, this.cached[cls]) !== want) return false;
+    if (Atomics.compareExchange(this.halves, 2 * (this.logWord0 + chunk), want, this.cached[cls]) !== want) return false;
     this.stack[cls * this.perClass + n] = chunk;
     this.depth[cls] = n + 1;
     this.guess[chunk & this.guessMask] = 0;

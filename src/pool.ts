@@ -10,7 +10,7 @@
  *   src/admin.ts   decoders of the core's reports (census, stats, fsck, slots, orphans)
  *   src/heap.ts, src/region.ts   the heap and region facades
  */
-import { hostname } from 'node:os';
+import { endianness, hostname } from 'node:os';
 import { randomBytes, createHash } from 'node:crypto';
 import {
   readCensus, readFsck, readGeometry, readOrphans, readReclaim, readSlot, readStats,
@@ -22,7 +22,7 @@ import { parseCrashPoint } from './crash.js';
 import { bytesOf, integerIn, optionsObject, show, sizeArgument, word64 } from './args.js';
 import { CorruptPoolError, InvalidAddressError, InvalidArgumentError, NotAPoolError, PoolBusyError, PoolClosedError } from './errors.js';
 import { bootId, pidNamespace, processStartTime } from './proc.js';
-import { MAX_NODE, nodeOf, offsetOf, toGaddr } from './gaddr.js';
+import { MAX_NODE, NODE_SPAN, nodeOf, toGaddr } from './gaddr.js';
 import { Heap } from './heap.js';
 import { createSpace, type Space, type SpaceOptions } from './space.js';
 import type { PoolInternals } from './internals.js';
@@ -142,7 +142,7 @@ export class Pool {
       gaddr: (offset) => this.base + offset,
     };
     this.lease = new ClientLease(core, transport, heartbeatMs);
-    const words = cacheLimit > 0 && !crashArmed ? transport.mapped?.singleWindow() ?? null : null;
+    const words = cacheLimit > 0 && !crashArmed && endianness() === 'LE' ? transport.mapped?.singleWindow() ?? null : null;
     this.fast = words === null ? null : new BlockCacheFastPath(
       core, words, this.x.geometry(Geometry.ownerLogOffset), this.dataOffset, this.geometry.sections * Layout.sectionSpans * Layout.spanChunks, cacheLimit,
     );
@@ -651,8 +651,12 @@ export class Pool {
     if (!Number.isSafeInteger(gaddr) || gaddr <= 0) {
       throw new InvalidAddressError(`${String(gaddr)} is not a gaddr (a positive integer below 2^53)`);
     }
-    if (nodeOf(gaddr) !== this.node) throw new InvalidAddressError(`gaddr ${gaddr} is on node ${nodeOf(gaddr)}, this pool is node ${this.node}`);
-    return offsetOf(gaddr);
+    // gaddr - base is offsetOf(gaddr) exactly when nodeOf(gaddr) is this
+    // node (safe integers subtract exactly), without the float division and
+    // modulo by 2^40 those two cost on every free.
+    const off = gaddr - this.base;
+    if (off < 0 || off >= NODE_SPAN) throw new InvalidAddressError(`gaddr ${gaddr} is on node ${nodeOf(gaddr)}, this pool is node ${this.node}`);
+    return off;
   }
 
   private range(gaddr: number, length: number, what: string): number {
