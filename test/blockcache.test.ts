@@ -120,6 +120,35 @@ test('a delayed free of a cached block is refused: it was freed already', async 
   });
 });
 
+test('a client revoked and recovered between two calls hands out nothing of its cache: its next call is refused and the cache dropped', async () => {
+  await withPoolName('bc-revoked', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const a = await openPool(`shm:${name}`, { create: false, blockCache: 256, heartbeatMs: 0 });
+    try {
+      const got = Array.from({ length: 30 }, () => a.allocClass(0));
+      for (const g of got) a.free(g);
+      assert.is(a.stats().cache.blocks, 30);
+      const slot = admin.clientSlot(a.clientId);
+      assert.ok(admin.revokeClient(slot.id, slot.gen));
+      const r = admin.recoverClient(slot.id);
+      assert.ok(r !== null && r.blocks === 30, `recovery freed the 30 cached blocks: ${JSON.stringify(r)}`);
+      const fill = fillFreeSpace(admin, true);
+      assert.throws(() => a.allocClass(0), (e: unknown) => (e as { code?: string }).code === 'LEASE_EXPIRED', 'the next call finds the revocation');
+      assert.throws(() => a.allocClass(0), (e: unknown) => (e as { code?: string }).code === 'LEASE_EXPIRED', 'and every later one');
+      for (const b of fill.blocks) assert.ok(admin.read(b.g, 16).every((x) => x === 0xEE), 'the fill, which took the cached blocks, is intact');
+      for (const b of fill.blocks) admin.free(b.g);
+      a.close();
+      const c = admin.census();
+      assert.is(c.chunks.free, c.chunks.total, 'everything is free');
+      assert.is(c.cached.blocks, 0);
+      assert.ok(admin.fsck().clean);
+    } finally {
+      a.close();
+      admin.close();
+    }
+  });
+});
+
 test('an allocation that finds the pool exhausted first flushes its own cache; flushCache gives everything back', async () => {
   // One section: a 2 MiB block needs every chunk of it.
   const p = await openPool('memory:', { size: 2_200_000, blockCache: 256 });
