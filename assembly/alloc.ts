@@ -42,6 +42,7 @@ import {
 } from './layout';
 import { CLASS_LARGE, LOG_FREED, LOG_HELD, isPoolOwner, logClass, logClient, logEntry, logSections, logState } from './ownerlog';
 import { nextBelow } from './prng';
+import { CACHE_CLASSES, anyCached, cacheHasRoom, cacheLimit, dropCache, flushCache, isCachedEntry, popCached, pushCached } from './cache';
 import {
   MODE_CHUNK, MODE_FREE, MODE_LARGE, MODE_RETIRING, SOP_ALLOC, SOP_FREE, SOP_MODE, ST_CONTENDED, ST_EMPTY, ST_FULL, ST_NORMAL,
   nextSectionWord, sectionMode, sectionStates, sectionTail, spanState, withSpanState,
@@ -88,7 +89,7 @@ const classFrees = memory.data(8 * 11);
  * wrong one costs no more than that load (one failed CAS, whose answer is
  * used exactly as the load's would have been). Guesses are never a reason
  * to act: what a successful CAS acted on is the word it found.
- *   guessCls    per chunk (direct-mapped on the low 12 bits): 1 + the class
+ *   guessCls    per chunk (direct-mapped on the low 15 bits): 1 + the class
  *               of the block this client last allocated there in the chunk
  *               path, so its free can CAS the owner-log entry HELD(me, cls)
  *               -> FREED without reading it first; 0 = no guess
@@ -102,7 +103,7 @@ const classFrees = memory.data(8 * 11);
  * and a CAS that fails on a guess is not counted as a retry (it is the
  * read the guess replaced, not contention).
  */
-const GUESS_CHUNKS: u32 = 4096;
+const GUESS_CHUNKS: u32 = 32768;
 const GUESS_SPANS: u32 = 1024;
 const GUESS_SECTIONS: u32 = 1024;
 const guessCls = memory.data(GUESS_CHUNKS);
@@ -110,6 +111,9 @@ const guessSpanIdx = memory.data(4 * GUESS_SPANS);
 const guessSpanWord = memory.data(8 * GUESS_SPANS);
 const guessSecIdx = memory.data(4 * GUESS_SECTIONS);
 const guessSecWord = memory.data(8 * GUESS_SECTIONS);
+/** The per-chunk class guesses and their count (the block cache's host fast path reads them, assembly/cache.ts). */
+export function guessTable(): usize { return guessCls; }
+export function guessChunks(): u32 { return GUESS_CHUNKS; }
 /** Set by probeSpan: the word it left in scratch is a guess, not a read. */
 let probeGuessed = false;
 
@@ -153,6 +157,7 @@ export function setClient(id: u32, gen: u32): void {
   memory.fill(guessCls, 0, GUESS_CHUNKS);
   memory.fill(guessSpanIdx, 0, 4 * GUESS_SPANS);
   memory.fill(guessSecIdx, 0, 4 * GUESS_SECTIONS);
+  dropCache();
 }
 
 @inline function classStat(base: usize, cls: u32): usize { return base + (<usize>min(cls, 10) << 3); }
@@ -163,18 +168,39 @@ export function setClient(id: u32, gen: u32): void {
  */
 export function allocClass(cls: u32): i64 {
   const ops0 = transportOps;
-  let r: i64;
-  if (cls <= 4) r = allocChunks(cls);
-  else if (cls <= 8) r = allocSpans(cls);
-  else r = allocSections(1, cls);
+  let r: i64 = -1;
+  if (cls < CACHE_CLASSES) {
+    // This client's cache first (assembly/cache.ts): one CAS, no bitmap.
+    r = popCached(cls, clientId, clientGen);
+    if (r >= 0) store<u8>(guessCls + (<u32>r & (GUESS_CHUNKS - 1)), <u8>(cls + 1));
+  }
+  if (r < 0) {
+    r = allocFresh(cls);
+    // Memory this client caches never makes its own allocation fail.
+    if (r == E_EXHAUSTED && anyCached()) {
+      flushCache(clientId, clientGen);
+      r = allocFresh(cls);
+    }
+  }
   noteAlloc(r, cls, ops0);
   return r;
+}
+
+/** An allocation of class `cls` from the pool (the cache passed by). */
+function allocFresh(cls: u32): i64 {
+  if (cls <= 4) return allocChunks(cls);
+  if (cls <= 8) return allocSpans(cls);
+  return allocSections(1, cls);
 }
 
 /** Allocates `n` >= 2 contiguous sections (a block above 2 MiB). */
 export function allocLarge(n: u32): i64 {
   const ops0 = transportOps;
-  const r = allocSections(n, CLASS_LARGE);
+  let r = allocSections(n, CLASS_LARGE);
+  if (r == E_EXHAUSTED && anyCached()) {
+    flushCache(clientId, clientGen);
+    r = allocSections(n, CLASS_LARGE);
+  }
   noteAlloc(r, 10, ops0);
   return r;
 }
@@ -642,25 +668,43 @@ export function freeChunk(chunk: u32, asPool: bool = false): i32 {
   const ops0 = transportOps;
   let r: i32 = 1;
   let e: u64;
+  const caching = !asPool && cacheLimit() > 0;
   // A chunk-path block this client allocated here: CAS its entry from
-  // HELD(me, cls) to FREED straight away (the guess above). Success is
-  // exactly "read HELD(me, cls), then won writeFreed"; failure returns the
-  // true entry, which the checks below take as a load's answer.
+  // HELD(me, cls) straight away (the guess above), to CACHED when the
+  // block goes into this client's cache (assembly/cache.ts), else to FREED.
+  // Success is exactly "read HELD(me, cls), then won the CAS"; failure
+  // returns the true entry, which the checks below take as a load's answer.
   const g = asPool ? 0 : <u32>load<u8>(guessCls + (chunk & (GUESS_CHUNKS - 1)));
   if (g != 0 && ((chunk & 31) & ((1 << (g - 1)) - 1)) == 0) {
     const cls = g - 1;
     const held = logEntry(clientId, clientGen, cls, LOG_HELD, 0);
-    e = cas64(logOff(chunk), held, logEntry(clientId, clientGen, cls, LOG_FREED, 0));
-    if (e == held) r = clearChunks(chunk, cls);
+    if (caching && cacheHasRoom(cls)) {
+      e = pushCached(chunk, cls, held);
+      if (e == held) r = 0;
+    } else {
+      e = cas64(logOff(chunk), held, logEntry(clientId, clientGen, cls, LOG_FREED, 0));
+      if (e == held) r = clearChunks(chunk, cls);
+    }
   } else {
     e = load64(logOff(chunk));
+    // This client's own block without a guess (evicted from the direct-mapped table).
+    if (caching && e == logEntry(clientId, clientGen, logClass(e), LOG_HELD, 0) && logClass(e) < CACHE_CLASSES
+      && (chunk & ((<u32>1 << logClass(e)) - 1)) == 0 && cacheHasRoom(logClass(e))) {
+      const held = e;
+      e = pushCached(chunk, logClass(e), held);
+      if (e == held) r = 0;
+    }
   }
   if (r != 1) {
-    // Freed by the guessed CAS above.
+    // Freed (or cached) by the CAS above.
   } else if (logState(e) == LOG_HELD && isPoolOwner(logClient(e)) != asPool) {
     // A slab, a region or the ring is freed only by its own code, and those
     // free only pool-owned blocks.
     r = E_INVALID_ADDRESS;
+  } else if (isCachedEntry(e)) {
+    // In its client's cache: the application freed it already (and no
+    // pool owner's code frees a client's block).
+    r = asPool ? E_INVALID_ADDRESS : E_DOUBLE_FREE;
   } else if (logState(e) != LOG_HELD) {
     r = logState(e) == LOG_FREED && !isChunkAllocated(chunk) ? E_DOUBLE_FREE : E_INVALID_ADDRESS;
   } else {
@@ -717,7 +761,7 @@ export function freeChunks(chunk: u32, cls: u32, expectLog: u64): i32 {
  * the block's bits in its span header with a CAS. Returns OK or
  * E_DOUBLE_FREE (bits not set: freed meanwhile).
  */
-function clearChunks(chunk: u32, cls: u32): i32 {
+export function clearChunks(chunk: u32, cls: u32): i32 {
   crashPoint(CP_FREE_CHUNK_LOGGED);
   const span = chunk >> 5;
   const pos = chunk & 31;

@@ -32,7 +32,7 @@ import {
 import { SLOT_LIVE, slotGen, slotOff, slotState } from './client';
 import { cas64, load64, readInto } from './imports';
 import { SECTION_CHUNKS, SECTION_SPANS, logOff, maxClients, nSections, sectionHdr, spanHdr } from './layout';
-import { CLASS_LARGE, LOG_HELD, groupChunk, heldGroups, isPoolOwner, logClass, logClient, logGen, logSections, logState } from './ownerlog';
+import { CLASS_LARGE, LOG_CACHED, LOG_HELD, groupChunk, heldGroups, isPoolOwner, logClass, logClient, logGen, logSections, logState } from './ownerlog';
 import {
   MODE_CHUNK, MODE_FREE, MODE_LARGE, MODE_RETIRING, SOP_FREE, SOP_MODE, ST_CONTENDED, ST_EMPTY, ST_FULL, ST_NORMAL,
   nextSectionWord, sectionMode, sectionTail, spanState,
@@ -67,9 +67,10 @@ function loadLiveGens(): void {
   }
 }
 
-/** True when owner-log entry `e` is a HELD head of a LIVE client in the generation it names. */
+/** True when owner-log entry `e` is a HELD (or CACHED) head of a LIVE client in the generation it names, or a pool owner's. */
 @inline function owned(e: u64): bool {
-  if (logState(e) != LOG_HELD) return false;
+  // A CACHED head (assembly/cache.ts) is its client's as much as a HELD one.
+  if (logState(e) != LOG_HELD && logState(e) != LOG_CACHED) return false;
   const id = logClient(e);
   if (isPoolOwner(id)) return true;
   if (id < 1 || id > maxClients) return false;

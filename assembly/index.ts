@@ -35,6 +35,8 @@ import { scanPool } from './scan';
 import { OP_SEAL, spanWord } from './span';
 
 export { classOfBytes, layoutVersion, scanPool, slotInfo };
+export { scanCached } from './scan';
+export { blockCacheCount, blockCacheDrop, blockCacheFlush, blockCacheLayout, blockCacheWord, setBlockCache } from './cache';
 export * from './region';
 
 const zeros = memory.data(4096);

@@ -10,7 +10,9 @@
  *
  *   upper 32  LARGE blocks: their section count; pool-owned blocks (below):
  *          the owner's own state (a slab's state word, assembly/slab.ts)
- *   st     NONE (never used), HELD, FREED
+ *   st     NONE (never used), HELD, FREED, CACHED (a client's block that its
+ *          application freed and the client keeps for reuse, assembly/cache.ts:
+ *          still its block for recovery, the audit and the census)
  *   class  0..9, or CLASS_LARGE for a block of more than one section
  *   gen    low 14 bits of the client slot's generation (assembly/client.ts):
  *          an entry names client (id, gen), so a slot's next owner never
@@ -43,6 +45,8 @@ export const OWNER_HEAP: u32 = 4095;
 export const LOG_NONE: u32 = 0;
 export const LOG_HELD: u32 = 1;
 export const LOG_FREED: u32 = 2;
+/** A block in its client's block cache (assembly/cache.ts). Only a client's chunk-path (class 0..4) entry is ever CACHED. */
+export const LOG_CACHED: u32 = 3;
 export const CLASS_LARGE: u32 = 15;
 
 @inline export function logClient(e: u64): u32 { return <u32>e & 0xFFF; }
@@ -65,7 +69,7 @@ export const CLASS_LARGE: u32 = 15;
 export const groupChunk = memory.data(32);
 
 /**
- * Finds the HELD heads among the 32 owner-log entries of one chunk-level
+ * Finds the HELD (or CACHED) heads among the 32 owner-log entries of one chunk-level
  * span (at `logBase`, u64 each) whose block (class 0..4, naturally aligned)
  * has every bit set in `bitmap`. Writes their chunk indexes to `groupChunk`
  * and returns how many; the entries themselves are at logBase + 8 * index.
@@ -76,7 +80,8 @@ export function heldGroups(bitmap: u32, logBase: usize): u32 {
   let n: u32 = 0;
   for (let k: u32 = 0; k < 32; k++) {
     const e = load<u64>(logBase + (k << 3));
-    if (logState(e) != LOG_HELD) continue;
+    const st = logState(e);
+    if (st != LOG_HELD && st != LOG_CACHED) continue;
     const cls = logClass(e);
     if (cls > 4 || (k & ((1 << cls) - 1)) != 0) continue;
     const mask = groupMaskOf(k, cls);

@@ -28,8 +28,9 @@
  * on them. Every step is idempotent, so a recovery cut short (its recoverer
  * died) is simply run again by the next recoverer.
  */
+import { dropCache } from './cache';
 import {
-  clientId, freeChunks, freeSections, freeSpans, markSpan,
+  clientGen, clientId, freeChunks, freeSections, freeSpans, markSpan,
 } from './alloc';
 import { SLOT_LIVE, SLOT_RECOVERING, beginRecovery, releaseSlot, slotGen, slotOff, slotState } from './client';
 import { CP_RECOVER_CLAIMED, CP_RECOVER_PARTIAL, CP_RECOVER_RECLAIMED, crashPoint } from './crash';
@@ -93,6 +94,10 @@ let partialFired = false;
  */
 export function reclaimClient(x: u32, gen: u32): usize {
   memory.fill(out, 0, 8 * OUT_WORDS);
+  // This client's own release (close): its cached blocks are HELD | CACHED
+  // in its generation, so the walk below frees them with the rest; the
+  // core-local cache only has to forget them (assembly/cache.ts).
+  if (x == clientId && gen == clientGen) dropCache();
   partialFired = false;
   // Heap objects are freed under the delayed-free ring's lock, so that none
   // is retired (handed to the ring) between reading its tag and clearing its

@@ -12,11 +12,13 @@
  *   [6]  sealed spans in CHUNK sections        [7] live client slots
  *   [8..18]  blocks held per class 0..9, [18] = above 2 MiB
  *   [19..29] chunks held per class 0..9, [29] = above 2 MiB
+ * Blocks in their clients' block caches are not held here: see scanCached.
  */
 import { load64 } from './imports';
 import { SLOT_LIVE, slotOff, slotState } from './client';
 import { SECTION_CHUNKS, maxClients } from './layout';
-import { CLASS_LARGE, LOG_HELD, groupChunk, heldGroups, logClass, logSections, logState } from './ownerlog';
+import { CLASS_LARGE, LOG_HELD, groupChunk, heldGroups, logClass, logClient, logSections, logState } from './ownerlog';
+import { isCachedEntry } from './cache';
 import { bitmapOf, groupMask, spanClass } from './span';
 import {
   W_CHUNK, W_CHUNKS, W_END, W_FREE, W_LARGE_HEAD, W_LARGE_TAIL, W_SEALED_SPAN, W_SPAN_HEAD, W_SPAN_TAIL,
@@ -26,11 +28,48 @@ import {
 export const SCAN_FIELDS: u32 = 30;
 const out = memory.data(8 * 30);
 
+/**
+ * Blocks in clients' caches (assembly/cache.ts), from the last scanPool, at
+ * scanCached()'s pointer, f64 each: [0] blocks, [1] chunks, [2] clients
+ * listed (at most CACHED_CLIENTS; the totals count every client), then per
+ * listed client [client id, blocks, chunks]. The census above counts them
+ * neither as held (the application freed them) nor as free (their bits
+ * are set, and only their client hands them out again) nor as orphans
+ * (their client owns them): free + held + orphan + cached = all chunks.
+ */
+export const CACHED_CLIENTS: u32 = 64;
+const cachedOut = memory.data(8 * (3 + 3 * 64));
+
+@inline function cachedAt(i: u32): usize { return cachedOut + (i << 3); }
+
+function noteCached(client: u32, chunks: u32): void {
+  store<f64>(cachedAt(0), load<f64>(cachedAt(0)) + 1);
+  store<f64>(cachedAt(1), load<f64>(cachedAt(1)) + <f64>chunks);
+  const n = <u32>load<f64>(cachedAt(2));
+  for (let i: u32 = 0; i < n; i++) {
+    const at = 3 + 3 * i;
+    if (<u32>load<f64>(cachedAt(at)) != client) continue;
+    store<f64>(cachedAt(at + 1), load<f64>(cachedAt(at + 1)) + 1);
+    store<f64>(cachedAt(at + 2), load<f64>(cachedAt(at + 2)) + <f64>chunks);
+    return;
+  }
+  if (n >= CACHED_CLIENTS) return;
+  const at = 3 + 3 * n;
+  store<f64>(cachedAt(at), <f64>client);
+  store<f64>(cachedAt(at + 1), 1);
+  store<f64>(cachedAt(at + 2), <f64>chunks);
+  store<f64>(cachedAt(2), <f64>(n + 1));
+}
+
+/** Pointer to the cached-block counts of the last scanPool (see `cachedOut`). */
+export function scanCached(): usize { return cachedOut; }
+
 @inline function add(i: u32, v: f64): void { store<f64>(out + (i << 3), load<f64>(out + (i << 3)) + v); }
 @inline function classIndex(cls: u32): u32 { return cls == CLASS_LARGE ? 10 : cls; }
 
 export function scanPool(): usize {
   memory.fill(out, 0, 8 * SCAN_FIELDS);
+  memory.fill(cachedOut, 0, 8 * 3);
   let run: f64 = 0;
   let best: f64 = 0;
   walkStart();
@@ -85,10 +124,15 @@ export function scanPool(): usize {
       const groups = heldGroups(bm, logBase);
       for (let g: u32 = 0; g < groups; g++) {
         const k = <u32>load<u8>(groupChunk + g);
-        const cls = logClass(load<u64>(logBase + (k << 3)));
+        const e = load<u64>(logBase + (k << 3));
+        const cls = logClass(e);
         covered |= groupMask(k, cls);
-        add(8 + cls, 1);
-        add(19 + cls, <f64>(1 << cls));
+        if (isCachedEntry(e)) {
+          noteCached(logClient(e), <u32>1 << cls);
+        } else {
+          add(8 + cls, 1);
+          add(19 + cls, <f64>(1 << cls));
+        }
       }
       add(4, <f64>popcnt(bm & ~covered));
       add(3, <f64>popcnt(~bm));

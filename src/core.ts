@@ -60,6 +60,13 @@ export interface CoreExports {
   epochGlobal(): number;
   reclaim(): number;
   delayedPending(): number;
+  setBlockCache(n: number): number;
+  blockCacheCount(cls: number): number;
+  blockCacheDrop(): void;
+  blockCacheFlush(): number;
+  blockCacheLayout(field: number): number;
+  blockCacheWord(cls: number, cached: number): bigint;
+  scanCached(): number;
 }
 
 /** Raised when the core traps on a failed assert (debug build only). */

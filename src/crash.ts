@@ -31,6 +31,7 @@ export const CRASH_POINTS = [
   'ring.entry-written',
   'ring.retired',
   'ring.popped',
+  'cache.pop',
 ] as const;
 
 export type CrashPointName = (typeof CRASH_POINTS)[number];

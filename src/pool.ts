@@ -10,7 +10,7 @@
  *   src/admin.ts   decoders of the core's reports (census, stats, fsck, slots, orphans)
  *   src/heap.ts, src/region.ts   the heap and region facades
  */
-import { hostname } from 'node:os';
+import { endianness, hostname } from 'node:os';
 import { randomBytes, createHash } from 'node:crypto';
 import {
   readCensus, readFsck, readGeometry, readOrphans, readReclaim, readSlot, readStats,
@@ -22,11 +22,12 @@ import { parseCrashPoint } from './crash.js';
 import { bytesOf, integerIn, optionsObject, show, sizeArgument, word64 } from './args.js';
 import { CorruptPoolError, InvalidAddressError, InvalidArgumentError, NotAPoolError, PoolBusyError, PoolClosedError } from './errors.js';
 import { bootId, pidNamespace, processStartTime } from './proc.js';
-import { MAX_NODE, nodeOf, offsetOf, toGaddr } from './gaddr.js';
+import { MAX_NODE, NODE_SPAN, nodeOf, toGaddr } from './gaddr.js';
 import { Heap } from './heap.js';
 import { createSpace, type Space, type SpaceOptions } from './space.js';
 import type { PoolInternals } from './internals.js';
 import { ClientLease } from './lease.js';
+import { BlockCacheFastPath } from './blockcache.js';
 import { RegionDirectory, type Region, type RegionInfo } from './region.js';
 import { FORMAT_CLAIM, type Transport } from './transport.js';
 
@@ -59,6 +60,34 @@ export interface PoolOptions {
   crashPoint?: string;
   /** The file or device, as error messages name it (openPool passes the path). */
   medium?: string;
+  /**
+   * Blocks per size class 0..4 this client keeps for reuse when it frees
+   * them (its block cache, assembly/cache.ts: 0..256; 0 turns it off).
+   * Cached blocks stay allocated in the pool (the census lists them as
+   * cached by this client) until it allocates them again, flushes, closes
+   * or is recovered. Default: the environment's DMEM_BLOCK_CACHE, else 0.
+   */
+  blockCache?: number;
+}
+
+/** Most blocks per size class a client's block cache holds (assembly/cache.ts, CACHE_MAX). */
+export const BLOCK_CACHE_MAX = 256;
+
+/** This client's counters, with its block cache. */
+export interface PoolClientStats extends ClientStats {
+  /** Blocks this client freed and keeps for reuse (still allocated in the pool, HELD | CACHED). */
+  cache: { limit: number; blocks: number; chunks: number; perClass: number[] };
+}
+
+/**
+ * A pool census, with the blocks in clients' block caches: allocated in
+ * metadata, freed by the application, kept by their client for reuse. They
+ * are not in `chunks.held`, `chunks.free`, `chunks.orphan` nor `perClass`:
+ * free + held + orphan + cached chunks = all chunks.
+ */
+export interface PoolCensusWithCache extends PoolCensus {
+  /** Blocks cached by their clients; `byClient` lists up to 64 clients (the totals count all). */
+  cached: { blocks: number; chunks: number; byClient: Array<{ client: number; blocks: number; chunks: number }> };
 }
 
 /** Pools whose transport they opened themselves, and so close. */
@@ -89,7 +118,14 @@ export class Pool {
   private heapHandle: Heap | undefined;
   private epochDepth = 0;
 
-  private constructor(transport: Transport, core: Core, node: number, heartbeatMs: number | null) {
+  /** Blocks per class 0..4 this client's block cache may hold (assembly/cache.ts). */
+  private readonly cacheLimit: number;
+
+  /** The block cache's JS fast path (src/blockcache.ts), where the pool is one mapped window and no crash point is armed. */
+  private readonly fast: BlockCacheFastPath | null;
+
+  private constructor(transport: Transport, core: Core, node: number, heartbeatMs: number | null, cacheLimit: number, crashArmed: boolean) {
+    this.cacheLimit = cacheLimit;
     this.transport = transport;
     this.core = core;
     this.x = core.exports;
@@ -106,6 +142,10 @@ export class Pool {
       gaddr: (offset) => this.base + offset,
     };
     this.lease = new ClientLease(core, transport, heartbeatMs);
+    const words = cacheLimit > 0 && !crashArmed && endianness() === 'LE' ? transport.mapped?.singleWindow() ?? null : null;
+    this.fast = words === null ? null : new BlockCacheFastPath(
+      core, words, this.x.geometry(Geometry.ownerLogOffset), this.dataOffset, this.geometry.sections * Layout.sectionSpans * Layout.spanChunks, cacheLimit,
+    );
   }
 
   /**
@@ -137,7 +177,8 @@ export class Pool {
       x.crashAt(id, skip);
     }
     check(x.register(process.pid, hostId(), processStartTime(process.pid) ?? 0n, pidNamespace(), bootId()), 'register');
-    return new Pool(transport, core, o.node, opts.heartbeatMs ?? null);
+    const cacheLimit = x.setBlockCache(o.blockCache);
+    return new Pool(transport, core, o.node, opts.heartbeatMs ?? null, cacheLimit, Boolean(crash));
   }
 
   /** Hash of this host's name, as recorded in client slots. */
@@ -162,6 +203,11 @@ export class Pool {
   alloc(bytes: number): number {
     this.guard();
     if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 1 || bytes > this.geometry.dataBytes) this.badSize('alloc', bytes);
+    if (this.fast !== null && bytes <= 16 * Layout.chunkBytes) {
+      // The smallest class c with 4 KiB * 2^c >= bytes (assembly/layout.ts classOfBytes).
+      const f = this.fast.alloc(bytes <= Layout.chunkBytes ? 0 : 32 - Math.clz32(Math.ceil(bytes / Layout.chunkBytes) - 1));
+      if (f >= 0) return this.base + f;
+    }
     const r = this.x.allocBytes(bytes);
     if (r < 0) check(r, `alloc(${bytes})`);
     return this.base + r;
@@ -174,6 +220,10 @@ export class Pool {
   allocClass(cls: number): number {
     this.guard();
     integerIn('allocClass: cls', cls, 0, Layout.maxClass);
+    if (this.fast !== null && cls <= 4) {
+      const f = this.fast.alloc(cls);
+      if (f >= 0) return this.base + f;
+    }
     const r = this.x.alloc(cls);
     if (r < 0) check(r, `allocClass(${cls})`);
     return this.base + r;
@@ -186,7 +236,9 @@ export class Pool {
    */
   free(gaddr: number): void {
     this.guard();
-    const r = this.x.free(this.offset(gaddr));
+    const off = this.offset(gaddr);
+    if (this.fast !== null && this.fast.free(off)) return;
+    const r = this.x.free(off);
     if (r < 0) check(r, `free(${gaddr})`);
   }
 
@@ -258,16 +310,64 @@ export class Pool {
     return this.transport.faa64(off, d);
   }
 
-  /** This client's counters (allocs, frees, CAS retries, transport ops per op). */
-  stats(): ClientStats {
+  /** This client's counters (allocs, frees, CAS retries, transport ops per op) and its block cache. */
+  stats(): PoolClientStats {
     this.guard();
-    return readStats(this.core, this.clientId);
+    const perClass: number[] = [];
+    let blocks = 0;
+    let chunks = 0;
+    for (let c = 0; c < 5; c++) {
+      const n = this.x.blockCacheCount(c);
+      perClass.push(n);
+      blocks += n;
+      chunks += n * 2 ** c;
+    }
+    const cache = { limit: this.cacheLimit, blocks, chunks, perClass };
+    const s = readStats(this.core, this.clientId);
+    if (this.fast !== null) {
+      // The fast path's operations: one CAS each, counted here (the core counts its own).
+      let fa = 0;
+      let ff = 0;
+      for (let c = 0; c < 5; c++) {
+        fa += this.fast.allocs[c];
+        ff += this.fast.frees[c];
+        s.perClass.allocated[c] += this.fast.allocs[c];
+        s.perClass.freed[c] += this.fast.frees[c];
+      }
+      const allocOps = s.transportOps.perAlloc * s.allocs + fa;
+      const freeOps = s.transportOps.perFree * s.frees + ff;
+      s.allocs += fa;
+      s.frees += ff;
+      s.cas.attempts += fa + ff;
+      s.cas.retriesPerAlloc = s.allocs ? s.cas.retries / s.allocs : 0;
+      s.transportOps = { total: s.transportOps.total + fa + ff, perAlloc: s.allocs ? allocOps / s.allocs : 0, perFree: s.frees ? freeOps / s.frees : 0 };
+    }
+    return { ...s, cache };
   }
 
-  /** Pool-wide census from metadata (reads every header: O(pool size / 2 MiB) bulk reads). */
-  census(): PoolCensus {
+  /**
+   * Pool-wide census from metadata (reads every header: O(pool size / 2 MiB)
+   * bulk reads), with the blocks each client keeps in its block cache.
+   */
+  census(): PoolCensusWithCache {
     this.live();
-    return readCensus(this.core, this.geometry.sections);
+    const census = readCensus(this.core, this.geometry.sections);
+    const f = this.core.floats(this.x.scanCached(), 3 + 3 * 64);
+    const byClient = [];
+    for (let i = 0; i < f[2]; i++) byClient.push({ client: f[3 + 3 * i], blocks: f[4 + 3 * i], chunks: f[5 + 3 * i] });
+    return { ...census, cached: { blocks: f[0], chunks: f[1], byClient } };
+  }
+
+  /**
+   * Gives every block of this client's block cache back to the pool (close
+   * and recovery do it too; an allocation that finds the pool exhausted
+   * does it before it fails).
+   * @returns how many blocks went back
+   * @throws LeaseExpiredError, PoolClosedError
+   */
+  flushCache(): number {
+    this.guard();
+    return this.x.blockCacheFlush();
   }
 
   /**
@@ -300,9 +400,12 @@ export class Pool {
           }
         }
         this.x.unregister();
-      } else if (this.lease.fenced === null) {
+      } else {
+        // Revoked: the cached blocks are its recovery's to free; forget them
+        // (no pool write: a fenced client writes nothing, assembly/cache.ts).
+        this.x.blockCacheDrop();
         // Revoked without noticing (no call since): acknowledge, so recovery need not wait.
-        this.lease.acknowledgeIfRevoked();
+        if (this.lease.fenced === null) this.lease.acknowledgeIfRevoked();
       }
     } finally {
       if (this.closed && owners.has(this)) this.transport.close();
@@ -527,7 +630,12 @@ export class Pool {
    */
   private guard(): void {
     if (this.closed) throw new PoolClosedError('pool is closed');
-    this.lease.check();
+    try {
+      this.lease.check();
+    } catch (e) {
+      if (this.lease.fenced !== null) this.x.blockCacheDrop();
+      throw e;
+    }
   }
 
   /** @throws InvalidArgumentError for a size that is not an integer in 1 .. dataBytes */
@@ -543,8 +651,12 @@ export class Pool {
     if (!Number.isSafeInteger(gaddr) || gaddr <= 0) {
       throw new InvalidAddressError(`${String(gaddr)} is not a gaddr (a positive integer below 2^53)`);
     }
-    if (nodeOf(gaddr) !== this.node) throw new InvalidAddressError(`gaddr ${gaddr} is on node ${nodeOf(gaddr)}, this pool is node ${this.node}`);
-    return offsetOf(gaddr);
+    // gaddr - base is offsetOf(gaddr) exactly when nodeOf(gaddr) is this
+    // node (safe integers subtract exactly), without the float division and
+    // modulo by 2^40 those two cost on every free.
+    const off = gaddr - this.base;
+    if (off < 0 || off >= NODE_SPAN) throw new InvalidAddressError(`gaddr ${gaddr} is on node ${nodeOf(gaddr)}, this pool is node ${this.node}`);
+    return off;
   }
 
   private range(gaddr: number, length: number, what: string): number {
@@ -615,7 +727,7 @@ function attachWhenFormatted(core: Core, transport: Transport, timeoutMs: number
  * Checks the options of Pool.attach and openPool, and returns the ones with defaults. @internal
  * @throws InvalidArgumentError naming the first bad option and its value
  */
-export function checkPoolOptions(opts: PoolOptions): { node: number; seed: bigint; clients: number; attachTimeoutMs: number } {
+export function checkPoolOptions(opts: PoolOptions): { node: number; seed: bigint; clients: number; attachTimeoutMs: number; blockCache: number } {
   optionsObject('Pool.attach: opts', opts);
   const o = opts as Record<string, unknown>;
   if (o.size !== undefined) sizeArgument('size', o.size);
@@ -630,11 +742,14 @@ export function checkPoolOptions(opts: PoolOptions): { node: number; seed: bigin
   const node = o.node === undefined ? 0 : integerIn('option node', o.node, 0, MAX_NODE);
   const clients = o.clients === undefined ? 256 : integerIn('option clients', o.clients, 1, Layout.maxClients);
   const attachTimeoutMs = o.attachTimeoutMs === undefined ? 5000 : integerIn('option attachTimeoutMs', o.attachTimeoutMs, 0, 2 ** 31 - 1);
+  const envCache = process.env.DMEM_BLOCK_CACHE;
+  const blockCache = o.blockCache !== undefined ? integerIn('option blockCache', o.blockCache, 0, BLOCK_CACHE_MAX)
+    : envCache === undefined || envCache === '' ? 0 : integerIn('DMEM_BLOCK_CACHE', Number(envCache), 0, BLOCK_CACHE_MAX);
   let seed: bigint;
   if (o.seed === undefined) seed = randomBytes(8).readBigUInt64LE();
   else if (typeof o.seed === 'bigint') seed = word64('option seed', o.seed);
   else seed = BigInt(integerIn('option seed', o.seed, -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER));
-  return { node, seed, clients, attachTimeoutMs };
+  return { node, seed, clients, attachTimeoutMs, blockCache };
 }
 
 /** @throws InvalidArgumentError unless `t` has the shape of a Transport */

@@ -58,7 +58,7 @@ const PARENT_CLASSES = [0, 1, 2, 3, 4, 5, 6, 9];
 /** Chunks of the delayed-free ring (a 128 KiB pool-owned block): it outlives the child that made it. */
 const RING_CHUNKS = 32;
 
-const SCENARIOS: Record<string, { plan: Plan; skip: number; ring?: boolean }> = {
+const SCENARIOS: Record<string, { plan: Plan; skip: number; ring?: boolean; env?: Record<string, string> }> = {
   // The first Pool holds PREP; a second Pool of the same process dies registering.
   'register.claimed': { plan: { prep: PREP, action: [{ attach: true }], unarmedFirstPool: true }, skip: 0 },
   'alloc.chunk.committed': { plan: { prep: PREP, action: [{ a: 0 }, { a: 1 }, { a: 2 }, { a: 3 }, { a: 4 }] }, skip: 7 },
@@ -88,6 +88,8 @@ const SCENARIOS: Record<string, { plan: Plan; skip: number; ring?: boolean }> = 
   'ring.entry-written': { plan: { prep: PREP, action: [{ d: 0 }] }, skip: 0, ring: true },
   'ring.retired': { plan: { prep: PREP, action: [{ d: 0 }] }, skip: 0, ring: true },
   'ring.popped': { plan: { prep: PREP, action: [{ d: 0 }, { reclaim: 4 }] }, skip: 0, ring: true },
+  // A child with 50 blocks in its block cache dies taking one out (assembly/cache.ts).
+  'cache.pop': { plan: { prep: [...PREP, { churn: 0, n: 50 }], action: [{ a: 0 }] }, skip: 0, env: { DMEM_BLOCK_CACHE: '256' } },
 };
 
 const RECOVER_POINTS = ['recover.claimed', 'recover.partial', 'recover.reclaimed'];
@@ -107,7 +109,7 @@ for (const point of CRASH_POINTS) {
       try {
         admin.setLeaseMs(LEASE);
         const mine = allocStamped(admin, PARENT_CLASSES);
-        const child = new Child(CHILD, [name, JSON.stringify(scenario.plan)], { DMEM_CRASH_POINT: `${point}:${scenario.skip}` });
+        const child = new Child(CHILD, [name, JSON.stringify(scenario.plan)], { DMEM_CRASH_POINT: `${point}:${scenario.skip}`, ...scenario.env });
         const prepared = await child.take('prepared');
         assert.ok((prepared.chunks as number) > 0, 'the child holds memory before it acts');
         assert.is(admin.census().chunks.held, chunksOf(mine) + (prepared.chunks as number), 'census counts the parent and the child');

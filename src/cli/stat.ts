@@ -7,7 +7,7 @@
  * why nothing it holds may be freed yet.
  */
 import type { Command } from 'commander';
-import { openPool, type PoolCensus } from '../pool.js';
+import { openPool, type PoolCensusWithCache } from '../pool.js';
 import { fenceOf } from '../fencing.js';
 import { shmPath } from '../../plugins/cxl-shm/index.js';
 import { formatBytes } from '../units.js';
@@ -40,7 +40,7 @@ export function addStatCommand(program: Command): void {
 async function stat(flags: StatFlags): Promise<void> {
   const out = new Output(flags.json);
   const pool = await openPool(`shm:${flags.pool}`, { create: false, heartbeatMs: 0 });
-  let c: PoolCensus;
+  let c: PoolCensusWithCache;
   let pending: Array<{ client: number; pid: number; state: string; fenced: boolean; why: string }>;
   try {
     c = pool.census();
@@ -62,7 +62,7 @@ async function stat(flags: StatFlags): Promise<void> {
       pool: flags.pool, path: shmPath(flags.pool), poolBytes: g.poolBytes, dataBytes: g.dataBytes,
       allocated: { blocks, chunks: c.chunks.held, bytes: c.chunks.held * g.chunkBytes, perClass },
       freeBytes: c.freeBytes, freeChunks: c.chunks.free, largestFreeBytes: c.largestFreeBytes, fragmentation: c.fragmentation,
-      sections: c.sections, sealedSpans: c.sealedSpans, liveClients, orphanChunks: c.chunks.orphan, pending,
+      sections: c.sections, sealedSpans: c.sealedSpans, liveClients, orphanChunks: c.chunks.orphan, cached: c.cached, pending,
     },
     () => [
       ...pairs([
@@ -82,6 +82,7 @@ async function stat(flags: StatFlags): Promise<void> {
         ['sections', `${c.sections.total} total: ${c.sections.free} free, ${c.sections.chunk} chunk, ${c.sections.large} large`],
         ['live clients', `${liveClients} (not counting this command)`],
         ['orphan chunks', `${c.chunks.orphan}${c.chunks.orphan > 0 ? ' (allocations in flight, or left by a dead client)' : ''}`],
+        ...c.cached.byClient.map((b) => [`cached by client ${b.client}`, `${b.blocks} blocks, ${b.chunks} chunks (freed, kept for reuse)`] as [string, string]),
         ...pending.map((p) => [`client ${p.client}`, `${p.state} (pid ${p.pid}): ${p.why}`] as [string, string]),
       ]),
     ],

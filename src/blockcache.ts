@@ -1,0 +1,144 @@
+/**
+ * The host's fast path of the per-client block cache (assembly/cache.ts):
+ * where the pool is mapped into this process as one window, a block of
+ * class 0..4 is taken out of the cache, or put into it, by JS itself with
+ * one `Atomics.compareExchange` on the block's owner-log word, with no call
+ * into the core and no import back (those crossings, and the BigInts they
+ * box, were most of a cached operation's time: docs/performance.md).
+ *
+ * The cache itself stays where the core keeps it, in core memory: the
+ * stacks of chunk indexes, their depths and the per-chunk class guesses
+ * are read and written here through views of the core's memory at the
+ * addresses the core reports (`blockCacheLayout`). Everything else (a full
+ * class to spill, an empty one to refill from the pool, a CAS that fails, a
+ * block without a guess, a fenced client: `dropCache` zeroes the depths)
+ * goes to the core's own path, which does the same and more.
+ *
+ * The protocol is the core's, word for word: the same two CASes
+ * (assembly/cache.ts, "Concurrency"), from the exact words the core builds
+ * for this client (`blockCacheWord`, read once at attach):
+ *   pop   CACHED(me, gen, cls) -> HELD(me, gen, cls)
+ *   push  HELD(me, gen, cls)   -> CACHED(me, gen, cls)
+ * each as a 32-bit CAS of the word's lower half, which acts exactly as the
+ * 64-bit CAS of the whole word (assembly/cache.ts says why) and costs no
+ * BigInt; so every argument there (no stale pop, no two holders, recovery
+ * and close free cached blocks, bounds and frees refuse them) holds here
+ * unchanged.
+ * Only the bookkeeping moves: a pop or push decided here updates the
+ * core's stack and depth exactly as the core would, after its CAS won.
+ *
+ * Little-endian hosts only (the lower half is the word's first 4 bytes).
+ * Not used while a crash point is armed (tests freeze or kill the client at
+ * the core's `cache.pop`; the core path is then the one under test).
+ */
+import type { Core } from './core.js';
+
+/** Size classes with a cache (assembly/cache.ts, CACHE_CLASSES). */
+const CLASSES = 5;
+
+export class BlockCacheFastPath {
+  /** Allocations and frees this path completed, per class 0..4 (the core counts the rest). */
+  readonly allocs = new Float64Array(CLASSES);
+  readonly frees = new Float64Array(CLASSES);
+
+  private readonly x: Core['exports'];
+  /** The pool mapping as 32-bit halves: the lower half of word w is index 2w. */
+  private readonly halves: Int32Array;
+  private readonly logWord0: number;
+  private readonly dataOffset: number;
+  private readonly chunks: number;
+  private readonly limit: number;
+  /** Lower halves of this client's HELD and CACHED words, per class (their upper halves are 0). */
+  private readonly held = new Int32Array(CLASSES);
+  private readonly cached = new Int32Array(CLASSES);
+  private readonly stackAt: number;
+  private readonly depthAt: number;
+  private readonly guessAt: number;
+  private readonly guessMask: number;
+  private readonly perClass: number;
+  private stack: Uint32Array;
+  private depth: Uint32Array;
+  private guess: Uint8Array;
+
+  /**
+   * @param words the pool mapping, one window (MappedMemory.singleWindow)
+   * @param ownerLogOffset byte offset of the owner log; @param dataOffset of chunk 0
+   * @param chunks chunks in the data area; @param limit blocks per class the cache holds
+   */
+  constructor(core: Core, words: BigInt64Array, ownerLogOffset: number, dataOffset: number, chunks: number, limit: number) {
+    this.x = core.exports;
+    this.halves = new Int32Array(words.buffer, words.byteOffset, words.length * 2);
+    this.logWord0 = ownerLogOffset / 8;
+    this.dataOffset = dataOffset;
+    this.chunks = chunks;
+    this.limit = limit;
+    for (let c = 0; c < CLASSES; c++) {
+      this.held[c] = Number(BigInt.asIntN(32, this.x.blockCacheWord(c, 0)));
+      this.cached[c] = Number(BigInt.asIntN(32, this.x.blockCacheWord(c, 1)));
+    }
+    this.stackAt = this.x.blockCacheLayout(0);
+    this.depthAt = this.x.blockCacheLayout(1);
+    this.guessAt = this.x.blockCacheLayout(2);
+    this.guessMask = this.x.blockCacheLayout(3) - 1;
+    this.perClass = this.x.blockCacheLayout(4);
+    const buffer = this.x.memory.buffer;
+    this.stack = new Uint32Array(buffer, this.stackAt, CLASSES * this.perClass);
+    this.depth = new Uint32Array(buffer, this.depthAt, CLASSES);
+    this.guess = new Uint8Array(buffer, this.guessAt, this.guessMask + 1);
+  }
+
+  /**
+   * Views again after the core's memory grew: its old buffer is detached,
+   * and views of a detached buffer have length 0, which is what the hot
+   * path checks (reading `memory.buffer` is a call into the VM each time).
+   */
+  private remap(): void {
+    const buffer = this.x.memory.buffer;
+    this.stack = new Uint32Array(buffer, this.stackAt, CLASSES * this.perClass);
+    this.depth = new Uint32Array(buffer, this.depthAt, CLASSES);
+    this.guess = new Uint8Array(buffer, this.guessAt, this.guessMask + 1);
+  }
+
+  /**
+   * Takes a cached block of class `cls` (0..4). Returns its byte offset, or
+   * -1 when the core must allocate (nothing cached, or the CAS lost).
+   */
+  alloc(cls: number): number {
+    if (this.depth.length === 0) this.remap();
+    const n = this.depth[cls];
+    if (n === 0) return -1;
+    const chunk = this.stack[cls * this.perClass + n - 1];
+    const want = this.cached[cls];
+    if (Atomics.compareExchange(this.halves, 2 * (this.logWord0 + chunk), want, this.held[cls]) !== want) return -1;
+    this.depth[cls] = n - 1;
+    this.guess[chunk & this.guessMask] = cls + 1;
+    this.allocs[cls]++;
+    return this.dataOffset + chunk * 4096;
+  }
+
+  /**
+   * Caches the block at byte offset `off` if it is this client's block of a
+   * class it guessed, and that class has room. Returns false when the core
+   * must free it (nothing was changed then).
+   */
+  free(off: number): boolean {
+    const rel = off - this.dataOffset;
+    if (rel < 0 || rel % 4096 !== 0) return false;
+    const chunk = rel / 4096;
+    if (chunk >= this.chunks) return false;
+    if (this.depth.length === 0) this.remap();
+    const g = this.guess[chunk & this.guessMask];
+    if (g === 0) return false;
+    const cls = g - 1;
+    if ((chunk & ((1 << cls) - 1)) !== 0) return false;
+    const n = this.depth[cls];
+    if (n >= this.limit) return false;
+    const want = this.held[cls];
+    if (Atomics.compareExchange(this.halves, 2 * (this.logWord0 + chunk), want, this.cached[cls]) !== want) return false;
+    this.stack[cls * this.perClass + n] = chunk;
+    this.depth[cls] = n + 1;
+    this.guess[chunk & this.guessMask] = 0;
+    this.frees[cls]++;
+    return true;
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * The per-client block cache (assembly/cache.ts, issue 10): freed blocks of
+ * classes 0..4 stay allocated in their client's name (HELD | CACHED) and
+ * are handed out again by that client only. Checked here: what the census,
+ * `stats()` and `dmem stat` say about them, that reads, writes and frees of
+ * a cached block are refused (use after free, double free, by any client),
+ * that close, a flush and an exhausted pool give them back, that the
+ * recovery of a kill -9'd client with a full cache frees all of it, and
+ * that a client frozen taking a block out of its cache, then revoked and
+ * recovered, resumes without handing out anything of its stale cache.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { fileURLToPath } from 'node:url';
+import { DoubleFreeError, InvalidAddressError, openPool, type Pool } from '../src/index.js';
+import { fenceOf } from '../src/fencing.js';
+import { processState } from '../src/proc.js';
+import type { Plan } from './fixtures/recovery-child.js';
+import {
+  Child, allocStamped, assertOnlyParentHolds, chunksOf, describePool, fillFreeSpace, killAll, sleep,
+} from './harness.js';
+import { dmem, is, jsonLines, withPoolName } from './helpers.js';
+
+const CHILD = fileURLToPath(new URL('./fixtures/recovery-child.js', import.meta.url));
+const CACHE = { DMEM_BLOCK_CACHE: '256' };
+
+/** Every chunk of the census is free, held, an orphan or cached. */
+function accounted(p: Pool): void {
+  const c = p.census();
+  assert.is(c.chunks.free + c.chunks.held + c.chunks.orphan + c.cached.chunks, c.chunks.total, `every chunk counted once: ${JSON.stringify(c.chunks)}, cached ${c.cached.chunks}`);
+}
+
+test('freed blocks are cached and counted as cached by their client; reads, writes and frees of them are refused; they are handed out again; close returns them all', async () => {
+  await withPoolName('bc-basic', async (name) => {
+    const a = await openPool(`shm:${name}`, { size: '64MiB', blockCache: 256 });
+    const b = await openPool(`shm:${name}`, { create: false, blockCache: 0 });
+    try {
+      const freed = new Map<number, number>();
+      for (let cls = 0; cls <= 4; cls++) {
+        for (let i = 0; i < 20; i++) freed.set(a.allocClass(cls), cls);
+      }
+      for (const g of freed.keys()) a.free(g);
+      const s = a.stats();
+      assert.equal(s.cache.perClass, [20, 20, 20, 20, 20], 'stats: 20 blocks of each class cached');
+      assert.is(s.cache.chunks, 20 * (1 + 2 + 4 + 8 + 16));
+      const c = b.census();
+      assert.equal(c.cached.byClient, [{ client: a.clientId, blocks: 100, chunks: 620 }], 'census: cached by client A');
+      assert.is(c.chunks.held, 0, 'a cached block is not held');
+      assert.is(c.chunks.orphan, 0, 'nor an orphan');
+      accounted(b);
+      const st = jsonLines(dmem('stat', '--pool', name, '--json').stdout)[0] as { cached: { blocks: number }; allocated: { chunks: number } };
+      assert.is(st.cached.blocks, 100, 'dmem stat --json lists them');
+      assert.is(st.allocated.chunks, 0);
+      const human = dmem('stat', '--pool', name).stdout;
+      assert.match(human, new RegExp(`cached by client ${a.clientId}\\s+100 blocks, 620 chunks`), 'dmem stat names the client');
+
+      for (const g of freed.keys()) {
+        for (const p of [a, b]) {
+          assert.throws(() => p.read(g, 8), is(InvalidAddressError), 'a cached block is not readable (use after free)');
+          assert.throws(() => p.write(g, new Uint8Array(8)), is(InvalidAddressError), 'nor writable');
+          assert.throws(() => p.free(g), is(DoubleFreeError), 'its free is a double free, by any client');
+        }
+        assert.throws(() => a.heap.free(g), is(DoubleFreeError), 'heap.free too');
+      }
+      assert.equal(a.stats().cache.perClass, [20, 20, 20, 20, 20], 'the refused frees changed nothing');
+      assert.equal(b.scanOrphans(), [], 'cached blocks are not orphans (the sweep leaves them alone)');
+      assert.ok(b.fsck().clean, 'fsck is clean with blocks cached by a live client');
+
+      const again = Array.from({ length: 20 }, () => a.allocClass(2));
+      for (const g of again) assert.is(freed.get(g), 2, 'class 2 comes from the cache');
+      assert.is(a.stats().cache.perClass[2], 0);
+      for (const g of again) a.write(g, new Uint8Array(16384).fill(7));
+      const fromB = Array.from({ length: 20 }, () => b.allocClass(0));
+      for (const g of fromB) assert.not.ok(freed.has(g), 'another client never gets a cached block');
+      for (const g of fromB) b.free(g);
+      for (const g of again) a.free(g);
+
+      const closed = a.close();
+      assert.is(closed, 100, 'close frees the 100 cached blocks');
+      const after = b.census();
+      assert.is(after.cached.blocks, 0);
+      assert.is(after.chunks.free, after.chunks.total, 'everything is free');
+      assert.ok(b.fsck().clean, 'fsck clean');
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
+
+test('a delayed free of a cached block is refused: it was freed already', async () => {
+  await withPoolName('bc-ring', async (name) => {
+    const a = await openPool(`shm:${name}`, { size: '32MiB', blockCache: 256 });
+    try {
+      const g = a.allocClass(0);
+      const others = Array.from({ length: 8 }, () => a.allocClass(0));
+      for (const o of others) a.free(o);
+      a.free(g);
+      assert.is(a.stats().cache.perClass[0], 9);
+      // An application bug: a delayed free of a block it freed already.
+      assert.throws(() => a.heap.freeDelayed(g), is(InvalidAddressError), 'refused, as for a block freed to the pool');
+      assert.is(a.epochState().pending, 0, 'nothing queued');
+      const got = Array.from({ length: 9 }, () => a.allocClass(0));
+      assert.ok(got.includes(g), 'the block stayed in the cache');
+      // A delayed free of a held block still works, and the block never comes back from the cache meanwhile.
+      a.heap.freeDelayed(g);
+      for (const o of got) if (o !== g) a.free(o);
+      const again = Array.from({ length: 20 }, () => a.allocClass(0));
+      assert.not.ok(again.includes(g), 'the ring\'s block is not handed out');
+      for (const o of again) a.free(o);
+      for (let i = 0; i < 4; i++) a.reclaim();
+      assert.is(a.epochState().pending, 0, 'the ring freed it');
+      a.flushCache();
+      const c = a.census();
+      assert.is(c.chunks.held, 32, 'only the ring itself (pool-owned, one 128 KiB block) is held');
+      assert.is(c.chunks.free + c.chunks.held, c.chunks.total, 'everything else came back');
+    } finally {
+      a.close();
+    }
+  });
+});
+
+test('a client revoked and recovered between two calls hands out nothing of its cache: its next call is refused and the cache dropped', async () => {
+  await withPoolName('bc-revoked', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const a = await openPool(`shm:${name}`, { create: false, blockCache: 256, heartbeatMs: 0 });
+    try {
+      const got = Array.from({ length: 30 }, () => a.allocClass(0));
+      for (const g of got) a.free(g);
+      assert.is(a.stats().cache.blocks, 30);
+      const slot = admin.clientSlot(a.clientId);
+      assert.ok(admin.revokeClient(slot.id, slot.gen));
+      const r = admin.recoverClient(slot.id);
+      assert.ok(r !== null && r.blocks === 30, `recovery freed the 30 cached blocks: ${JSON.stringify(r)}`);
+      const fill = fillFreeSpace(admin, true);
+      assert.throws(() => a.allocClass(0), (e: unknown) => (e as { code?: string }).code === 'LEASE_EXPIRED', 'the next call finds the revocation');
+      assert.throws(() => a.allocClass(0), (e: unknown) => (e as { code?: string }).code === 'LEASE_EXPIRED', 'and every later one');
+      for (const b of fill.blocks) assert.ok(admin.read(b.g, 16).every((x) => x === 0xEE), 'the fill, which took the cached blocks, is intact');
+      for (const b of fill.blocks) admin.free(b.g);
+      a.close();
+      const c = admin.census();
+      assert.is(c.chunks.free, c.chunks.total, 'everything is free');
+      assert.is(c.cached.blocks, 0);
+      assert.ok(admin.fsck().clean);
+    } finally {
+      a.close();
+      admin.close();
+    }
+  });
+});
+
+test('an allocation that finds the pool exhausted first flushes its own cache; flushCache gives everything back', async () => {
+  // One section: a 2 MiB block needs every chunk of it.
+  const p = await openPool('memory:', { size: 2_200_000, blockCache: 256 });
+  try {
+    assert.is(p.geometry.sections, 1);
+    const got: number[] = [];
+    for (;;) {
+      try { got.push(p.allocClass(0)); } catch { break; }
+    }
+    for (const g of got) p.free(g);
+    assert.is(p.stats().cache.blocks, 256, 'the cache is full');
+    accounted(p);
+    const big = p.allocClass(9);
+    assert.ok(big > 0, 'a 2 MiB block fits once the cache is flushed');
+    assert.is(p.stats().cache.blocks, 0, 'flushed');
+    p.free(big);
+    for (let i = 0; i < 10; i++) p.free(p.allocClass(1));
+    assert.is(p.stats().cache.perClass[1], 1);
+    assert.is(p.flushCache(), 1);
+    const c = p.census();
+    assert.is(c.chunks.free, c.chunks.total, 'all free after the flush');
+  } finally {
+    p.close();
+  }
+});
+
+test('a kill -9\'d client with a full cache: its recovery frees every cached block, fsck clean', async () => {
+  await withPoolName('bc-kill', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '64MiB' });
+    try {
+      const mine = allocStamped(admin, [0, 2, 4]);
+      const plan: Plan = { prep: [{ churn: 0, n: 300 }, { churn: 3, n: 300 }, { a: 1, n: 5 }], action: [] };
+      const child = new Child(CHILD, [name, JSON.stringify(plan)], CACHE);
+      const prepared = await child.take('prepared');
+      const c = admin.census();
+      const mineInCache = c.cached.byClient.find((x) => x.client === prepared.clientId);
+      assert.ok(mineInCache !== undefined && mineInCache.blocks >= 256, `the child caches its freed blocks: ${JSON.stringify(c.cached)}`);
+      assert.is(c.chunks.held, chunksOf(mine) + (prepared.chunks as number), 'held: what the parent and the child hold, without the cache');
+      child.proc.kill('SIGKILL');
+      await child.exitWithin();
+      const slot = admin.clientSlot(prepared.clientId as number);
+      assert.ok(admin.revokeClient(slot.id, slot.gen), 'revoked');
+      const verdict = fenceOf(admin, admin.clientSlot(slot.id));
+      assert.ok(verdict.fenced, `the dead child is fenced: ${JSON.stringify(verdict)}`);
+      const r = admin.recoverClient(slot.id);
+      assert.ok(r !== null && r.blocks >= mineInCache.blocks + 5, `recovery freed the cache and the held blocks: ${JSON.stringify(r)}`);
+      assert.is(admin.census().cached.blocks, 0, 'nothing cached any more');
+      assertOnlyParentHolds(admin, mine, 'after the recovery of a full cache');
+    } finally {
+      await killAll();
+      admin.close();
+    }
+  });
+});
+
+test('fencing: a client frozen taking a block out of its cache, revoked and recovered meanwhile, resumes and hands out nothing of its stale cache', async () => {
+  await withPoolName('bc-fence', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    try {
+      admin.setLeaseMs(300);
+      const mine = allocStamped(admin, [0, 4]);
+      const plan: Plan = { prep: [{ churn: 0, n: 40 }], action: [{ a: 0 }, { a: 0 }] };
+      const child = new Child(CHILD, [name, JSON.stringify(plan)], { ...CACHE, DMEM_CRASH_POINT: 'cache.pop', DMEM_CRASH_ACTION: 'stop' });
+      const prepared = await child.take('prepared');
+      const id = prepared.clientId as number;
+      assert.is(admin.census().cached.byClient.find((x) => x.client === id)?.blocks, 40, '40 blocks in the child\'s cache');
+      child.send('go');
+      const deadline = Date.now() + 10_000;
+      while (processState(child.pid) !== 'T') {
+        assert.ok(Date.now() < deadline, `the child did not stop at cache.pop: ${child.describe()}`);
+        await sleep(5);
+      }
+      assert.ok(admin.revokeClient(id, prepared.gen as number), 'the frozen child is revoked');
+      const verdict = fenceOf(admin, admin.clientSlot(id));
+      assert.not.ok(verdict.fenced, 'a paused client is not fenced: only an operator (or a cut transport) lets its recovery run now');
+      // The worst case: recovered while frozen inside the pop (dmem recover --force).
+      const r = admin.recoverClient(id);
+      assert.ok(r !== null && r.blocks >= 40, `its cached blocks were freed: ${JSON.stringify(r)}`);
+      const fill = fillFreeSpace(admin, true);
+      child.proc.kill('SIGCONT');
+      const err = await child.take('error');
+      assert.is(err.code, 'POOL_EXHAUSTED', `resumed, every pop lost its CAS and the full pool had nothing for it: ${child.describe()}`);
+      await child.exitWithin();
+      const bad = fill.blocks.filter((b) => {
+        const got = admin.read(b.g, 16);
+        return !got.every((x) => x === 0xEE);
+      });
+      assert.is(bad.length, 0, 'no block of the admin\'s fill (which took the stale cache\'s blocks) was touched by the child');
+      for (const b of fill.blocks) admin.free(b.g);
+      assert.is(admin.census().cached.blocks, 0, `nothing cached: ${describePool(admin)}`);
+      assertOnlyParentHolds(admin, mine, 'after the frozen cache');
+    } finally {
+      await killAll();
+      admin.close();
+    }
+  });
+});
+
+test.run();
