@@ -33,7 +33,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { openPool, type Pool } from '../src/pool.js';
 import { coreImports } from '../src/core.js';
-import { WindowedTransport } from '../src/transports/windows.js';
 import { openShm, removeShm } from '../plugins/cxl-shm/index.js';
 import { Prng } from '../src/bench/prng.js';
 import { median } from '../src/bench/percentile.js';

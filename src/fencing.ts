@@ -48,16 +48,25 @@ export interface SlotReader {
   clientSlot(id: number): ClientSlot;
 }
 
-/** Clients whose transport a memory node in this process has cut, as `id:gen`. */
-const cut = new Set<string>();
+/**
+ * Clients whose transport a memory node in this process has cut, as
+ * `id:gen`, per pool: the Pool the node serves (and its monitor sweeps).
+ * Keyed by that object, never process-wide: client ids and generations
+ * repeat across pools, and a cut on one pool must not fence the client of
+ * the same id and generation on another. A watcher holding another Pool
+ * object on the same medium does not see the cut and waits (the safe side).
+ */
+const cut = new WeakMap<object, Set<string>>();
 
 /**
  * Records that the memory node has cut client `id` (slot generation `gen`)
  * off the pool (a remote transport's server: connection closed and its
  * requests refused, or its key revoked), so it counts as fenced.
  */
-export function markTransportCut(id: number, gen: number): void {
-  cut.add(`${id}:${gen & 0x3ffff}`);
+export function markTransportCut(pool: object, id: number, gen: number): void {
+  let ids = cut.get(pool);
+  if (ids === undefined) cut.set(pool, ids = new Set());
+  ids.add(`${id}:${gen & 0x3ffff}`);
 }
 
 /** This watcher's PID namespace and boot (computed once). */
@@ -93,7 +102,7 @@ export function fenceOf(pool: SlotReader, slot: ClientSlot): FenceVerdict {
   if (slot.state === 'live') return { fenced: false, why: 'client is live: revoke it first' };
   if (slot.state === 'recovering') return takeoverOf(pool, slot);
   if (slot.acknowledged) return { fenced: true, reason: 'acknowledged' };
-  if (cut.has(`${slot.id}:${slot.gen & 0x3ffff}`)) return { fenced: true, reason: 'transport-cut' };
+  if (cut.get(pool)?.has(`${slot.id}:${slot.gen & 0x3ffff}`)) return { fenced: true, reason: 'transport-cut' };
   const why = goneOrWhy(slot);
   return why === null ? { fenced: true, reason: 'process-gone' } : { fenced: false, why: `revoked, not acknowledged: ${why}` };
 }

@@ -16,6 +16,7 @@ import {
   CorruptPoolError, DoubleFreeError, DmemError, InvalidAddressError, LeaseMonitor, PoolExhaustedError, openPool, type Pool,
 } from '../src/index.js';
 import { processState } from '../src/proc.js';
+import { fenceOf, markTransportCut } from '../src/fencing.js';
 import { shmPath } from '../plugins/cxl-shm/index.js';
 import type { Plan } from './fixtures/recovery-child.js';
 import {
@@ -238,6 +239,32 @@ for (const [point, action] of [
     });
   });
 }
+
+test('a transport cut recorded for one pool never fences the client of the same id and generation on another pool', async () => {
+  await withPoolName('cut-a', async (a) => {
+    await withPoolName('cut-b', async (b) => {
+      const adminA = await openPool(`shm:${a}`, { size: '8MiB' });
+      const adminB = await openPool(`shm:${b}`, { size: '8MiB' });
+      const child = new Child(CHILD, [b, JSON.stringify({ prep: [{ a: 0 }], action: [] })]);
+      try {
+        const held = await child.take('prepared');
+        const id = held.clientId as number;
+        const gen = held.gen as number;
+        assert.ok(adminB.revokeClient(id, gen), 'the live child of pool B is revoked');
+        const slot = adminB.clientSlot(id);
+        markTransportCut(adminA, id, gen);
+        const v = fenceOf(adminB, slot);
+        assert.is(v.fenced, false, `a cut on pool A does not fence pool B's client ${id} gen ${gen}: ${JSON.stringify(v)}`);
+        markTransportCut(adminB, id, gen);
+        assert.equal(fenceOf(adminB, slot), { fenced: true, reason: 'transport-cut' }, 'a cut on its own pool does');
+      } finally {
+        await killAll();
+        adminA.close();
+        adminB.close();
+      }
+    });
+  });
+});
 
 test('finding 9: of two racing frees of one block exactly one wins; the loser cannot free the next holder', async () => {
   await withAdmin('f9', async (name, admin) => {

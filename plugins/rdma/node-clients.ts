@@ -84,6 +84,8 @@ export abstract class MemoryNode<C extends ClientConn> {
   private readonly conns = new Map<number, C>();
   private nextConn = 1;
   private watchTimer: NodeJS.Timeout | null = null;
+  /** Pools whose `revokeClient` this node wraps (fenceOnRevoke): their fencing sees its cuts. */
+  private readonly fencedPools = new Set<Pool>();
 
   /** @param kind the transport's name, for messages (`ofi`, `verbs`) */
   protected constructor(kind: string, opts: NodeClientsOptions) {
@@ -144,6 +146,7 @@ export abstract class MemoryNode<C extends ClientConn> {
    * could still write. The wrapper is installed on this Pool object only.
    */
   fenceOnRevoke(pool: Pool): void {
+    this.fencedPools.add(pool);
     const revoke = pool.revokeClient.bind(pool);
     pool.revokeClient = (id: number, gen: number): boolean => {
       const ok = revoke(id, gen);
@@ -239,8 +242,17 @@ export abstract class MemoryNode<C extends ClientConn> {
     // server may still belong to it (no other connection of that client,
     // none unreported).
     const others = [...this.conns.values()].some((o) => o.client === null || o.client === c.client);
-    if (failed === '' && c.client !== null && !others) markTransportCut(c.client, c.gen);
+    if (failed === '' && c.client !== null && !others) {
+      for (const p of this.watchers()) markTransportCut(p, c.client, c.gen);
+    }
     this.nodeOpts.onEvent?.({ event: 'client-cut', conn: c.id, client: c.client, reason: `${reason}${failed}` });
+  }
+
+  /** The Pools of this process that judge fencing for this node's pool: the one it watches and those whose revocations cut. */
+  private watchers(): Set<Pool> {
+    const all = new Set(this.fencedPools);
+    if (this.nodeOpts.pool) all.add(this.nodeOpts.pool);
+    return all;
   }
 
   /** Stops the listener and the slot check, and cuts every connection; for `close`, after it set `closed`. */
