@@ -48,8 +48,10 @@ const CXX_FLAGS = ['-O2', '-std=c++17', '-DNDEBUG'];
 const LINK_FLAGS = ['-lrt', '-pthread'];
 
 /** A side of the comparison: dmem or one of the peers. */
-export type Side = 'dmem' | 'boost' | 'malloc';
-export type PeerName = Exclude<Side, 'dmem'>;
+export type Side = 'dmem' | 'dmem-cache' | 'boost' | 'malloc';
+export type PeerName = Exclude<Side, 'dmem' | 'dmem-cache'>;
+/** Largest size class the per-client block cache holds (assembly/cache.ts). */
+const CACHE_MAX_CLASS = 4;
 
 /** The built peer program and the allocators it has. */
 export interface Peer {
@@ -183,6 +185,13 @@ export interface CompareOptions {
   heapChurn: number;
   /** Seed of the patterns; repetition r uses seed + r. */
   seed: number;
+  /**
+   * Blocks per size class of the per-client block cache for the
+   * `dmem-cache` side (frag cells of classes 0..4 only; the `blockCache`
+   * pool option, passed to the workers as DMEM_BLOCK_CACHE); 0 or absent:
+   * no such side. The `dmem` side always runs without the cache (the default).
+   */
+  blockCache?: number;
   /** A built peer (or the reason there is none); default: buildPeer(). */
   peer?: Peer | PeerSkip;
   signal?: AbortSignal;
@@ -214,11 +223,15 @@ export interface CompareCell {
   reps: number;
   /** Median value per side; null for a side that did not run. */
   dmem: number;
+  /** dmem with the per-client block cache (CompareOptions.blockCache). */
+  dmemCache: number | null;
   boost: number | null;
   malloc: number | null;
   /** Median over repetitions of dmem's speed / the peer's (above 1: dmem is faster); null when the peer did not run. */
   dmemVsBoost: number | null;
   dmemVsMalloc: number | null;
+  /** The same for dmem with the block cache against Boost. */
+  cacheVsBoost: number | null;
 }
 
 /** Everything `runCompare` measured. */
@@ -248,22 +261,27 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     else if (!peer.allocators.includes(name)) skipped[name] = `the peer was built without ${name === 'boost' ? 'the Boost headers (install libboost-dev)' : name}`;
     else peers.push(name);
   }
-  const sides: Side[] = ['dmem', ...peers];
+  const cache = o.blockCache ?? 0;
+  const sides: Side[] = ['dmem', ...(cache > 0 ? ['dmem-cache' as const] : []), ...peers];
+  const sidesOf = (c: CellSpec): Side[] => sides.filter((s) => s !== 'dmem-cache' || (c.workload === 'frag' && c.param <= CACHE_MAX_CLASS));
   const cellsSpec: Array<{ workload: 'frag' | 'heap'; param: number; procs: number }> = [];
   for (const procs of o.procs) {
     for (const cls of o.classes) cellsSpec.push({ workload: 'frag', param: cls, procs });
     for (const size of o.objects) cellsSpec.push({ workload: 'heap', param: size, procs });
   }
-  const total = o.reps * cellsSpec.length * sides.length;
+  const total = o.reps * cellsSpec.reduce((a, c) => a + sidesOf(c).length, 0);
   const runs: CompareRun[] = [];
   for (let rep = 0; rep < o.reps; rep++) {
     const seed = (o.seed + rep) >>> 0;
     for (const cell of cellsSpec) {
       // Rotate the order of the sides with the repetition.
-      for (let k = 0; k < sides.length; k++) {
+      const here = sidesOf(cell);
+      for (let k = 0; k < here.length; k++) {
         checkAborted(o.signal);
-        const side = sides[(k + rep) % sides.length];
-        const run = side === 'dmem' ? await dmemCell(o, cell, seed) : peerCell(peer as Peer, side, o, cell, seed);
+        const side = here[(k + rep) % here.length];
+        const run = side === 'dmem' ? await withBlockCache(0, () => dmemCell(o, cell, seed))
+          : side === 'dmem-cache' ? await withBlockCache(cache, () => dmemCell(o, cell, seed))
+            : peerCell(peer as Peer, side, o, cell, seed);
         const full: CompareRun = { ...cell, rep, side, ...run };
         runs.push(full);
         o.onRun?.(full, runs.length, total);
@@ -275,6 +293,21 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
 }
 
 type CellSpec = { workload: 'frag' | 'heap'; param: number; procs: number };
+
+/**
+ * Runs `fn` with DMEM_BLOCK_CACHE set to `blocks` (the workers it forks
+ * inherit it and open their pools with that cache), then restores it.
+ */
+async function withBlockCache<T>(blocks: number, fn: () => Promise<T>): Promise<T> {
+  const before = process.env.DMEM_BLOCK_CACHE;
+  process.env.DMEM_BLOCK_CACHE = String(blocks);
+  try {
+    return await fn();
+  } finally {
+    if (before === undefined) delete process.env.DMEM_BLOCK_CACHE;
+    else process.env.DMEM_BLOCK_CACHE = before;
+  }
+}
 
 async function dmemCell(o: CompareOptions, c: CellSpec, seed: number): Promise<{ value: number; extra: number }> {
   if (c.workload === 'frag') {
@@ -305,10 +338,10 @@ function summarizeCell(c: CellSpec, runs: readonly CompareRun[], reps: number): 
     return rs.length === 0 ? null : median(rs.map((r) => r.value));
   };
   // Speed ratio dmem / peer of one repetition: ops/s divide directly, ns/pair the other way round.
-  const ratio = (peer: PeerName): number | null => {
+  const ratio = (peer: PeerName, base: Side = 'dmem'): number | null => {
     const ps = of(peer);
-    if (ps.length === 0) return null;
-    const ds = of('dmem');
+    const ds = of(base);
+    if (ps.length === 0 || ds.length === 0) return null;
     const per = ps.map((p) => {
       const d = ds.find((x) => x.rep === p.rep)!;
       return c.workload === 'frag' ? d.value / p.value : p.value / d.value;
@@ -317,8 +350,8 @@ function summarizeCell(c: CellSpec, runs: readonly CompareRun[], reps: number): 
   };
   return {
     ...c, unit: c.workload === 'frag' ? 'ops/s' : 'ns/pair', reps,
-    dmem: med('dmem')!, boost: med('boost'), malloc: med('malloc'),
-    dmemVsBoost: ratio('boost'), dmemVsMalloc: ratio('malloc'),
+    dmem: med('dmem')!, dmemCache: med('dmem-cache'), boost: med('boost'), malloc: med('malloc'),
+    dmemVsBoost: ratio('boost'), dmemVsMalloc: ratio('malloc'), cacheVsBoost: ratio('boost', 'dmem-cache'),
   };
 }
 

@@ -30,6 +30,7 @@ export function addCompareCommand(bench: Command): void {
     .option('--live <n>', 'heap: objects each process holds', intIn(1, 1_000_000), 1000)
     .option('--rounds <n>', 'heap: rounds', intIn(1, 1_000_000), 1000)
     .option('--seed <s>', 'PRNG seed of the patterns (repetition r uses seed + r)', parseSeed, 1)
+    .option('--block-cache <n>', 'also run dmem with a per-client block cache of n blocks per class (classes 0..4; 0: not)', intIn(0, 256), 256)
     .option('--json', 'print one JSON object per run and per cell on stdout', false)
     .addHelpText('after', [
       '',
@@ -53,9 +54,10 @@ export function compareTable(cells: readonly CompareCell[]): string[] {
   const value = (c: CompareCell, v: number | null): string => (v === null ? '-' : c.unit === 'ops/s' ? formatCount(v) : fixed(v, 0));
   const ratio = (v: number | null): string => (v === null ? '-' : `${fixed(v, 2)}x`);
   return table(
-    [{ header: 'workload', left: true }, { header: 'procs' }, { header: 'unit', left: true }, { header: 'dmem' }, { header: 'Boost' }, { header: 'malloc' },
-      { header: 'dmem/Boost' }, { header: 'dmem/malloc' }],
-    cells.map((c) => [workloadLabel(c), String(c.procs), c.unit, value(c, c.dmem), value(c, c.boost), value(c, c.malloc), ratio(c.dmemVsBoost), ratio(c.dmemVsMalloc)]),
+    [{ header: 'workload', left: true }, { header: 'procs' }, { header: 'unit', left: true }, { header: 'dmem' }, { header: '+cache' }, { header: 'Boost' }, { header: 'malloc' },
+      { header: 'dmem/Boost' }, { header: '+cache/Boost' }, { header: 'dmem/malloc' }],
+    cells.map((c) => [workloadLabel(c), String(c.procs), c.unit, value(c, c.dmem), value(c, c.dmemCache), value(c, c.boost), value(c, c.malloc),
+      ratio(c.dmemVsBoost), ratio(c.cacheVsBoost), ratio(c.dmemVsMalloc)]),
   );
 }
 
@@ -72,7 +74,7 @@ export async function compare(flags: CompareFlags, peer?: Peer | PeerSkip): Prom
     result = await withInterrupt((signal) => runCompare({
       classes: flags.classes, objects: flags.objects, procs: flags.procs, reps: flags.reps,
       epochs: flags.epochs, blocks: flags.blocks, churn: flags.churn, live: flags.live, rounds: flags.rounds, heapChurn: flags.churn,
-      seed: flags.seed, peer, signal,
+      seed: flags.seed, blockCache: flags.blockCache, peer, signal,
       onRun: (run, done, total) => {
         bar.update(done, total);
         out.result({ test: 'compare', ...run }, () => []);
