@@ -376,5 +376,4 @@ export function delayedPending(): f64 { return <f64>pendingDelayed(); }
 
 // Host ABI numbers as Wasm globals (assembly/abi.ts).
 export * from './abi';
-export * from './paging/index';
 export * from './baselines/onesided';

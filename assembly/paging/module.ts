@@ -5,7 +5,6 @@
  * 2^24 slots = a 64 GiB cache) and not by the allocator core's 1 MiB
  * (asconfig.json), and a space over a pool with no transport in this
  * process (tcp) needs no allocator core at all. The allocator core
- * (assembly/index.ts) still exports the same functions; both are built
- * from the same sources.
+ * (assembly/index.ts) does not carry them (docs/paging.md lists them).
  */
 export * from './index';
