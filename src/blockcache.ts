@@ -56,9 +56,9 @@ export class BlockCacheFastPath {
   private readonly guessAt: number;
   private readonly guessMask: number;
   private readonly perClass: number;
-  private stack: Uint32Array;
-  private depth: Uint32Array;
-  private guess: Uint8Array;
+  private stack!: Uint32Array;
+  private depth!: Uint32Array;
+  private guess!: Uint8Array;
 
   /**
    * @param words the pool mapping, one window (MappedMemory.singleWindow)
@@ -81,14 +81,12 @@ export class BlockCacheFastPath {
     this.guessAt = this.x.blockCacheLayout(2);
     this.guessMask = this.x.blockCacheLayout(3) - 1;
     this.perClass = this.x.blockCacheLayout(4);
-    const buffer = this.x.memory.buffer;
-    this.stack = new Uint32Array(buffer, this.stackAt, CLASSES * this.perClass);
-    this.depth = new Uint32Array(buffer, this.depthAt, CLASSES);
-    this.guess = new Uint8Array(buffer, this.guessAt, this.guessMask + 1);
+    this.remap();
   }
 
   /**
-   * Views again after the core's memory grew: its old buffer is detached,
+   * Views of the core's stacks, depths and guesses; again after the core's
+   * memory grew: its old buffer is detached,
    * and views of a detached buffer have length 0, which is what the hot
    * path checks (reading `memory.buffer` is a call into the VM each time).
    */
