@@ -149,6 +149,42 @@ test('a client revoked and recovered between two calls hands out nothing of its 
   });
 });
 
+test('the JS fast path, paused between its lease check and its CAS while the client is recovered and its blocks reused, hands out and caches nothing', async () => {
+  await withPoolName('bc-fast-paused', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const a = await openPool(`shm:${name}`, { create: false, blockCache: 256, heartbeatMs: 0 });
+    try {
+      // The step under test, reached as a paused client would reach it: its
+      // guard() already passed before the pause, so call the fast path itself.
+      const fast = (a as unknown as { fast: { alloc(cls: number): number; free(off: number): boolean } | null }).fast;
+      assert.ok(fast !== null, 'an shm pool with a block cache has the JS fast path');
+      const got = Array.from({ length: 20 }, () => a.allocClass(0));
+      const kept = a.allocClass(0);
+      for (const g of got) a.free(g);
+      assert.is(a.stats().cache.blocks, 20);
+      const slot = admin.clientSlot(a.clientId);
+      assert.ok(admin.revokeClient(slot.id, slot.gen));
+      const r = admin.recoverClient(slot.id);
+      assert.ok(r !== null && r.blocks === 21, `recovery freed the 20 cached blocks and the held one: ${JSON.stringify(r)}`);
+      const fill = fillFreeSpace(admin, true);
+      // Resumed: every pop loses its CAS (the fill holds those chunks now).
+      for (let i = 0; i < 20; i++) assert.is(fast!.alloc(0), -1, `pop ${i} hands out nothing`);
+      // And a push of the block it held (now the admin's) loses too.
+      const keptOff = kept % 2 ** 40;
+      assert.is(fast!.free(keptOff), false, "the push of a block recovery took back changes nothing");
+      for (const b of fill.blocks) assert.ok(admin.read(b.g, 16).every((x) => x === 0xEE), "the fill is intact");
+      assert.throws(() => a.allocClass(0), (e: unknown) => (e as { code?: string }).code === 'LEASE_EXPIRED', 'its next call finds the revocation');
+      for (const b of fill.blocks) admin.free(b.g);
+      const c = admin.census();
+      assert.is(c.chunks.free, c.chunks.total, 'everything is free');
+      assert.ok(admin.fsck().clean);
+    } finally {
+      a.close();
+      admin.close();
+    }
+  });
+});
+
 test('an allocation that finds the pool exhausted first flushes its own cache; flushCache gives everything back', async () => {
   // One section: a 2 MiB block needs every chunk of it.
   const p = await openPool('memory:', { size: 2_200_000, blockCache: 256 });
