@@ -4,10 +4,15 @@
  * (assembly/slab.ts), above that they are chunk blocks of this client.
  *
  * Per-client cache: for each object class this client owns at most one
- * slab (its active slab) and keeps up to 64 of that slab's objects, claimed
- * with one CAS, in core memory. The common alloc pops the cache and writes
- * the object's tag (its requested size): no shared CAS, one plain write.
- * A free is one CAS on the object's bitmap word, from any client.
+ * slab (its active slab, where refills claim objects, a bitmap word's free
+ * objects with one CAS) and keeps up to 64 objects it took, in core memory.
+ * The common alloc pops the cache and CASes the object's tag half from
+ * "cached" to its requested size. A free of an object this client took
+ * CASes its tag half back to "cached" and pushes it, whichever slab it is
+ * in (issue 10: a pattern that frees and allocates its own objects never
+ * goes back to the bitmaps); any other free is one CAS on the object's
+ * bitmap word, from any client. A host that maps the pool runs both
+ * common cases without calling the core (src/heapcache.ts).
  *
  * Finding a slab to own: a per-class cursor walks the owner log of CHUNK
  * sections (one bulk read per section) for an unowned, not-full slab of the
@@ -21,7 +26,7 @@ import { CHUNK_SHIFT, E_DOUBLE_FREE, E_EXHAUSTED, E_INVALID_ADDRESS, SECTION_CHU
 import { logSections } from './ownerlog';
 import { MODE_CHUNK, sectionMode } from './section';
 import {
-  OBJECT_CLASSES, RETIRED, SLAB_CHUNKS, bitmapWords, freeObject, isSlabEntry, newSlab, objectCount, objectSize, releaseSlab,
+  OBJECT_CLASSES, RETIRED, SLAB_CHUNKS, bitmapWords, clearFull, freeObject, refillMinOf, isSlabEntry, newSlab, objectCount, objectSize, releaseSlab,
   loadTag, objectIndex, slabClassOf, slabEntry, slabFull, slabHeadOf, slabMeta, slabOwner, tagHandedOut, tagOf, tagRequested, tagTaker, trimSlab, validMask,
 } from './slab';
 
@@ -105,11 +110,14 @@ const TAG_NOT_MINE: i32 = 2;
  * and is seen. A guess that fails a check is re-read before refusing.
  */
 function tagCas(k: u32, head: u32, base: u64, idx: u32, tag: u32, handedOutByMe: bool): i32 {
-  shadowFor(k, head);
+  // The shadow covers the active slab only; an object of another slab
+  // (one this client took and freed into its cache) starts from a load.
+  const shadowed = activeOf(k) == <i32>head;
+  if (shadowed) shadowFor(k, head);
   const wi = idx >> 1;
   const off = base + (<u64>bitmapWords(k) << 3) + (<u64>wi << 3);
   const shift: u64 = (idx & 1) ? 32 : 0;
-  let fresh = (load<u64>(shadowValidAt(k, wi)) & (<u64>1 << (wi & 63))) == 0;
+  let fresh = !shadowed || (load<u64>(shadowValidAt(k, wi)) & (<u64>1 << (wi & 63))) == 0;
   let w = fresh ? load64(off) : load<u64>(shadowAt(k, wi));
   const me = tagTaker(tagOf(clientId, clientGen, 0));
   while (true) {
@@ -117,7 +125,7 @@ function tagCas(k: u32, head: u32, base: u64, idx: u32, tag: u32, handedOutByMe:
       const t = <u32>(w >> shift);
       const refusal = !tagHandedOut(t) ? TAG_NOT_HANDED_OUT : tagTaker(t) != me ? TAG_NOT_MINE : TAG_WRITTEN;
       if (refusal != TAG_WRITTEN) {
-        if (fresh) { shadowSet(k, wi, w); return refusal; }
+        if (fresh) { if (shadowed) shadowSet(k, wi, w); return refusal; }
         w = load64(off);
         fresh = true;
         continue;
@@ -125,10 +133,46 @@ function tagCas(k: u32, head: u32, base: u64, idx: u32, tag: u32, handedOutByMe:
     }
     const nw = (w & ~(<u64>0xFFFFFFFF << shift)) | (<u64>tag << shift);
     const old = cas64(off, w, nw);
-    if (old == w) { shadowSet(k, wi, nw); return TAG_WRITTEN; }
+    if (old == w) { if (shadowed) shadowSet(k, wi, nw); return TAG_WRITTEN; }
     w = old;
     fresh = true;
   }
+}
+
+/**
+ * Where a host's fast path (src/heapcache.ts) finds this client's object
+ * caches, by `field`: 0 the cache slots (u64 byte offsets, CACHE_CAP per
+ * class), 1 their lengths (u32 per class), 2 the active slab per class
+ * (i32 first chunk, -1 none), 3 CACHE_CAP, 4 this client's tag of a cached
+ * object (requested 0), 5 the lower half of every slab's owner-log entry,
+ * 6 the next bitmap word a refill tries in the active slab (u32 per class),
+ * 16 + k the metadata bytes of a slab of object class k (objects start
+ * there), 32 + k the free objects a bitmap word of a full-hinted slab of
+ * class k needs before a free clears the hint. 0 for any other field.
+ */
+export function heapCacheLayout(field: u32): u32 {
+  if (field >= 32) return field - 32 < OBJECT_CLASSES ? refillMinOf(field - 32) : 0;
+  if (field >= 16) return field - 16 < OBJECT_CLASSES ? slabMeta(field - 16) : 0;
+  switch (field) {
+    case 0: return <u32>cache;
+    case 1: return <u32>cacheLen;
+    case 2: return <u32>active;
+    case 3: return CACHE_CAP;
+    case 4: return tagOf(clientId, clientGen, 0);
+    case 5: return <u32>slabEntry(0, false, 0, 0);
+    case 6: return <u32>nextWord;
+    default: return 0;
+  }
+}
+
+/**
+ * Clears the full hint of the slab at first chunk `head` (from its entry as
+ * read now), for a host's fast path whose free made it a candidate again
+ * (src/heapcache.ts). A hint only: a slab freed or re-made meanwhile is
+ * left as the CAS finds it.
+ */
+export function heapClearFull(head: u32): void {
+  clearFull(head, load64(logOff(head)));
 }
 
 /** Forgets every cache and active slab (after recovery or close freed them, or at register). */
@@ -295,25 +339,23 @@ export function heapFreeAt(off: u64): i32 {
   if (off < dataOff || off >= end) return E_INVALID_ADDRESS;
   const head = slabHeadOf(off);
   for (let k: u32 = 0; k < OBJECT_CLASSES; k++) {
-    if (activeOf(k) == <i32>head) return freeOwn(head, k, off);
+    if (activeOf(k) == <i32>head) return freeOwn(head, k, off, 0);
   }
   const e = load64(logOff(head));
-  if (isSlabEntry(e)) {
-    const idx = objectIndex(head, slabClassOf(logSections(e)), off);
-    return idx < 0 ? E_INVALID_ADDRESS : freeObject(head, e, <u32>idx, true);
-  }
+  if (isSlabEntry(e)) return freeOwn(head, slabClassOf(logSections(e)), off, e);
   if ((off - dataOff) & ((1 << CHUNK_SHIFT) - 1)) return E_INVALID_ADDRESS;
   return freeChunk(<u32>((off - dataOff) >> CHUNK_SHIFT));
 }
 
 /**
- * Frees object `off` of this client's active slab `head` (class `k`). If
- * this client took it, it goes back to the cache (LIFO: the next alloc of
- * the class reuses it) with its tag rewritten to "cached", no CAS; a full
+ * Frees object `off` of the slab at `head` (class `k`; entry `e`, or 0 for
+ * this client's active slab). If this client took it, it goes back to the
+ * cache (LIFO: the next alloc of the class reuses it) with its tag
+ * rewritten to "cached" by the CAS below, whichever slab it is in; a full
  * cache spills half first. An object another client took has its bit
  * cleared with a CAS (freeObject).
  */
-function freeOwn(head: u32, k: u32, off: u64): i32 {
+function freeOwn(head: u32, k: u32, off: u64, e: u64): i32 {
   const at = objectIndex(head, k, off);
   if (at < 0) return E_INVALID_ADDRESS;
   const idx = <u32>at;
@@ -327,7 +369,7 @@ function freeOwn(head: u32, k: u32, off: u64): i32 {
   // is refused, one another client took has its bit cleared instead.
   const r = tagCas(k, head, base, idx, tagOf(clientId, clientGen, 0), true);
   if (r == TAG_NOT_HANDED_OUT) return E_DOUBLE_FREE;
-  if (r == TAG_NOT_MINE) return freeObject(head, 0, idx, false);
+  if (r == TAG_NOT_MINE) return freeObject(head, e, idx, false);
   let len = load<u32>(cacheLen + (k << 2));
   if (len == CACHE_CAP) len = spill(k);
   store<u64>(cache + ((k * CACHE_CAP + len) << 3), off);
@@ -364,9 +406,11 @@ export function freeRetired(head: u32, idx: u32, off: u64): i32 {
 function spill(k: u32): u32 {
   const half = CACHE_CAP >> 1;
   const slot = cache + ((k * CACHE_CAP) << 3);
-  // The cache holds objects of the active slab only (see the file comment):
+  // The oldest cached object's slab is most often the other entries' slab
+  // too (the active one, or a slab this client's frees keep returning to):
   // gather their bits per bitmap word and clear each word's with one CAS
-  // loop, instead of one load and one CAS per object. A bit found clear
+  // loop, instead of one load and one CAS per object; objects of other
+  // slabs are freed one by one. A bit found clear
   // already is left so, as freeObject would (it answers E_DOUBLE_FREE and
   // spill ignores that).
   const head = slabHeadOf(load<u64>(slot));
@@ -375,7 +419,7 @@ function spill(k: u32): u32 {
     const off = load<u64>(slot + (j << 3));
     const h = slabHeadOf(off);
     const idx = <u32>objectIndex(h, k, off);
-    if (h != head) { freeObject(h, 0, idx, false); continue; }
+    if (h != head) { freeObject(h, activeOf(k) == <i32>h ? 0 : load64(logOff(h)), idx, false); continue; }
     const p = spillMasks + ((idx >> 6) << 3);
     store<u64>(p, load<u64>(p) | (<u64>1 << (idx & 63)));
   }
@@ -392,6 +436,9 @@ function spill(k: u32): u32 {
       w = old;
     }
   }
+  // Objects of a slab that is not the active one may be spilled into a
+  // slab released as full: it is a candidate again (a hint, as freeObject's).
+  if (activeOf(k) != <i32>head) clearFull(head, load64(logOff(head)));
   memory.copy(slot, slot + (half << 3), half << 3);
   return half;
 }

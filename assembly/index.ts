@@ -27,6 +27,7 @@ import {
   spanHdrOff, writeMagic, writeSuperblockBody,
 } from './layout';
 import { heapAllocObject, heapCached, heapFlush, heapFreeAt, heapScan, heapTrim, resetHeap } from './heap';
+export { heapCacheLayout, heapClearFull } from './heap';
 import { enterEpoch, epochNow, exitEpoch, freeDelayed, pendingDelayed, reclaimDelayed } from './epoch';
 import { nextU64, seedPrng } from './prng';
 import { setLockWaitCap } from './lock';

@@ -53,9 +53,15 @@
  * objects, or its own cached or handed-out ones), never a whole word from
  * an older read of it. Ownership itself changes by
  * CAS on the owner-log entry (acquire: owner 0 -> me; release: me -> 0).
- * A client's cache only holds objects of slabs it owns (the refill runs when
- * the cache is empty and releases an exhausted slab only then), so the tag
- * a pop writes (its requested size) is again the owner's write.
+ * A taken object's tag half is written only by its taker and by the ring:
+ * the taker's free into its cache (handed out by me -> cached by me) and
+ * its pop (cached by me -> requested size), each a CAS of that half (heap.ts,
+ * "Tag words"), in whatever slab the object is, owned by the taker or not;
+ * the ring's retag (handed out -> RETIRED, a CAS). No one else writes it:
+ * a slab's owner writes tags of free objects only, a free by another client
+ * refuses an object whose tag is not handed out (a cached one), and
+ * recovery of the taker, which happens only once the taker is fenced,
+ * clears bits and writes no tag.
  *
  * Recovery of client x (and `close`, which is x recovering itself) frees
  * every set bit whose tag names x, cached or handed out, and releases the
@@ -257,6 +263,18 @@ export function freeObject(head: u32, e: u64, idx: u32, handedOut: bool): i32 {
     const freeHere = <u32>popcnt(~(w & ~bit) & validMask(objectCount(k), idx >> 6));
     if (freeHere < refillMin(k)) return 0;
   }
+  clearFull(head, e);
+  return 0;
+}
+
+/**
+ * Clears the full hint of the slab at `head`, whose entry was `e`, by CAS
+ * from the exact word (retrying with the word a failed CAS returns), for as
+ * long as the entry is a slab marked full. A free that made the slab a
+ * candidate again calls it (freeObject; the host's fast path through
+ * `heapClearFull`, src/heapcache.ts).
+ */
+export function clearFull(head: u32, e: u64): void {
   let cur = e;
   while (isSlabEntry(cur) && slabFull(logSections(cur))) {
     const st = logSections(cur) & ~S_FULL;
@@ -264,8 +282,10 @@ export function freeObject(head: u32, e: u64, idx: u32, handedOut: bool): i32 {
     if (old == cur) break;
     cur = old;
   }
-  return 0;
 }
+
+/** Free objects one bitmap word of a full-hinted slab of object class `k` needs before a free clears the hint (the host's fast path asks). */
+export function refillMinOf(k: u32): u32 { return refillMin(k); }
 
 /** Byte offset of the aligned word holding object `idx`'s tag (tags are u32, two per word). */
 @inline export function tagWordOff(base: u64, k: u32, idx: u32): u64 {

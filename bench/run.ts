@@ -115,9 +115,9 @@ async function main(): Promise<void> {
   const { microCells, trace } = await withInterrupt(async (signal) => ({ microCells: await micro(signal), trace: await traces(signal) }));
   const rec = await recovery();
   process.stderr.write('heap: 64 B, 256 B, 1 KiB objects, 1 and 2 processes, against MemPool\n');
-  const heap = await heapBench({ sizes: [64, 256, 1024], procs: [1, 2], live: 1000, rounds: 1000, churn: 250, reps: 3, seed: 1, json: false }, false);
+  const heap = await heapBench({ sizes: [64, 256, 1024], procs: [1, 2], live: 1000, rounds: 1000, churn: 250, warmupRounds: 1000, reps: 3, seed: 1, json: false }, false);
   process.stderr.write('compare: dmem against Boost.Interprocess and malloc, 3 interleaved repetitions\n');
-  const COMPARE = { classes: CLASSES, objects: [64, 256, 1024], procs: PROCS, reps: 3, epochs: 500, blocks: 1000, churn: 250, live: 1000, rounds: 500, heapChurn: 250, seed: 1 };
+  const COMPARE = { classes: CLASSES, objects: [64, 256, 1024], procs: PROCS, reps: 3, epochs: 500, blocks: 1000, churn: 250, live: 1000, rounds: 500, heapChurn: 250, heapWarmupRounds: 500, seed: 1 };
   const compare = await withInterrupt((signal) => runCompare({ ...COMPARE, signal }));
   process.stderr.write('paging: patterns and PageRank per eviction policy, against MIN and local memory\n');
   const pagingFlags: PagingFlags = {

@@ -65,6 +65,8 @@ export interface CoreExports {
   blockCacheDrop(): void;
   blockCacheFlush(): number;
   blockCacheLayout(field: number): number;
+  heapCacheLayout(field: number): number;
+  heapClearFull(head: number): void;
   blockCacheWord(cls: number, cached: number): bigint;
   scanCached(): number;
 }

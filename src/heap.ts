@@ -9,6 +9,7 @@ import { Geometry, HeapCensusField as H, Layout } from './abi.js';
 import { show } from './args.js';
 import { check } from './core.js';
 import { InvalidArgumentError } from './errors.js';
+import { HeapFastPath } from './heapcache.js';
 import type { PoolInternals } from './internals.js';
 
 /** Per object class, pool-wide. */
@@ -47,15 +48,30 @@ export class Heap {
   /** Object size per object class (bytes). */
   readonly classSizes: readonly number[];
   private readonly dataBytes: number;
+  /** The JS fast path of the object caches (src/heapcache.ts), where the pool is one mapped window. */
+  private readonly fast: HeapFastPath | null;
+  /** Largest request the fast path serves (bytes; 0 without one). */
+  private readonly fastMax: number;
+  /** gaddr of pool byte offset 0. */
+  private readonly base: number;
 
   /** @internal built by Pool */
   constructor(p: PoolInternals) {
     this.p = p;
     this.x = p.x;
+    this.base = p.gaddr(0);
     const sizes: number[] = [];
     for (let k = 0; this.x.heapClassSize(k) > 0; k++) sizes.push(this.x.heapClassSize(k));
     this.classSizes = sizes;
     this.dataBytes = this.x.geometry(Geometry.sections) * Layout.sectionBytes;
+    this.fast = p.fastWindow === null || !HeapFastPath.fits(p.fastWindow) ? null
+      : new HeapFastPath(p.core, p.fastWindow, this.x.geometry(Geometry.ownerLogOffset), this.x.geometry(Geometry.dataOffset), this.dataBytes);
+    this.fastMax = this.fast?.maxObject ?? 0;
+  }
+
+  /** Objects this client's heap allocated and freed on the host's fast path (src/heapcache.ts); the core did the rest. */
+  get fastPathOps(): { allocs: number; frees: number } {
+    return { allocs: this.fast?.allocs ?? 0, frees: this.fast?.frees ?? 0 };
   }
 
   /**
@@ -73,11 +89,15 @@ export class Heap {
     if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 1 || bytes > this.dataBytes) {
       throw new InvalidArgumentError(`heap.alloc: bytes must be an integer from 1 to the pool's ${this.dataBytes} data bytes, got ${show(bytes)}`);
     }
+    if (bytes <= this.fastMax) {
+      const f = this.fast!.alloc(bytes);
+      if (f >= 0) return this.base + f;
+    }
     // The message is built only on failure: a template literal evaluated
     // on every call would be a string allocation per operation.
     const r = this.x.heapAlloc(bytes);
     if (r < 0) check(r, `heap.alloc(${bytes})`);
-    return this.p.gaddr(r);
+    return this.base + r;
   }
 
   /**
@@ -89,6 +109,7 @@ export class Heap {
   free(gaddr: number): void {
     this.p.guard();
     const off = this.p.offset(gaddr);
+    if (this.fast !== null && this.fast.free(off)) return;
     const r = this.x.heapFree(off);
     if (r < 0) check(r, `heap.free(${gaddr})`);
   }

@@ -21,4 +21,6 @@ export interface PoolInternals {
   offset(gaddr: number): number;
   /** The gaddr of pool byte offset `offset`. */
   gaddr(offset: number): number;
+  /** The pool mapping as one window when host fast paths may use it (little-endian, no crash point armed), else null. */
+  readonly fastWindow: BigInt64Array | null;
 }

@@ -134,15 +134,17 @@ export class Pool {
     this.dataOffset = this.geometry.dataOffset;
     this.dataEnd = this.dataOffset + this.geometry.dataBytes;
     this.base = toGaddr(node, 0);
+    const window = !crashArmed && endianness() === 'LE' ? transport.mapped?.singleWindow() ?? null : null;
     this.internals = {
       core, x: this.x, transport, node,
       get clientId() { return core.exports.geometry(Geometry.clientId); },
       guard: () => this.guard(),
       offset: (gaddr) => this.offset(gaddr),
       gaddr: (offset) => this.base + offset,
+      fastWindow: window,
     };
     this.lease = new ClientLease(core, transport, heartbeatMs);
-    const words = cacheLimit > 0 && !crashArmed && endianness() === 'LE' ? transport.mapped?.singleWindow() ?? null : null;
+    const words = cacheLimit > 0 ? window : null;
     this.fast = words === null ? null : new BlockCacheFastPath(
       core, words, this.x.geometry(Geometry.ownerLogOffset), this.dataOffset, this.geometry.sections * Layout.sectionSpans * Layout.spanChunks, cacheLimit,
     );

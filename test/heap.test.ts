@@ -201,31 +201,40 @@ test('recovery covers heap objects: a killed client\'s objects and cache come ba
   });
 });
 
+/**
+ * PROCS child processes pass ROUNDS objects of `size` bytes each through a
+ * mailbox in the pool (test/fixtures/heap-pass.ts); every object is stamped
+ * and checked, and nothing is left held at the end.
+ */
+async function passObjects(name: string, PROCS: number, ROUNDS: number, size?: number): Promise<void> {
+  const admin = await openPool(`shm:${name}`, { size: '512MiB' });
+  try {
+    const box = admin.alloc(PROCS * 64 * 8 + 16);
+    admin.write(box, new Uint8Array(PROCS * 64 * 8 + 16));
+    const held0 = admin.census().chunks.held;
+    const kids = Array.from({ length: PROCS }, (_, i) => fork(PASS, [name, String(box), String(i), String(PROCS), String(ROUNDS), ...(size === undefined ? [] : [String(size)])], { stdio: 'inherit' }));
+    const reports = await Promise.all(kids.map((k) => new Promise<{ sent: number; received: number; mismatches: number; errors: string[] }>((resolve, reject) => {
+      k.once('message', (m) => resolve(m as never));
+      k.once('exit', (code) => reject(new Error(`child exited ${code} before reporting`)));
+    })));
+    await Promise.all(kids.map((k) => (k.exitCode !== null ? null : new Promise((r) => k.once('exit', r)))));
+    assert.equal(reports.flatMap((r) => r.errors), [], 'no child failed');
+    assert.is(reports.reduce((a, r) => a + r.sent, 0), PROCS * ROUNDS);
+    assert.is(reports.reduce((a, r) => a + r.received, 0), PROCS * ROUNDS, 'every object was received');
+    assert.is(reports.reduce((a, r) => a + r.mismatches, 0), 0, 'zero mismatches');
+    assert.is(admin.census().chunks.held, held0, 'zero leaks: only the mailbox is held');
+    assert.ok(admin.fsck().clean, 'fsck clean');
+  } finally {
+    admin.close();
+  }
+}
+
 test('16 processes x 500 rounds pass 128 KiB objects through a list in the pool: zero mismatches, zero leaks', async () => {
-  await withPoolName('heap-pass', async (name) => {
-    const PROCS = 16;
-    const ROUNDS = 500;
-    const admin = await openPool(`shm:${name}`, { size: '512MiB' });
-    try {
-      const box = admin.alloc(PROCS * 64 * 8 + 16);
-      admin.write(box, new Uint8Array(PROCS * 64 * 8 + 16));
-      const held0 = admin.census().chunks.held;
-      const kids = Array.from({ length: PROCS }, (_, i) => fork(PASS, [name, String(box), String(i), String(PROCS), String(ROUNDS)], { stdio: 'inherit' }));
-      const reports = await Promise.all(kids.map((k) => new Promise<{ sent: number; received: number; mismatches: number; errors: string[] }>((resolve, reject) => {
-        k.once('message', (m) => resolve(m as never));
-        k.once('exit', (code) => reject(new Error(`child exited ${code} before reporting`)));
-      })));
-      await Promise.all(kids.map((k) => (k.exitCode !== null ? null : new Promise((r) => k.once('exit', r)))));
-      assert.equal(reports.flatMap((r) => r.errors), [], 'no child failed');
-      assert.is(reports.reduce((a, r) => a + r.sent, 0), PROCS * ROUNDS);
-      assert.is(reports.reduce((a, r) => a + r.received, 0), PROCS * ROUNDS, 'every object was received');
-      assert.is(reports.reduce((a, r) => a + r.mismatches, 0), 0, 'zero mismatches');
-      assert.is(admin.census().chunks.held, held0, 'zero leaks: only the mailbox is held');
-      assert.ok(admin.fsck().clean, 'fsck clean');
-    } finally {
-      admin.close();
-    }
-  });
+  await withPoolName('heap-pass', (name) => passObjects(name, 16, 500));
+});
+
+test('4 processes x 2000 rounds pass 64 B slab objects (the host fast path: own frees to the cache, cross-client frees to the bitmaps) and churn their own: zero mismatches, zero leaks', async () => {
+  await withPoolName('heap-pass64', (name) => passObjects(name, 4, 2000, 64));
 });
 
 test.run();

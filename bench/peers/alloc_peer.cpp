@@ -20,8 +20,9 @@
 //           wall time is taken once. ops/s = (allocs + frees of all
 //           processes) / the slowest process's loop time.
 //   heap    src/bench/heap-pattern.ts: hold L objects of S bytes, then
-//           R rounds of C times (free a random held object, allocate one
-//           again). ns per alloc+free pair = loop wall time / (R * C),
+//           W untimed and R timed rounds of C times (free a random held
+//           object, allocate one again). ns per alloc+free pair = timed
+//           loop wall time / (R * C),
 //           averaged over the processes; pairs/s summed over them.
 //
 // The block contents are never touched (dmem's benchmarks do not touch
@@ -104,7 +105,7 @@ struct Options {
   int cls = 0;
   long epochs = 1000, blocks = 1000, churn = 250;
   // heap
-  long size = 64, live = 1000, rounds = 1000;
+  long size = 64, live = 1000, rounds = 1000, warmup_rounds = 0;
   uint32_t seed = 1;
 };
 
@@ -113,7 +114,7 @@ struct Options {
                "alloc_peer: %s\n"
                "usage: alloc_peer --allocator boost|malloc --pattern frag|heap [--procs P] [--seed S]\n"
                "  frag: [--class C (0..9)] [--epochs E] [--blocks N] [--churn M]\n"
-               "  heap: [--size BYTES] [--live L] [--rounds R] [--churn C]\n"
+               "  heap: [--size BYTES] [--live L] [--rounds R] [--churn C] [--warmup-rounds W]\n"
                "  alloc_peer --list   prints the allocators this build has\n",
                why);
   std::exit(2);
@@ -237,15 +238,21 @@ void run_heap(Allocator& a, const Options& o, uint32_t seed, Control* ctl, ProcR
   Prng rng(seed);
   wait_go(ctl);
   bool failed = false;
-  const double t0 = now_ns();
-  for (long round = 0; round < o.rounds && !failed; round++) {
-    for (long j = 0; j < o.churn; j++) {
-      const uint32_t i = rng.below(static_cast<uint32_t>(o.live));
-      a.release(held[i]);
-      held[i] = a.alloc(bytes);
-      if (!held[i]) { failed = true; break; }
+  // W untimed rounds, then R timed ones, one PRNG stream (as runPattern in
+  // src/bench/heap-pattern.ts).
+  auto rounds = [&](long n) {
+    for (long round = 0; round < n && !failed; round++) {
+      for (long j = 0; j < o.churn; j++) {
+        const uint32_t i = rng.below(static_cast<uint32_t>(o.live));
+        a.release(held[i]);
+        held[i] = a.alloc(bytes);
+        if (!held[i]) { failed = true; break; }
+      }
     }
-  }
+  };
+  rounds(o.warmup_rounds);
+  const double t0 = now_ns();
+  rounds(o.rounds);
   r.loop_ns = now_ns() - t0;
   r.ops_a = o.rounds * o.churn;
   if (failed) set_error(r, "allocation failed in the timed rounds (segment too small?)");
@@ -319,6 +326,7 @@ int main(int argc, char** argv) {
     else if (a == "--size") o.size = parse_long("--size", v, 1, 1L << 30);
     else if (a == "--live") o.live = parse_long("--live", v, 1, 100000000L);
     else if (a == "--rounds") o.rounds = parse_long("--rounds", v, 1, 1000000000L);
+    else if (a == "--warmup-rounds") o.warmup_rounds = parse_long("--warmup-rounds", v, 0, 1000000000L);
     else if (a == "--seed") o.seed = static_cast<uint32_t>(parse_long("--seed", v, 0, 4294967295L));
     else usage(("unknown option " + a).c_str());
   }

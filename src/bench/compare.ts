@@ -183,6 +183,8 @@ export interface CompareOptions {
   live: number;
   rounds: number;
   heapChurn: number;
+  /** heap: untimed rounds of the same pattern before the timed ones, on every side alike (default 0). */
+  heapWarmupRounds?: number;
   /** Seed of the patterns; repetition r uses seed + r. */
   seed: number;
   /**
@@ -317,7 +319,7 @@ async function dmemCell(o: CompareOptions, c: CellSpec, seed: number): Promise<{
     }
     return { value: r.opsPerSec, extra: r.latency.p50Ns };
   }
-  const rs = await dmemRun({ sizes: [c.param], procs: [c.procs], live: o.live, rounds: o.rounds, churn: o.heapChurn, seed }, c.param, c.procs);
+  const rs = await dmemRun({ sizes: [c.param], procs: [c.procs], live: o.live, rounds: o.rounds, churn: o.heapChurn, seed, warmupRounds: o.heapWarmupRounds ?? 0 }, c.param, c.procs);
   return { value: rs.reduce((a, r) => a + r.nsPerPair, 0) / rs.length, extra: rs.reduce((a, r) => a + r.pairs / (r.elapsedNs / 1e9), 0) };
 }
 
@@ -327,7 +329,7 @@ function peerCell(peer: Peer, side: PeerName, o: CompareOptions, c: CellSpec, se
     const r = runPeer<PeerFragResult>(peer, [...common, '--pattern', 'frag', '--class', String(c.param), '--epochs', String(o.epochs), '--blocks', String(o.blocks), '--churn', String(o.churn)]);
     return { value: r.opsPerSec, extra: r.latency.p50Ns };
   }
-  const r = runPeer<PeerHeapResult>(peer, [...common, '--pattern', 'heap', '--size', String(c.param), '--live', String(o.live), '--rounds', String(o.rounds), '--churn', String(o.heapChurn)]);
+  const r = runPeer<PeerHeapResult>(peer, [...common, '--pattern', 'heap', '--size', String(c.param), '--live', String(o.live), '--rounds', String(o.rounds), '--churn', String(o.heapChurn), '--warmup-rounds', String(o.heapWarmupRounds ?? 0)]);
   return { value: r.nsPerPair, extra: r.pairsPerSec };
 }
 

@@ -2,12 +2,12 @@
  * Worker process of the heap benchmark (src/bench/heap.ts): attaches to the
  * pool, reports ready, runs the pattern on `pool.heap` when told `go`, and
  * reports its PatternResult (or {error}).
- * argv: pool URI, object size (bytes), live objects, rounds, churn, seed.
+ * argv: pool URI, object size (bytes), live objects, rounds, churn, seed, warm-up rounds.
  */
 import { openPool } from '../pool.js';
 import { runPattern } from './heap-pattern.js';
 
-const [uri, sizeArg, liveArg, roundsArg, churnArg, seedArg] = process.argv.slice(2);
+const [uri, sizeArg, liveArg, roundsArg, churnArg, seedArg, warmupArg] = process.argv.slice(2);
 const pool = await openPool(uri, { create: false });
 const heap = pool.heap;
 process.send!({ ready: true });
@@ -15,7 +15,7 @@ process.once('message', () => {
   let msg: unknown;
   try {
     msg = runPattern({ alloc: (n) => heap.alloc(n), free: (g) => heap.free(g) },
-      Number(sizeArg), Number(liveArg), Number(roundsArg), Number(churnArg), Number(seedArg));
+      Number(sizeArg), Number(liveArg), Number(roundsArg), Number(churnArg), Number(seedArg), Number(warmupArg ?? 0));
   } catch (err) {
     msg = { error: String(err) };
   }

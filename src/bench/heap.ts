@@ -26,6 +26,8 @@ export interface HeapBenchOptions {
   rounds: number;
   churn: number;
   seed: number;
+  /** Untimed rounds before the timed ones (src/bench/heap-pattern.ts); default 0. */
+  warmupRounds?: number;
 }
 
 /** One (size, procs) cell. */
@@ -58,7 +60,7 @@ export async function loadMemPool(): Promise<MemPoolCtor | string> {
 export function baselineRun(MemPool: MemPoolCtor, o: HeapBenchOptions, size: number): PatternResult {
   const pool = new MemPool({ size: Math.max(64 * 2 ** 20, o.live * size * 4) });
   const a: ObjectAllocator = { alloc: (n) => pool.malloc(n), free: (p) => { pool.free(p); } };
-  return runPattern(a, size, o.live, o.rounds, o.churn, o.seed);
+  return runPattern(a, size, o.live, o.rounds, o.churn, o.seed, o.warmupRounds ?? 0);
 }
 
 /** Runs dmem's heap on a temporary shm pool with `procs` worker processes (started together). */
@@ -66,7 +68,7 @@ export async function dmemRun(o: HeapBenchOptions, size: number, procs: number):
   const bp = await openBenchPool(undefined, undefined, 64 * 2 ** 20 + procs * o.live * size * 2, procs);
   try {
     const kids = Array.from({ length: procs }, (_, i) => fork(WORKER,
-      [bp.uri, String(size), String(o.live), String(o.rounds), String(o.churn), String(deriveSeed(o.seed, i))], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+      [bp.uri, String(size), String(o.live), String(o.rounds), String(o.churn), String(deriveSeed(o.seed, i)), String(o.warmupRounds ?? 0)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     try {
       const next = (k: (typeof kids)[number]): Promise<unknown> => new Promise((resolve, reject) => {
         k.once('message', resolve);

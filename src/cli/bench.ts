@@ -133,6 +133,7 @@ export function addBenchCommands(program: Command): void {
     .option('--live <n>', 'objects each process holds', intIn(1, 1_000_000), 1000)
     .option('--rounds <n>', 'rounds; each frees and allocates --churn random objects', intIn(1, 1_000_000), 1000)
     .option('--churn <n>', 'objects freed and allocated per round', intIn(1, 1_000_000), 250)
+    .option('--warmup-rounds <n>', 'untimed rounds of the same pattern before the timed ones (dmem and the baseline alike)', intIn(0, 1_000_000), 1000)
     .option('--reps <n>', 'repetitions; medians are reported', intIn(1, 100), 3)
     .option('--seed <n>', 'PRNG seed of the pattern', parseSeed, 1)
     .option('--json', 'print one JSON object per measurement on stdout', false)
@@ -155,6 +156,7 @@ interface HeapFlags {
   live: number;
   rounds: number;
   churn: number;
+  warmupRounds: number;
   reps: number;
   seed: number;
   json: boolean;
@@ -184,7 +186,7 @@ export async function heapBench(flags: HeapFlags, print = true): Promise<HeapBen
   const runs: HeapBenchRow[] = [];
   let skipped: string | null = null;
   for (let rep = 0; rep < flags.reps; rep++) {
-    const r = await runHeapBench({ sizes: flags.sizes, procs: flags.procs, live: flags.live, rounds: flags.rounds, churn: flags.churn, seed: flags.seed + rep });
+    const r = await runHeapBench({ sizes: flags.sizes, procs: flags.procs, live: flags.live, rounds: flags.rounds, churn: flags.churn, warmupRounds: flags.warmupRounds, seed: flags.seed + rep });
     skipped = r.baselineSkipped;
     runs.push(...r.rows);
     if (print) for (const row of r.rows) out.result({ test: 'heap', rep, ...row }, () => []);

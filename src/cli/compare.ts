@@ -13,7 +13,7 @@ import { withInterrupt } from './interrupt.js';
 import { parseProcList, parseSizeList } from './bench.js';
 
 /** Flags of `dmem bench compare`: runCompare's options (one --churn serves both patterns) and --json. */
-export type CompareFlags = Omit<CompareOptions, 'heapChurn' | 'peer' | 'signal' | 'onRun'> & { json: boolean };
+export type CompareFlags = Omit<CompareOptions, 'heapChurn' | 'heapWarmupRounds' | 'peer' | 'signal' | 'onRun'> & { json: boolean; warmupRounds: number };
 
 /** Adds `compare` to the `bench` command. */
 export function addCompareCommand(bench: Command): void {
@@ -29,6 +29,7 @@ export function addCompareCommand(bench: Command): void {
     .option('--churn <m>', 'frag: blocks freed and allocated per epoch; heap: objects per round', intIn(1, 1e8), 250)
     .option('--live <n>', 'heap: objects each process holds', intIn(1, 1_000_000), 1000)
     .option('--rounds <n>', 'heap: rounds', intIn(1, 1_000_000), 1000)
+    .option('--warmup-rounds <n>', 'heap: untimed rounds of the same pattern before the timed ones, on every side', intIn(0, 1_000_000), 1000)
     .option('--seed <s>', 'PRNG seed of the patterns (repetition r uses seed + r)', parseSeed, 1)
     .option('--block-cache <n>', 'also run dmem with a per-client block cache of n blocks per class (classes 0..4; 0: not)', intIn(0, 256), 256)
     .option('--json', 'print one JSON object per run and per cell on stdout', false)
@@ -73,7 +74,7 @@ export async function compare(flags: CompareFlags, peer?: Peer | PeerSkip): Prom
   try {
     result = await withInterrupt((signal) => runCompare({
       classes: flags.classes, objects: flags.objects, procs: flags.procs, reps: flags.reps,
-      epochs: flags.epochs, blocks: flags.blocks, churn: flags.churn, live: flags.live, rounds: flags.rounds, heapChurn: flags.churn,
+      epochs: flags.epochs, blocks: flags.blocks, churn: flags.churn, live: flags.live, rounds: flags.rounds, heapChurn: flags.churn, heapWarmupRounds: flags.warmupRounds,
       seed: flags.seed, blockCache: flags.blockCache, peer, signal,
       onRun: (run, done, total) => {
         bar.update(done, total);
@@ -88,7 +89,7 @@ export async function compare(flags: CompareFlags, peer?: Peer | PeerSkip): Prom
   }
   if (out.json) for (const c of result.cells) out.result({ test: 'compare-cell', ...c }, () => []);
   out.lines([
-    `compare: frag ${flags.blocks} blocks, ${flags.churn} churn, ${flags.epochs} epochs; heap ${flags.live} live, ${flags.churn} churn, ${flags.rounds} rounds;`
+    `compare: frag ${flags.blocks} blocks, ${flags.churn} churn, ${flags.epochs} epochs; heap ${flags.live} live, ${flags.churn} churn, ${flags.rounds} rounds after ${flags.warmupRounds} untimed;`
       + ` median of ${flags.reps} interleaved repetitions${result.boostVersion ? `; Boost ${result.boostVersion}` : ''}; ratios: speed dmem / peer (>1: dmem faster)`,
     ...compareTable(result.cells),
   ]);

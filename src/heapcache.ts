@@ -1,0 +1,330 @@
+/**
+ * The host's fast path of the object heap (issue 10): where the pool is
+ * mapped into this process as one window, the common heap alloc and free
+ * (assembly/heap.ts, `heapAllocObject` and `heapFreeAt`) run in JS itself,
+ * with one `Atomics.compareExchange` on a 32-bit tag or bitmap half and no
+ * call into the core, no import back and no BigInt (those crossings were
+ * most of a heap operation's time: docs/performance.md).
+ *
+ * The per-class object caches stay where the core keeps them, in core
+ * memory: the slots, their lengths and the active slabs are read and
+ * written here through views of the core's memory at the addresses the
+ * core reports (`heapCacheLayout`). Everything else (an active slab with
+ * nothing left to claim, a full cache to spill, a CAS that fails, an
+ * address that is not a live object's start, an object in another state)
+ * goes to the core's own path, which does the same and more and reports
+ * the errors; nothing is changed here before handing over.
+ *
+ * The protocol is the core's, step for step (assembly/slab.ts,
+ * "Concurrency"; assembly/heap.ts, "Tag words"):
+ *   alloc  pop the class's cache, then CAS the object's tag half
+ *          cached(me) -> (me, requested): the core writes that half with
+ *          a CAS of the whole word that changes only this half, which is
+ *          exactly a 32-bit CAS of the half
+ *   refill of an empty cache from the active slab: the core's
+ *          `claimFrom`, see `refill` below
+ *   free of an object this client took, in any slab: the bit must be set
+ *          and the tag half must say handed out by me; CAS that half
+ *          (me, requested) -> cached(me), then push it on the cache (the
+ *          core's `freeOwn`)
+ *   free of an object another client took: the tag must say handed out;
+ *          a CAS loop clears the object's bit in its 32-bit bitmap half
+ *          (the core's `freeObject`, whose 64-bit CAS loop only needs the
+ *          bit set and retries on any other change of the word, so a CAS
+ *          of the half holding the bit is the same step); when the slab is
+ *          marked full and this word now has enough free objects, the core
+ *          clears the hint (`heapClearFull`)
+ * Reads are plain reads of the mapping (an aligned 32-bit read is one
+ * load on the hosts we run on; V8's Atomics.load costs three times as
+ * much), each made once per call: every decision they feed is either
+ * checked again by the CAS that acts on the word read, or is the same
+ * unchecked read the core makes with its own `load64`.
+ * A 32-bit CAS and the core's 64-bit CASes on the same word are both one
+ * locked instruction on the mapping; one that lands between another's read
+ * and its CAS makes that CAS fail and retry, as two 64-bit ones would.
+ * Only the bookkeeping moves here: a pop or push updates the core's slots
+ * and length exactly as the core would, after its CAS won.
+ *
+ * Fencing: callers run the pool's lease check (`guard`) first, as for the
+ * core path. A client is recovered only once fenced (docs/design.md,
+ * "Fencing"); a paused pop that resumes after a recovery has freed its
+ * cached object and another client has claimed it finds a tag that is not
+ * cached(me) and loses its CAS (test/heap.test.ts freezes one there).
+ *
+ * Little-endian hosts only. Not used while a crash point is armed (the
+ * core path is then the one under test).
+ */
+import type { Core } from './core.js';
+
+/** The owner-log entry's upper half: S (a slab) is bit 31, F (full hint) bit 26 (assembly/slab.ts). */
+const S_FULL = 1 << 26;
+/** Tag halves: taker in the low 16 bits, requested bytes above; 0xFFFF: queued for a delayed free. */
+const RETIRED = 0xffff;
+
+export class HeapFastPath {
+  /** Allocations and frees this path completed (the core counts the rest). */
+  allocs = 0;
+  frees = 0;
+
+  private readonly x: Core['exports'];
+  /** The pool mapping as 32-bit halves: the lower half of word w is index 2w. */
+  private readonly halves: Int32Array;
+  private readonly dataOffset: number;
+  private readonly dataBytes: number;
+  /** Index in `halves` of the data area's first byte, and of the owner log's first entry. */
+  private readonly dataHalf0: number;
+  private readonly logHalf0: number;
+  /** This client's tag of a cached object (requested 0), and its taker bits. */
+  private readonly cachedTag: number;
+  private readonly taker: number;
+  /** Lower half of every slab's owner-log entry. */
+  private readonly slabLow: number;
+  private readonly cap: number;
+  private readonly classes: number;
+  /** Per object class: object size, objects per slab, metadata bytes, bitmap words (all below 2^16). */
+  private readonly size: Int32Array;
+  private readonly count: Int32Array;
+  private readonly meta: Int32Array;
+  private readonly words: Int32Array;
+  /** 1 / size per class: an object's index is round(distance * inverse), checked by multiplying back (no division on the hot path). */
+  private readonly inverse: Float64Array;
+  /** Free objects a bitmap word of a full-hinted slab needs before a free clears the hint, per class. */
+  private readonly refillMin: Int32Array;
+  /** Object class by 64-byte granule count (bytes + 63) >> 6, for 1..maxObject bytes. */
+  private readonly classOfGranules: Uint8Array;
+  /** Largest object size with a slab class (bytes). */
+  readonly maxObject: number;
+  private readonly slotsAt: number;
+  private readonly lenAt: number;
+  private readonly activeAt: number;
+  private slots!: Uint32Array;
+  private len!: Uint32Array;
+  private active!: Int32Array;
+  private next!: Uint32Array;
+  private readonly nextAt: number;
+
+  /**
+   * Every index below is a small integer (V8 keeps them untagged and its
+   * Atomics inline): the window is below 4 GiB, so every byte offset fits
+   * 32 bits, and a slab (64 KiB, aligned in the data area) is `rel >>> 16`.
+   * @param words the pool mapping, one window below 4 GiB (MappedMemory.singleWindow)
+   * @param ownerLogOffset byte offset of the owner log; @param dataOffset of chunk 0; @param dataBytes of the data area
+   * @throws RangeError when the window is 4 GiB or more (use the core path: HeapFastPath.fits)
+   */
+  constructor(core: Core, words: BigInt64Array, ownerLogOffset: number, dataOffset: number, dataBytes: number) {
+    if (!HeapFastPath.fits(words)) throw new RangeError('HeapFastPath: the window must be below 4 GiB');
+    const x = (this.x = core.exports);
+    this.halves = new Int32Array(words.buffer, words.byteOffset, words.length * 2);
+    this.logHalf0 = ownerLogOffset / 4;
+    this.dataOffset = dataOffset;
+    this.dataBytes = dataBytes;
+    this.dataHalf0 = dataOffset / 4;
+    this.slotsAt = x.heapCacheLayout(0);
+    this.lenAt = x.heapCacheLayout(1);
+    this.activeAt = x.heapCacheLayout(2);
+    this.nextAt = x.heapCacheLayout(6);
+    this.cap = x.heapCacheLayout(3);
+    this.cachedTag = x.heapCacheLayout(4);
+    this.taker = this.cachedTag & 0xffff;
+    this.slabLow = x.heapCacheLayout(5) | 0;
+    let k = 0;
+    while (x.heapClassSize(k) > 0) k++;
+    this.classes = k;
+    this.size = new Int32Array(k);
+    this.count = new Int32Array(k);
+    this.meta = new Int32Array(k);
+    this.words = new Int32Array(k);
+    this.inverse = new Float64Array(k);
+    this.refillMin = new Int32Array(k);
+    for (let c = 0; c < k; c++) {
+      this.size[c] = x.heapClassSize(c);
+      this.count[c] = x.heapClassObjects(c);
+      this.meta[c] = x.heapCacheLayout(16 + c);
+      this.words[c] = Math.ceil(this.count[c] / 64);
+      this.inverse[c] = 1 / this.size[c];
+      this.refillMin[c] = x.heapCacheLayout(32 + c);
+    }
+    this.maxObject = this.size[k - 1];
+    this.classOfGranules = new Uint8Array(this.maxObject / 64 + 1);
+    for (let g = 1, c = 0; g < this.classOfGranules.length; g++) {
+      while (this.size[c] < g * 64) c++;
+      this.classOfGranules[g] = c;
+    }
+    this.remap();
+  }
+
+  /** True when the fast path can serve a pool mapped as `words` (one window below 4 GiB). */
+  static fits(words: BigInt64Array): boolean {
+    return words.byteLength < 2 ** 32;
+  }
+
+  /**
+   * Views of the core's slots, lengths and active slabs; again after the
+   * core's memory grew (its old buffer is detached and views of it have
+   * length 0, which is what the hot path checks).
+   */
+  private remap(): void {
+    const buffer = this.x.memory.buffer;
+    this.slots = new Uint32Array(buffer, this.slotsAt, 2 * this.cap * this.classes);
+    this.len = new Uint32Array(buffer, this.lenAt, this.classes);
+    this.active = new Int32Array(buffer, this.activeAt, this.classes);
+    this.next = new Uint32Array(buffer, this.nextAt, this.classes);
+  }
+
+  /**
+   * Hands out a cached object for `bytes` (an integer 1..maxObject).
+   * Returns its byte offset, or -1 when the core must allocate (its cache
+   * of that class is empty, or the CAS lost).
+   */
+  alloc(bytes: number): number {
+    if (this.len.length === 0) this.remap();
+    const k = this.classOfGranules[(bytes + 63) >> 6];
+    let n = this.len[k];
+    if (n === 0 && (n = this.refill(k)) === 0) return -1;
+    // Cached offsets are below 2^32 (the window is): the slot's upper half is 0.
+    const off = this.slots[2 * (k * this.cap + n - 1)];
+    const rel = off - this.dataOffset;
+    const idx = Math.round(((rel & 0xffff) - this.meta[k]) * this.inverse[k]);
+    const at = this.dataHalf0 + ((rel >>> 16) << 14) + 2 * this.words[k] + idx;
+    const want = this.cachedTag;
+    if (Atomics.compareExchange(this.halves, at, want, want | (bytes << 16)) !== want) return -1;
+    this.len[k] = n - 1;
+    this.allocs++;
+    return off;
+  }
+
+  /**
+   * The core's `claimFrom` for the empty cache of class `k`: in the active
+   * slab, from the bitmap word the last refill stopped at, the first word
+   * with free objects has them all claimed: their tags first (only the
+   * owner writes tags of free objects, each a 32-bit store of its own half,
+   * so a ring's retag of a neighbour half is never undone: assembly/heap.ts,
+   * "Tag words"), then one CAS per 32-bit bitmap half setting exactly the
+   * bits whose tags were written (a failed CAS re-reads and writes the tags
+   * of what is free now). A half's CAS is the core's word CAS restricted to
+   * that half: bits are set only by the owner after their tags, and every
+   * other writer of the word clears bits by a CAS that retries on any
+   * change. Returns how many objects went into the cache; 0 when there is
+   * no active slab or it has no free object left (the core then releases
+   * it and finds another).
+   */
+  private refill(k: number): number {
+    const head = this.active[k];
+    if (head < 0) return 0;
+    const slabHalf = this.dataHalf0 + head * 1024;
+    const words = this.words[k];
+    const count = this.count[k];
+    const tagHalf = slabHalf + 2 * words;
+    const mine = this.cachedTag;
+    for (let i = this.next[k]; i < words; i++) {
+      let claimedLo = 0;
+      let claimedHi = 0;
+      for (let h = 0; h < 2; h++) {
+        const left = count - 64 * i - 32 * h;
+        if (left <= 0) break;
+        const valid = left >= 32 ? -1 : (1 << left) - 1;
+        const at = slabHalf + 2 * i + h;
+        const tag0 = tagHalf + 64 * i + 32 * h;
+        let w = this.halves[at];
+        for (;;) {
+          const free = ~w & valid;
+          if (free === 0) break;
+          for (let rest = free; rest !== 0; rest &= rest - 1) this.halves[tag0 + 31 - Math.clz32(rest & -rest)] = mine;
+          const old = Atomics.compareExchange(this.halves, at, w, w | free);
+          if (old === w) {
+            if (h === 0) claimedLo = free;
+            else claimedHi = free;
+            break;
+          }
+          w = old;
+        }
+      }
+      const got = popcount32(claimedLo) + popcount32(claimedHi);
+      if (got === 0) continue;
+      // Lowest address on top, as the core pushes them (pops hand out low addresses first).
+      const first = this.dataOffset + head * 4096 + this.meta[k] + 64 * i * this.size[k];
+      let p = 2 * (k * this.cap + got - 1);
+      for (let h = 0; h < 2; h++) {
+        for (let rest = h === 0 ? claimedLo : claimedHi; rest !== 0; rest &= rest - 1) {
+          this.slots[p] = first + (32 * h + 31 - Math.clz32(rest & -rest)) * this.size[k];
+          this.slots[p + 1] = 0;
+          p -= 2;
+        }
+      }
+      this.len[k] = got;
+      this.next[k] = i;
+      return got;
+    }
+    this.next[k] = words;
+    return 0;
+  }
+
+  /**
+   * Frees the object at byte offset `off` when it is a live slab object the
+   * protocol above covers. Returns false when the core must free it
+   * (nothing was changed then): it also reports every error.
+   */
+  free(off: number): boolean {
+    const rel = off - this.dataOffset;
+    if (!(rel >= 0 && rel < this.dataBytes)) return false;
+    const slab = rel >>> 16;
+    const log = this.logHalf0 + (slab << 5);
+    const st = this.halves[log + 1];
+    if (st >= 0 || this.halves[log] !== this.slabLow) return false;
+    const k = (st >>> 27) & 15;
+    if (k >= this.classes) return false;
+    const d = (rel & 0xffff) - this.meta[k];
+    const idx = Math.round(d * this.inverse[k]);
+    if (d < 0 || idx * this.size[k] !== d || idx >= this.count[k]) return false;
+    const slabHalf = this.dataHalf0 + (slab << 14);
+    const tagAt = slabHalf + 2 * this.words[k] + idx;
+    const t = this.halves[tagAt];
+    const requested = t >>> 16;
+    if (requested === 0 || requested === RETIRED) return false;
+    const bitAt = slabHalf + (idx >> 5);
+    const bit = 1 << (idx & 31);
+    if ((t & 0xffff) === this.taker) {
+      // This client took it: back into its cache, from whichever slab.
+      if (this.len.length === 0) this.remap();
+      const n = this.len[k];
+      if (n >= this.cap || (this.halves[bitAt] & bit) === 0) return false;
+      if (Atomics.compareExchange(this.halves, tagAt, t, this.cachedTag) !== t) return false;
+      const s = 2 * (k * this.cap + n);
+      this.slots[s] = off;
+      this.slots[s + 1] = 0;
+      this.len[k] = n + 1;
+      this.frees++;
+      return true;
+    }
+    let w = this.halves[bitAt];
+    while ((w & bit) !== 0) {
+      const old = Atomics.compareExchange(this.halves, bitAt, w, w & ~bit);
+      if (old === w) {
+        this.frees++;
+        // A slab marked full becomes a candidate again once this bitmap
+        // word has refillMin free objects (assembly/slab.ts, freeObject);
+        // the hint's CAS is the core's (rare: once per slab and release).
+        if ((st & S_FULL) !== 0 && this.freeInWord(slabHalf, idx >> 6, k) >= this.refillMin[k]) this.x.heapClearFull(slab << 4);
+        return true;
+      }
+      w = old;
+    }
+    return false;
+  }
+
+  /** Free objects in bitmap word `i` of the slab whose first half-index is `slabHalf` (class `k`). */
+  private freeInWord(slabHalf: number, i: number, k: number): number {
+    const left = this.count[k] - 64 * i;
+    const lo = ~this.halves[slabHalf + 2 * i];
+    const hi = ~this.halves[slabHalf + 2 * i + 1];
+    return popcount32(left >= 32 ? lo : lo & ((1 << left) - 1))
+      + (left >= 64 ? popcount32(hi) : left > 32 ? popcount32(hi & ((1 << (left - 32)) - 1)) : 0);
+  }
+}
+
+/** Set bits of a 32-bit integer. */
+function popcount32(v: number): number {
+  v -= (v >>> 1) & 0x55555555;
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24);
+}

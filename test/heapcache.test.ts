@@ -1,0 +1,183 @@
+/**
+ * The object heap's host fast path (src/heapcache.ts, issue 10): on a pool
+ * mapped into the process, the common heap alloc and free run in JS with
+ * one CAS. Checked here: that the path is taken; that a seeded mix of
+ * allocs and frees gives the census a reference model predicts (objects,
+ * cached, requested bytes) with double frees, cached objects and interior
+ * addresses refused; that an object this client took goes back to its
+ * cache from any slab while other clients' frees clear bitmap bits; that
+ * close gives everything back; and that a client paused between its lease
+ * check and the pop's CAS, recovered meanwhile and its objects claimed by
+ * another client, hands out nothing.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { DoubleFreeError, InvalidAddressError, openPool, type Pool } from '../src/index.js';
+import { Prng } from '../src/bench/prng.js';
+import { is, usage, withPoolName } from './helpers.js';
+
+interface FastPath {
+  alloc(bytes: number): number;
+  free(off: number): boolean;
+}
+
+/** The heap's fast path (null when the pool has none). */
+function fastOf(p: Pool): FastPath | null {
+  return (p.heap as unknown as { fast: FastPath | null }).fast;
+}
+
+test('on an shm pool and a memory: pool the heap has the fast path, and the common alloc and free take it', async () => {
+  for (const uri of ['memory:', 'shm:']) {
+    await withPoolName('hc-taken', async (name) => {
+      const p = await openPool(uri === 'shm:' ? `shm:${name}` : uri, { size: '32MiB' });
+      try {
+        assert.ok(fastOf(p) !== null, `${uri} pool: fast path present`);
+        const g = Array.from({ length: 100 }, () => p.heap.alloc(100));
+        for (const x of g) p.heap.free(x);
+        for (let i = 0; i < 100; i++) p.heap.free(p.heap.alloc(100));
+        const ops = p.heap.fastPathOps;
+        assert.ok(ops.allocs >= 190 && ops.frees >= 190, `${uri}: most of 200 pairs on the fast path: ${JSON.stringify(ops)}`);
+      } finally {
+        p.close();
+      }
+    });
+  }
+});
+
+test('a seeded mix of sizes 1 B .. 3 KiB against a reference model: census, requested bytes, refusals', async () => {
+  await withPoolName('hc-model', async (name) => {
+    const p = await openPool(`shm:${name}`, { size: '64MiB' });
+    try {
+      const sizes = p.heap.classSizes;
+      const classOf = (n: number): number => sizes.findIndex((s) => s >= n);
+      const rng = new Prng(7);
+      const live = new Map<number, number>(); // gaddr -> requested bytes
+      const freed: number[] = [];
+      for (let step = 0; step < 20_000; step++) {
+        if (live.size > 0 && rng.below(100) < 48) {
+          const keys = [...live.keys()];
+          const g = keys[rng.below(keys.length)];
+          p.heap.free(g);
+          live.delete(g);
+          freed.push(g);
+        } else {
+          const n = 1 + rng.below(3072);
+          const g = p.heap.alloc(n);
+          assert.not.ok(live.has(g), `step ${step}: ${g} is handed out twice`);
+          live.set(g, n);
+        }
+        if (step % 2000 === 0 && freed.length > 0) {
+          // A freed object that is not live again: a double free, whether it
+          // sits in this client's cache or went back to its bitmap.
+          const g = freed.find((x) => !live.has(x));
+          if (g !== undefined) assert.throws(() => p.heap.free(g), is(DoubleFreeError), `step ${step}: double free refused`);
+          const [some] = live.keys();
+          assert.throws(() => p.heap.free(some + 8), is(InvalidAddressError), `step ${step}: an interior address is refused`);
+        }
+      }
+      const st = p.heap.stats();
+      const objects = new Array<number>(sizes.length).fill(0);
+      const requested = new Array<number>(sizes.length).fill(0);
+      for (const n of live.values()) {
+        objects[classOf(n)]++;
+        requested[classOf(n)] += n;
+      }
+      assert.equal(st.perClass.map((c) => c.objects), objects, 'objects per class as the model says');
+      assert.equal(st.perClass.map((c) => c.requestedBytes), requested, 'requested bytes per class as the model says');
+      assert.is(st.perClass.reduce((a, c) => a + c.cached, 0), st.cachedHere, 'every cached object is in this client\'s cache');
+      const ops = p.heap.fastPathOps;
+      assert.ok(ops.allocs > 9000 && ops.frees > 9000, `the fast path carried most of it: ${JSON.stringify(ops)}`);
+      for (const g of live.keys()) p.heap.free(g);
+      p.heap.flush();
+      p.heap.trim();
+      assert.equal(usage(p), { chunks: 0, objects: 0, cached: 0, slabs: 0 }, 'everything comes back');
+      assert.ok(p.fsck().clean);
+    } finally {
+      p.close();
+    }
+  });
+});
+
+test('an object its client took goes back to that client\'s cache from any slab; another client\'s free clears its bit; close returns it all', async () => {
+  await withPoolName('hc-slabs', async (name) => {
+    const a = await openPool(`shm:${name}`, { size: '32MiB' });
+    const b = await openPool(`shm:${name}`, { create: false });
+    try {
+      const perSlab = a.heap.stats().perClass[0].objectsPerSlab;
+      // Three slabs' worth: the first slab is no longer A's active one.
+      const mine = Array.from({ length: 3 * perSlab }, () => a.heap.alloc(64));
+      assert.ok(a.heap.stats().perClass[0].slabs >= 3);
+      for (const g of mine.slice(0, 40)) a.heap.free(g);
+      let st = a.heap.stats();
+      assert.is(st.cachedHere, 40, 'the 40 objects of A\'s first slab are in A\'s cache, not back in the bitmap');
+      assert.is(st.perClass[0].cached, 40);
+      assert.is(st.perClass[0].objects, 3 * perSlab - 40);
+      // B frees 30 of A's objects: their bits clear, nobody caches them.
+      for (const g of mine.slice(100, 130)) b.heap.free(g);
+      st = b.heap.stats();
+      assert.is(st.cachedHere, 0, 'B caches nothing of A\'s');
+      assert.is(st.perClass[0].objects, 3 * perSlab - 70);
+      assert.is(st.perClass[0].cached, 40);
+      for (const g of [mine[0], mine[100]]) assert.throws(() => b.heap.free(g), is(DoubleFreeError), 'cached or freed: either is a double free');
+      // A's next allocs come out of its cache first.
+      const again = Array.from({ length: 40 }, () => a.heap.alloc(64));
+      assert.equal(new Set(again), new Set(mine.slice(0, 40)), 'the 40 cached objects are handed out again');
+      a.close();
+      b.heap.trim();
+      assert.equal(usage(b), { chunks: 0, objects: 0, cached: 0, slabs: 0 }, 'A closed: its objects and cache are gone');
+      assert.ok(b.fsck().clean);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
+
+test('the fast path\'s pop, paused between the lease check and its CAS while the client is recovered and its cached objects claimed by another client, hands out nothing', async () => {
+  await withPoolName('hc-paused', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const a = await openPool(`shm:${name}`, { create: false, heartbeatMs: 0 });
+    try {
+      // The step under test, reached as a paused client would reach it: its
+      // guard() passed before the pause, so call the fast path itself.
+      const fast = fastOf(a);
+      assert.ok(fast !== null, 'an shm pool has the heap fast path');
+      const got = Array.from({ length: 30 }, () => a.heap.alloc(64));
+      // A refill claims a bitmap word's free objects: some are cached already.
+      const before = a.heap.stats().cachedHere;
+      for (const g of got.slice(0, 20)) a.heap.free(g);
+      assert.is(a.heap.stats().cachedHere, before + 20, 'the 20 freed objects are on top of A\'s cache');
+      const cachedOffsets = new Set(got.slice(0, 20).map((g) => g % 2 ** 40));
+      const slot = admin.clientSlot(a.clientId);
+      assert.ok(admin.revokeClient(slot.id, slot.gen));
+      const r = admin.recoverClient(slot.id);
+      assert.ok(r !== null && r.objects >= 30, `recovery freed A's 10 objects and its 20 cached ones: ${JSON.stringify(r)}`);
+      // Another client claims those objects again (its refills write its
+      // own tags), and stamps every one.
+      const fill: number[] = [];
+      const claimed = new Set<number>();
+      while (claimed.size < cachedOffsets.size && fill.length < 20_000) {
+        const g = admin.heap.alloc(64);
+        admin.write(g, new Uint8Array(64).fill(0xEE));
+        fill.push(g);
+        if (cachedOffsets.has(g % 2 ** 40)) claimed.add(g);
+      }
+      assert.is(claimed.size, cachedOffsets.size, 'the other client holds every object A had cached');
+      // Resumed: the next 20 pops (the freed objects, last in) each find a
+      // tag that is not A's cached one and lose their CAS.
+      for (let i = 0; i < 20; i++) assert.is(fast!.alloc(64), -1, `pop ${i} hands out nothing`);
+      for (const g of fill) assert.ok(admin.read(g, 64).every((x) => x === 0xEE), 'the other client\'s objects are intact');
+      assert.throws(() => a.heap.alloc(64), (e: unknown) => (e as { code?: string }).code === 'LEASE_EXPIRED', 'its next call finds the revocation');
+      for (const g of fill) admin.heap.free(g);
+      admin.heap.flush();
+      admin.heap.trim();
+      assert.equal(usage(admin), { chunks: 0, objects: 0, cached: 0, slabs: 0 }, 'everything is free');
+      assert.ok(admin.fsck().clean);
+    } finally {
+      a.close();
+      admin.close();
+    }
+  });
+});
+
+test.run();
