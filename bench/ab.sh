@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# A/B of two builds in one script: FineMem's frag benchmark (class 0) and the
-# heap benchmark (64 B objects) at 1 and 2 processes, the two builds run
-# interleaved (A B A B ...), median of REPS repetitions each. Build A is a git
+# A/B of two builds in one script: FineMem's frag benchmark, the heap
+# benchmark and LARGE blocks (WORKLOADS below) at 1 and 2 processes, the two
+# builds run interleaved (A B A B ...), median of REPS repetitions each. Build A is a git
 # ref, checked out and built in a temporary worktree; build B is this
 # checkout's dist/ (run `npm run build` first).
 #
@@ -19,30 +19,41 @@ trap cleanup EXIT
 git -C "$root" worktree add --detach "$wt" "$ref" >/dev/null 2>&1
 (cd "$wt" && ln -s "$root/node_modules" node_modules && npx asc assembly/index.ts --target release >/dev/null && npx tsc -p tsconfig.json >/dev/null)
 
-# micro A|B PROCS -> ops/s ; heap A|B PROCS -> ns per alloc+free pair
+# Workloads (WORKLOADS, space-separated; default below): micro:C (FineMem's
+# frag pattern, class C, ops/s), heap:S (heap pattern, S-byte objects, ns per
+# pair), large (LARGE 4 MiB blocks, bench/large-pattern.mjs, ns per pair, one
+# process). PROCS (default "1 2") applies to micro and heap. A build whose
+# `bench heap` knows --warmup-rounds runs it with 0, as a build without it
+# does: both sides start cold.
+workloads=${WORKLOADS:-"micro:0 micro:4 micro:9 heap:64 heap:1024 large"}
+procs_list=${PROCS:-"1 2"}
+
+heap_flags() { node "$1/dist/src/cli/main.js" bench heap --help 2>/dev/null | grep -q -- --warmup-rounds && echo "--warmup-rounds 0" || true; }
+first_json() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const k=process.argv[1];const r=s.trim().split("\n").map(l=>JSON.parse(l)).find(r=>r[k]);console.log(r[k])})' "$1"; }
+
+# run DIR WORKLOAD PROCS -> one number
 run() {
   local dir=$1 what=$2 procs=$3
-  if [ "$what" = micro ]; then
-    node "$dir/dist/src/cli/main.js" bench micro --class 0 --procs "$procs" --epochs 2000 --json 2>/dev/null \
-      | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=s.trim().split("\n").map(l=>JSON.parse(l)).find(r=>r.opsPerSec);console.log(r.opsPerSec)})'
-  else
-    node "$dir/dist/src/cli/main.js" bench heap --sizes 64 --procs "$procs" --reps 1 --json 2>/dev/null \
-      | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=s.trim().split("\n").map(l=>JSON.parse(l)).find(r=>r.dmemNsPerPair);console.log(r.dmemNsPerPair)})'
-  fi
+  case $what in
+    micro:*) node "$dir/dist/src/cli/main.js" bench micro --class "${what#micro:}" --procs "$procs" --epochs 2000 --json 2>/dev/null | first_json opsPerSec ;;
+    heap:*) node "$dir/dist/src/cli/main.js" bench heap --sizes "${what#heap:}" --procs "$procs" --reps 1 $(heap_flags "$dir") --json 2>/dev/null | first_json dmemNsPerPair ;;
+    large) node "$root/bench/large-pattern.mjs" "$dir" ;;
+  esac
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-printf '%-28s %14s %14s %8s\n' workload "A ($ref)" "B (this tree)" "B/A"
-for what in micro heap; do
-  for procs in 1 2; do
+printf '%-32s %14s %14s %8s\n' workload "A ($ref)" "B (this tree)" "B/A"
+for what in $workloads; do
+  for procs in $procs_list; do
+    [ "$what" = large ] && [ "$procs" != 1 ] && continue
     a=(); b=()
     for ((i = 0; i < reps; i++)); do
-      a+=("$(run "$wt" $what $procs)")
-      b+=("$(run "$root" $what $procs)")
+      a+=("$(run "$wt" "$what" "$procs")")
+      b+=("$(run "$root" "$what" "$procs")")
     done
     ma=$(printf '%s\n' "${a[@]}" | median)
     mb=$(printf '%s\n' "${b[@]}" | median)
-    label=$([ $what = micro ] && echo "class 0, ops/s" || echo "heap 64 B, ns/pair")
-    printf '%-28s %14.0f %14.0f %8.3f\n' "$label, $procs proc" "$ma" "$mb" "$(node -e "console.log(($mb)/($ma))")"
+    case $what in micro:*) unit="ops/s" ;; *) unit="ns/pair" ;; esac
+    printf '%-32s %14.0f %14.0f %8.3f\n' "$what $unit, $procs proc" "$ma" "$mb" "$(node -e "console.log(($mb)/($ma))")"
   done
 done
