@@ -123,6 +123,12 @@ export function releaseSlot(id: u32, from: u32): bool {
   return cas64(off, w, slotWord(SLOT_FREE, 0, slotGen(w), 0)) == w;
 }
 
+/** True while client `id`'s slot is LIVE in generation `gen` (one load). */
+export function slotIsLive(id: u32, gen: u32): bool {
+  const w = load64(slotOff(id));
+  return slotState(w) == SLOT_LIVE && slotGen(w) == (gen & GEN_MASK);
+}
+
 /**
  * Revokes client `id`'s lease (LIVE -> REVOKED) when its owner word still
  * holds generation `gen`. Returns OK, or E_INVALID_ARGUMENT when the slot

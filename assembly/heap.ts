@@ -21,12 +21,13 @@
  * them are found again by later searches.
  */
 import { chunkOffset, clientGen, clientId, freeChunk } from './alloc';
+import { slotIsLive } from './client';
 import { cas64, load64, readInto, store64, writeFrom } from './imports';
-import { CHUNK_SHIFT, E_DOUBLE_FREE, E_EXHAUSTED, E_INVALID_ADDRESS, SECTION_CHUNKS, dataOff, logOff, nSections, sectionHdr } from './layout';
+import { CHUNK_SHIFT, E_DOUBLE_FREE, E_EXHAUSTED, E_INVALID_ADDRESS, E_LEASE_EXPIRED, SECTION_CHUNKS, dataOff, logOff, nSections, sectionHdr } from './layout';
 import { logSections } from './ownerlog';
 import { MODE_CHUNK, sectionMode } from './section';
 import {
-  OBJECT_CLASSES, RETIRED, SLAB_CHUNKS, bitmapWords, clearFull, freeObject, refillMinOf, isSlabEntry, newSlab, objectCount, objectSize, releaseSlab,
+  OBJECT_CLASSES, RETIRED, SLAB_CHUNKS, bitmapWords, clearFull, freeObject, refillMinOf, slabOwnerGen, isSlabEntry, newSlab, objectCount, objectSize, releaseSlab,
   loadTag, objectIndex, slabClassOf, slabEntry, slabFull, slabHeadOf, slabMeta, slabOwner, tagHandedOut, tagOf, tagRequested, tagTaker, trimSlab, validMask,
 } from './slab';
 
@@ -96,20 +97,28 @@ const shadowHead = memory.data(4 * 11);
   store<u64>(v, load<u64>(v) & ~(<u64>1 << (wi & 63)));
 }
 
-/** tagCas results: written, refused (not handed out), refused (handed out by another client). */
+/** tagCas results: written, refused (not handed out), refused (handed out by another client), refused (not cached by this client). */
 const TAG_WRITTEN: i32 = 0;
 const TAG_NOT_HANDED_OUT: i32 = 1;
 const TAG_NOT_MINE: i32 = 2;
+const TAG_NOT_CACHED: i32 = 3;
+
+/** tagCas conditions on the half it replaces: none, handed out by this client, cached by this client. */
+const IF_ANY: u32 = 0;
+const IF_HANDED_OUT_BY_ME: u32 = 1;
+const IF_CACHED_BY_ME: u32 = 2;
 
 /**
- * Sets object `idx`'s tag (class `k`, slab at `head` = byte `base`, this
- * client's active slab) to `tag`, with a CAS of its 64-bit tag word that
- * changes only that half (see above). With `handedOutByMe`, only if the
- * half now holds a tag handed out by this client: the check and the write
- * are then one atomic step, so a retag by the ring in between fails the CAS
- * and is seen. A guess that fails a check is re-read before refusing.
+ * Sets object `idx`'s tag (class `k`, slab at `head` = byte `base`) to
+ * `tag`, with a CAS of its 64-bit tag word that changes only that half (see
+ * above). Under a condition (IF_HANDED_OUT_BY_ME: the half holds a tag
+ * handed out by this client; IF_CACHED_BY_ME: exactly this client's cached
+ * tag), only if the half meets it: the check and the write are then one
+ * atomic step, so a retag by the ring, or a claim by another client after a
+ * recovery of this one, in between fails the CAS and is seen. A guess that
+ * fails a check is re-read before refusing.
  */
-function tagCas(k: u32, head: u32, base: u64, idx: u32, tag: u32, handedOutByMe: bool): i32 {
+function tagCas(k: u32, head: u32, base: u64, idx: u32, tag: u32, condition: u32): i32 {
   // The shadow covers the active slab only; an object of another slab
   // (one this client took and freed into its cache) starts from a load.
   const shadowed = activeOf(k) == <i32>head;
@@ -119,11 +128,13 @@ function tagCas(k: u32, head: u32, base: u64, idx: u32, tag: u32, handedOutByMe:
   const shift: u64 = (idx & 1) ? 32 : 0;
   let fresh = !shadowed || (load<u64>(shadowValidAt(k, wi)) & (<u64>1 << (wi & 63))) == 0;
   let w = fresh ? load64(off) : load<u64>(shadowAt(k, wi));
-  const me = tagTaker(tagOf(clientId, clientGen, 0));
+  const cached = tagOf(clientId, clientGen, 0);
+  const me = tagTaker(cached);
   while (true) {
-    if (handedOutByMe) {
+    if (condition != IF_ANY) {
       const t = <u32>(w >> shift);
-      const refusal = !tagHandedOut(t) ? TAG_NOT_HANDED_OUT : tagTaker(t) != me ? TAG_NOT_MINE : TAG_WRITTEN;
+      const refusal = condition == IF_CACHED_BY_ME ? (t != cached ? TAG_NOT_CACHED : TAG_WRITTEN)
+        : !tagHandedOut(t) ? TAG_NOT_HANDED_OUT : tagTaker(t) != me ? TAG_NOT_MINE : TAG_WRITTEN;
       if (refusal != TAG_WRITTEN) {
         if (fresh) { if (shadowed) shadowSet(k, wi, w); return refusal; }
         w = load64(off);
@@ -146,6 +157,8 @@ function tagCas(k: u32, head: u32, base: u64, idx: u32, tag: u32, handedOutByMe:
  * (i32 first chunk, -1 none), 3 CACHE_CAP, 4 this client's tag of a cached
  * object (requested 0), 5 the lower half of every slab's owner-log entry,
  * 6 the next bitmap word a refill tries in the active slab (u32 per class),
+ * 7 the owner bits (OWNER_BITS of the entry's upper half) of a slab this
+ * client owns,
  * 16 + k the metadata bytes of a slab of object class k (objects start
  * there), 32 + k the free objects a bitmap word of a full-hinted slab of
  * class k needs before a free clears the hint. 0 for any other field.
@@ -161,6 +174,7 @@ export function heapCacheLayout(field: u32): u32 {
     case 4: return tagOf(clientId, clientGen, 0);
     case 5: return <u32>slabEntry(0, false, 0, 0);
     case 6: return <u32>nextWord;
+    case 7: return <u32>(slabEntry(0, false, clientId, clientGen) >> 32) & OWNER_BITS;
     default: return 0;
   }
 }
@@ -174,6 +188,9 @@ export function heapCacheLayout(field: u32): u32 {
 export function heapClearFull(head: u32): void {
   clearFull(head, load64(logOff(head)));
 }
+
+/** The owner and owner-generation bits of a slab entry's upper half (assembly/slab.ts). */
+const OWNER_BITS: u32 = 0x3FFFFFF;
 
 /** Forgets every cache and active slab (after recovery or close freed them, or at register). */
 export function resetHeap(): void {
@@ -189,22 +206,27 @@ export function resetHeap(): void {
  * byte offset, or a negative status.
  */
 export function heapAllocObject(k: u32, requested: u32): f64 {
-  let len = load<u32>(cacheLen + (k << 2));
-  if (len == 0) {
-    const r = refill(k);
-    if (r < 0) return <f64>r;
-    len = <u32>r;
+  while (true) {
+    let len = load<u32>(cacheLen + (k << 2));
+    if (len == 0) {
+      const r = refill(k);
+      if (r < 0) return <f64>r;
+      len = <u32>r;
+    }
+    len--;
+    store<u32>(cacheLen + (k << 2), len);
+    const off = load<u64>(cache + ((k * CACHE_CAP + len) << 3));
+    // The tag is at a fixed place in the object's slab: recompute it. A
+    // cached object is this client's (taken, tag "cached"): the tag CAS
+    // changes only its half, and only from that exact tag. Any other tag
+    // means the object is no longer this client's (only a recovery of this
+    // client frees it, and then another client may have claimed it): the
+    // entry is dropped, as a block cache's pop drops a block whose CAS it
+    // lost (assembly/cache.ts), so no pop hands out what it did not win.
+    const head = slabHeadOf(off);
+    const idx = <u32>objectIndex(head, k, off);
+    if (tagCas(k, head, chunkOffset(head), idx, tagOf(clientId, clientGen, requested), IF_CACHED_BY_ME) == TAG_WRITTEN) return <f64>off;
   }
-  len--;
-  store<u32>(cacheLen + (k << 2), len);
-  const off = load<u64>(cache + ((k * CACHE_CAP + len) << 3));
-  // The tag is at a fixed place in the object's slab: recompute it. A cached
-  // object is this client's (claimed, tag "cached"): the tag CAS changes
-  // only its half.
-  const head = slabHeadOf(off);
-  const idx = <u32>objectIndex(head, k, off);
-  tagCas(k, head, chunkOffset(head), idx, tagOf(clientId, clientGen, requested), false);
-  return <f64>off;
 }
 
 /**
@@ -215,6 +237,13 @@ export function heapAllocObject(k: u32, requested: u32): f64 {
 function refill(k: u32): i32 {
   for (let attempt: u32 = 0; attempt < 1000000; attempt++) {
     let head = activeOf(k);
+    // Only a slab this client owns in its generation is claimed from: a
+    // recovery of this client (possible only once it is fenced) released
+    // it, and a client that resumes must not claim in another's slab.
+    if (head >= 0 && !ownedByMe(load64(logOff(<u32>head)))) {
+      setActive(k, -1);
+      head = -1;
+    }
     if (head < 0) {
       const h = acquireSlab(k);
       if (h < 0) return <i32>h;
@@ -227,6 +256,11 @@ function refill(k: u32): i32 {
     setActive(k, -1);
   }
   return E_EXHAUSTED;
+}
+
+/** True when owner-log entry `e` is a slab this client owns in its generation. */
+@inline function ownedByMe(e: u64): bool {
+  return isSlabEntry(e) && slabOwner(logSections(e)) == clientId && slabOwnerGen(logSections(e)) == (clientGen & 0x3FFF);
 }
 
 /**
@@ -266,7 +300,7 @@ function claimFrom(head: u32, k: u32): u32 {
         const len = <u32>ctz(~(rest >> b));
         const idx0 = (i << 6) + b;
         if (len == 1) {
-          tagCas(k, head, base, idx0, mine, false);
+          tagCas(k, head, base, idx0, mine, IF_ANY);
         } else {
           writeFrom(tagOff + (<u64>b << 2), tagBuf, len << 2);
           for (let j: u32 = idx0; j < idx0 + len; j++) {
@@ -307,6 +341,11 @@ function claimFrom(head: u32, k: u32): u32 {
  */
 function acquireSlab(k: u32): i64 {
   if (nSections == 0) return E_EXHAUSTED;
+  // A slab is taken only while this client's lease is live: a call that
+  // passed its lease check, was paused and resumes after its revocation
+  // (and maybe its recovery) must not take a slab in a generation that
+  // nobody will recover again.
+  if (!slotIsLive(clientId, clientGen)) return E_LEASE_EXPIRED;
   let sec = load<u32>(searchFrom + (k << 2)) % nSections;
   for (let seen: u32 = 0; seen < min(SEARCH_SECTIONS, nSections); seen++) {
     if (sectionMode(load64(sectionHdr(sec))) == MODE_CHUNK) {
@@ -367,7 +406,7 @@ function freeOwn(head: u32, k: u32, off: u64, e: u64): i32 {
   // ring survives (tagCas). The CAS also checks that the object is still
   // handed out by this client: one in a cache or queued for a delayed free
   // is refused, one another client took has its bit cleared instead.
-  const r = tagCas(k, head, base, idx, tagOf(clientId, clientGen, 0), true);
+  const r = tagCas(k, head, base, idx, tagOf(clientId, clientGen, 0), IF_HANDED_OUT_BY_ME);
   if (r == TAG_NOT_HANDED_OUT) return E_DOUBLE_FREE;
   if (r == TAG_NOT_MINE) return freeObject(head, e, idx, false);
   let len = load<u32>(cacheLen + (k << 2));
@@ -393,7 +432,7 @@ export function freeRetired(head: u32, idx: u32, off: u64): i32 {
   if (activeOf(k) != <i32>head || !mine) return freeObject(head, e, idx, false);
   let len = load<u32>(cacheLen + (k << 2));
   if (len == CACHE_CAP) len = spill(k);
-  tagCas(k, head, base, idx, tagOf(clientId, clientGen, 0), false);
+  tagCas(k, head, base, idx, tagOf(clientId, clientGen, 0), IF_ANY);
   store<u64>(cache + ((k * CACHE_CAP + len) << 3), off);
   store<u32>(cacheLen + (k << 2), len + 1);
   return 0;

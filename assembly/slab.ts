@@ -61,11 +61,15 @@
  * a slab's owner writes tags of free objects only, a free by another client
  * refuses an object whose tag is not handed out (a cached one), and
  * recovery of the taker, which happens only once the taker is fenced,
- * clears bits and writes no tag.
+ * CASes the tags of its cached objects to 0 (so a pop it resumes from a
+ * stale cache loses its CAS) before it clears their bits.
  *
  * Recovery of client x (and `close`, which is x recovering itself) frees
- * every set bit whose tag names x, cached or handed out, and releases the
- * slabs x owned; an empty unowned slab goes back to the chunk allocator.
+ * every set bit whose tag names x, cached or handed out (a cached one's tag
+ * set to 0 first), and releases the slabs x owned; an empty unowned slab
+ * goes back to the chunk allocator. A client takes a slab only while its
+ * own lease is live, and claims only from a slab it owns in its generation
+ * (heap.ts, refill and acquireSlab).
  * Like every block of the pool, an object belongs to the client that
  * allocated it: hand-offs to other clients last while that client lives.
  */
@@ -329,7 +333,15 @@ export function reclaimSlab(head: u32, e: u64, x: u32, gen: u32): u32 {
       const b = <u32>ctz(rest);
       rest &= rest - 1;
       const t = load<u32>(tags + (((i << 6) + b) << 2));
-      if (tagTaker(t) == who && tagRequested(t) != RETIRED) mask |= <u64>1 << b;
+      if (tagTaker(t) != who || tagRequested(t) == RETIRED) continue;
+      mask |= <u64>1 << b;
+      // An object in x's cache gets the tag 0 (nobody's) before its bit is
+      // cleared: x's pop CASes its tag from exactly "cached by x" (heap.ts,
+      // heapAllocObject; src/heapcache.ts), so a pop x resumes from a stale
+      // cache loses, whether or not another client has claimed the object
+      // since. A failed CAS means x popped it meanwhile (only x writes that
+      // half while the bit is set): handed out by x, it is freed as x's.
+      if (tagRequested(t) == 0) clearTag(base, k, (i << 6) + b, t);
     }
     if (mask == 0) continue;
     const off = base + (<u64>i << 3);
@@ -349,6 +361,19 @@ export function reclaimSlab(head: u32, e: u64, x: u32, gen: u32): u32 {
   }
   trimSlab(head, cur);
   return freed;
+}
+
+/** Sets object `idx`'s tag half from exactly `t` to 0 by a CAS of its word (the other half kept, retried); false when the half is not `t`. */
+function clearTag(base: u64, k: u32, idx: u32, t: u32): bool {
+  const off = tagWordOff(base, k, idx);
+  const shift: u64 = (idx & 1) ? 32 : 0;
+  let w = load64(off);
+  while (<u32>(w >> shift) == t) {
+    const old = cas64(off, w, w & ~(<u64>0xFFFFFFFF << shift));
+    if (old == w) return true;
+    w = old;
+  }
+  return false;
 }
 
 /**

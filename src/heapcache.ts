@@ -58,6 +58,8 @@ import type { Core } from './core.js';
 
 /** The owner-log entry's upper half: S (a slab) is bit 31, F (full hint) bit 26 (assembly/slab.ts). */
 const S_FULL = 1 << 26;
+/** The owner and owner-generation bits of a slab entry's upper half (assembly/slab.ts). */
+const OWNER_BITS = 0x3ffffff;
 /** Tag halves: taker in the low 16 bits, requested bytes above; 0xFFFF: queued for a delayed free. */
 const RETIRED = 0xffff;
 
@@ -77,8 +79,9 @@ export class HeapFastPath {
   /** This client's tag of a cached object (requested 0), and its taker bits. */
   private readonly cachedTag: number;
   private readonly taker: number;
-  /** Lower half of every slab's owner-log entry. */
+  /** Lower half of every slab's owner-log entry, and the owner bits of its upper half for a slab this client owns. */
   private readonly slabLow: number;
+  private readonly ownerBits: number;
   private readonly cap: number;
   private readonly classes: number;
   /** Per object class: object size, objects per slab, metadata bytes, bitmap words (all below 2^16). */
@@ -127,6 +130,7 @@ export class HeapFastPath {
     this.cachedTag = x.heapCacheLayout(4);
     this.taker = this.cachedTag & 0xffff;
     this.slabLow = x.heapCacheLayout(5) | 0;
+    this.ownerBits = x.heapCacheLayout(7);
     let k = 0;
     while (x.heapClassSize(k) > 0) k++;
     this.classes = k;
@@ -205,12 +209,16 @@ export class HeapFastPath {
    * that half: bits are set only by the owner after their tags, and every
    * other writer of the word clears bits by a CAS that retries on any
    * change. Returns how many objects went into the cache; 0 when there is
-   * no active slab or it has no free object left (the core then releases
-   * it and finds another).
+   * no active slab, this client no longer owns it, or it has no free object
+   * left (the core then releases it or drops it, and finds another).
    */
   private refill(k: number): number {
     const head = this.active[k];
     if (head < 0) return 0;
+    // Only from a slab this client owns in its generation (the core's
+    // refill checks the same and finds another when a recovery released it).
+    const st = this.halves[this.logHalf0 + 2 * head + 1];
+    if (st >= 0 || (st & OWNER_BITS) !== this.ownerBits) return 0;
     const slabHalf = this.dataHalf0 + head * 1024;
     const words = this.words[k];
     const count = this.count[k];

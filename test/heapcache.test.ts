@@ -13,6 +13,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DoubleFreeError, InvalidAddressError, openPool, type Pool } from '../src/index.js';
+import { Status } from '../src/abi.js';
 import { Prng } from '../src/bench/prng.js';
 import { is, usage, withPoolName } from './helpers.js';
 
@@ -133,46 +134,80 @@ test('an object its client took goes back to that client\'s cache from any slab;
   });
 });
 
-test('the fast path\'s pop, paused between the lease check and its CAS while the client is recovered and its cached objects claimed by another client, hands out nothing', async () => {
+/** A client whose cache holds 20 freed objects on top of what its refill claimed, revoked and recovered by `admin` meanwhile. */
+async function recoveredWithCache(name: string): Promise<{ admin: Pool; a: Pool; fast: FastPath; freed: Set<number> }> {
+  const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+  const a = await openPool(`shm:${name}`, { create: false, heartbeatMs: 0 });
+  // The step under test is reached as a paused client would reach it: its
+  // guard() passed before the pause, so the test calls the fast path (or the
+  // core) itself.
+  const fast = fastOf(a);
+  assert.ok(fast !== null, 'an shm pool has the heap fast path');
+  const got = Array.from({ length: 30 }, () => a.heap.alloc(64));
+  // A refill claims a bitmap word's free objects: some are cached already.
+  const before = a.heap.stats().cachedHere;
+  for (const g of got.slice(0, 20)) a.heap.free(g);
+  assert.is(a.heap.stats().cachedHere, before + 20, 'the 20 freed objects are on top of A\'s cache');
+  const slot = admin.clientSlot(a.clientId);
+  assert.ok(admin.revokeClient(slot.id, slot.gen));
+  const r = admin.recoverClient(slot.id);
+  assert.ok(r !== null && r.objects >= 30, `recovery freed A's 10 objects and its cache: ${JSON.stringify(r)}`);
+  return { admin, a, fast: fast!, freed: new Set(got.slice(0, 20).map((g) => g % 2 ** 40)) };
+}
+
+/** Frees what `admin` holds and checks the pool is empty and clean. */
+function drain(admin: Pool, held: number[]): void {
+  for (const g of held) admin.heap.free(g);
+  admin.heap.flush();
+  admin.heap.trim();
+  assert.equal(usage(admin), { chunks: 0, objects: 0, cached: 0, slabs: 0 }, 'everything is free');
+  assert.ok(admin.fsck().clean);
+}
+
+test('a pop paused between the lease check and its CAS, resumed after the client was recovered, hands out nothing of the stale cache (fast path and core), claimed by another client or not', async () => {
   await withPoolName('hc-paused', async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
-    const a = await openPool(`shm:${name}`, { create: false, heartbeatMs: 0 });
+    const { admin, a, fast } = await recoveredWithCache(name);
     try {
-      // The step under test, reached as a paused client would reach it: its
-      // guard() passed before the pause, so call the fast path itself.
-      const fast = fastOf(a);
-      assert.ok(fast !== null, 'an shm pool has the heap fast path');
-      const got = Array.from({ length: 30 }, () => a.heap.alloc(64));
-      // A refill claims a bitmap word's free objects: some are cached already.
-      const before = a.heap.stats().cachedHere;
-      for (const g of got.slice(0, 20)) a.heap.free(g);
-      assert.is(a.heap.stats().cachedHere, before + 20, 'the 20 freed objects are on top of A\'s cache');
-      const cachedOffsets = new Set(got.slice(0, 20).map((g) => g % 2 ** 40));
-      const slot = admin.clientSlot(a.clientId);
-      assert.ok(admin.revokeClient(slot.id, slot.gen));
-      const r = admin.recoverClient(slot.id);
-      assert.ok(r !== null && r.objects >= 30, `recovery freed A's 10 objects and its 20 cached ones: ${JSON.stringify(r)}`);
+      // Nobody has claimed the objects again: recovery set their tags to
+      // "nobody's", so every pop of the stale cache loses its CAS.
+      for (let i = 0; i < 20; i++) assert.is(fast.alloc(64), -1, `pop ${i} hands out nothing`);
+      // The core's pop, where a resumed call goes next, drops every stale
+      // entry; its refill then finds its slab released and takes no other
+      // one: the lease is not live. The call fails; nothing is handed out.
+      const x = (a.heap as unknown as { x: { heapAlloc(n: number): number; heapCachedObjects(): number } }).x;
+      assert.ok(x.heapCachedObjects() >= 20, 'the stale cache is still there');
+      assert.is(x.heapAlloc(64), Status.LEASE_EXPIRED, 'the core path refuses: lease expired');
+      assert.is(x.heapCachedObjects(), 0, 'every stale entry was dropped');
+      const fill = Array.from({ length: 100 }, () => admin.heap.alloc(64));
+      assert.is(admin.heap.stats().perClass[0].objects, 100, 'only the other client\'s objects are handed out');
+      assert.throws(() => a.heap.alloc(64), (e: unknown) => (e as { code?: string }).code === 'LEASE_EXPIRED', 'its next call finds the revocation');
+      drain(admin, fill);
+    } finally {
+      a.close();
+      admin.close();
+    }
+  });
+});
+
+test('the same paused pop after another client claimed every object of the stale cache: it loses its CAS, the other client\'s objects are intact', async () => {
+  await withPoolName('hc-claimed', async (name) => {
+    const { admin, a, fast, freed } = await recoveredWithCache(name);
+    try {
       // Another client claims those objects again (its refills write its
       // own tags), and stamps every one.
       const fill: number[] = [];
       const claimed = new Set<number>();
-      while (claimed.size < cachedOffsets.size && fill.length < 20_000) {
+      while (claimed.size < freed.size && fill.length < 20_000) {
         const g = admin.heap.alloc(64);
         admin.write(g, new Uint8Array(64).fill(0xEE));
         fill.push(g);
-        if (cachedOffsets.has(g % 2 ** 40)) claimed.add(g);
+        if (freed.has(g % 2 ** 40)) claimed.add(g);
       }
-      assert.is(claimed.size, cachedOffsets.size, 'the other client holds every object A had cached');
-      // Resumed: the next 20 pops (the freed objects, last in) each find a
-      // tag that is not A's cached one and lose their CAS.
-      for (let i = 0; i < 20; i++) assert.is(fast!.alloc(64), -1, `pop ${i} hands out nothing`);
-      for (const g of fill) assert.ok(admin.read(g, 64).every((x) => x === 0xEE), 'the other client\'s objects are intact');
+      assert.is(claimed.size, freed.size, 'the other client holds every object A had freed into its cache');
+      for (let i = 0; i < 20; i++) assert.is(fast.alloc(64), -1, `pop ${i} hands out nothing`);
+      for (const g of fill) assert.ok(admin.read(g, 64).every((v) => v === 0xEE), 'the other client\'s objects are intact');
       assert.throws(() => a.heap.alloc(64), (e: unknown) => (e as { code?: string }).code === 'LEASE_EXPIRED', 'its next call finds the revocation');
-      for (const g of fill) admin.heap.free(g);
-      admin.heap.flush();
-      admin.heap.trim();
-      assert.equal(usage(admin), { chunks: 0, objects: 0, cached: 0, slabs: 0 }, 'everything is free');
-      assert.ok(admin.fsck().clean);
+      drain(admin, fill);
     } finally {
       a.close();
       admin.close();
