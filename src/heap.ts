@@ -64,8 +64,8 @@ export class Heap {
     for (let k = 0; this.x.heapClassSize(k) > 0; k++) sizes.push(this.x.heapClassSize(k));
     this.classSizes = sizes;
     this.dataBytes = this.x.geometry(Geometry.sections) * Layout.sectionBytes;
-    this.fast = p.fastWindow === null || !HeapFastPath.fits(p.fastWindow) ? null
-      : new HeapFastPath(p.core, p.fastWindow, this.x.geometry(Geometry.ownerLogOffset), this.x.geometry(Geometry.dataOffset), this.dataBytes);
+    this.fast = p.fastMapping === null || p.fastMapping.words.length === 0 ? null
+      : new HeapFastPath(p.core, p.fastMapping, this.x.geometry(Geometry.ownerLogOffset), this.x.geometry(Geometry.dataOffset), this.dataBytes);
     this.fastMax = this.fast?.maxObject ?? 0;
   }
 

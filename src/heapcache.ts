@@ -1,6 +1,7 @@
 /**
  * The host's fast path of the object heap (issue 10): where the pool is
- * mapped into this process as one window, the common heap alloc and free
+ * mapped into this process (one window or several: a slab whose metadata
+ * straddles two windows is left to the core), the common heap alloc and free
  * (assembly/heap.ts, `heapAllocObject` and `heapFreeAt`) run in JS itself,
  * with one `Atomics.compareExchange` on a 32-bit tag or bitmap half and no
  * call into the core, no import back and no BigInt (those crossings were
@@ -56,6 +57,10 @@
  */
 import type { Core } from './core.js';
 
+/** 2^-32: the upper half of an offset below 2^53 is (off - (off >>> 0)) * TWO_TO_MINUS_32, exactly. */
+const TWO_TO_MINUS_32 = 1 / 4294967296;
+/** A slab is 16 chunks of 4 KiB, aligned to its size in the data area (assembly/slab.ts). */
+const SLAB_BYTES = 65536;
 /** The owner-log entry's upper half: S (a slab) is bit 31, F (full hint) bit 26 (assembly/slab.ts). */
 const S_FULL = 1 << 26;
 /** The owner and owner-generation bits of a slab entry's upper half (assembly/slab.ts). */
@@ -69,11 +74,24 @@ export class HeapFastPath {
   frees = 0;
 
   private readonly x: Core['exports'];
-  /** The pool mapping as 32-bit halves: the lower half of word w is index 2w. */
-  private readonly halves: Int32Array;
+  /**
+   * The pool mapping as 32-bit halves, one Int32Array per window: the
+   * lower half of pool word w is half 2w, in window floor(2w / winHalves)
+   * at 2w mod winHalves (a power of two). Every index into one window is a
+   * small integer (V8 keeps it untagged and its Atomics inline): a window
+   * is at most 4 GiB.
+   */
+  private readonly wins: Int32Array[];
+  private readonly winHalves: number;
+  /** wins[0], read without the array (the only window of most pools). */
+  private readonly win0: Int32Array;
+  /** 1 / winHalves (a power of two: exact). */
+  private readonly perWindow: number;
+  /** True when the pool is one window (no window arithmetic on the hot path). */
+  private readonly single: boolean;
   private readonly dataOffset: number;
   private readonly dataBytes: number;
-  /** Index in `halves` of the data area's first byte, and of the owner log's first entry. */
+  /** Pool-wide half index of the data area's first byte, and of the owner log's first entry. */
   private readonly dataHalf0: number;
   private readonly logHalf0: number;
   /** This client's tag of a cached object (requested 0), and its taker bits. */
@@ -88,6 +106,7 @@ export class HeapFastPath {
   private readonly size: Int32Array;
   private readonly count: Int32Array;
   private readonly meta: Int32Array;
+  private readonly metaHalves: Int32Array;
   private readonly words: Int32Array;
   /** 1 / size per class: an object's index is round(distance * inverse), checked by multiplying back (no division on the hot path). */
   private readonly inverse: Float64Array;
@@ -107,17 +126,17 @@ export class HeapFastPath {
   private readonly nextAt: number;
 
   /**
-   * Every index below is a small integer (V8 keeps them untagged and its
-   * Atomics inline): the window is below 4 GiB, so every byte offset fits
-   * 32 bits, and a slab (64 KiB, aligned in the data area) is `rel >>> 16`.
-   * @param words the pool mapping, one window below 4 GiB (MappedMemory.singleWindow)
+   * @param mapping the pool mapping (MappedMemory.windowArrays): its windows,
+   *   each `windowBytes` long (a power of two, at most 4 GiB) but the last
    * @param ownerLogOffset byte offset of the owner log; @param dataOffset of chunk 0; @param dataBytes of the data area
-   * @throws RangeError when the window is 4 GiB or more (use the core path: HeapFastPath.fits)
    */
-  constructor(core: Core, words: BigInt64Array, ownerLogOffset: number, dataOffset: number, dataBytes: number) {
-    if (!HeapFastPath.fits(words)) throw new RangeError('HeapFastPath: the window must be below 4 GiB');
+  constructor(core: Core, mapping: { words: BigInt64Array[]; windowBytes: number }, ownerLogOffset: number, dataOffset: number, dataBytes: number) {
     const x = (this.x = core.exports);
-    this.halves = new Int32Array(words.buffer, words.byteOffset, words.length * 2);
+    this.wins = mapping.words.map((w) => new Int32Array(w.buffer, w.byteOffset, w.length * 2));
+    this.win0 = this.wins[0];
+    this.winHalves = mapping.windowBytes / 4;
+    this.perWindow = 1 / this.winHalves;
+    this.single = this.wins.length === 1;
     this.logHalf0 = ownerLogOffset / 4;
     this.dataOffset = dataOffset;
     this.dataBytes = dataBytes;
@@ -137,6 +156,7 @@ export class HeapFastPath {
     this.size = new Int32Array(k);
     this.count = new Int32Array(k);
     this.meta = new Int32Array(k);
+    this.metaHalves = new Int32Array(k);
     this.words = new Int32Array(k);
     this.inverse = new Float64Array(k);
     this.refillMin = new Int32Array(k);
@@ -144,6 +164,7 @@ export class HeapFastPath {
       this.size[c] = x.heapClassSize(c);
       this.count[c] = x.heapClassObjects(c);
       this.meta[c] = x.heapCacheLayout(16 + c);
+      this.metaHalves[c] = this.meta[c] / 4;
       this.words[c] = Math.ceil(this.count[c] / 64);
       this.inverse[c] = 1 / this.size[c];
       this.refillMin[c] = x.heapCacheLayout(32 + c);
@@ -157,9 +178,15 @@ export class HeapFastPath {
     this.remap();
   }
 
-  /** True when the fast path can serve a pool mapped as `words` (one window below 4 GiB). */
-  static fits(words: BigInt64Array): boolean {
-    return words.byteLength < 2 ** 32;
+  /**
+   * The window holding pool-wide halves [h, h + n) (n small), or -1 when
+   * they straddle two windows (a slab's metadata can, once per window
+   * boundary at most: such a slab is left to the core).
+   */
+  private windowOf(h: number, n: number): number {
+    if (this.single) return 0;
+    const w = Math.floor(h * this.perWindow);
+    return h + n <= (w + 1) * this.winHalves ? w : -1;
   }
 
   /**
@@ -185,13 +212,17 @@ export class HeapFastPath {
     const k = this.classOfGranules[(bytes + 63) >> 6];
     let n = this.len[k];
     if (n === 0 && (n = this.refill(k)) === 0) return -1;
-    // Cached offsets are below 2^32 (the window is): the slot's upper half is 0.
-    const off = this.slots[2 * (k * this.cap + n - 1)];
+    const s = 2 * (k * this.cap + n - 1);
+    const off = this.slots[s] + this.slots[s + 1] * 4294967296;
     const rel = off - this.dataOffset;
-    const idx = Math.round(((rel & 0xffff) - this.meta[k]) * this.inverse[k]);
-    const at = this.dataHalf0 + ((rel >>> 16) << 14) + 2 * this.words[k] + idx;
+    const slab = Math.floor(rel * (1 / SLAB_BYTES));
+    const idx = Math.round((rel - slab * SLAB_BYTES - this.meta[k]) * this.inverse[k]);
+    const slabHalf = this.dataHalf0 + slab * (SLAB_BYTES / 4);
+    const w = this.windowOf(slabHalf, this.metaHalves[k]);
+    if (w < 0) return -1;
+    const at = slabHalf - w * this.winHalves + 2 * this.words[k] + idx;
     const want = this.cachedTag;
-    if (Atomics.compareExchange(this.halves, at, want, want | (bytes << 16)) !== want) return -1;
+    if (Atomics.compareExchange((w === 0 ? this.win0 : this.wins[w]), at, want, want | (bytes << 16)) !== want) return -1;
     this.len[k] = n - 1;
     this.allocs++;
     return off;
@@ -217,9 +248,14 @@ export class HeapFastPath {
     if (head < 0) return 0;
     // Only from a slab this client owns in its generation (the core's
     // refill checks the same and finds another when a recovery released it).
-    const st = this.halves[this.logHalf0 + 2 * head + 1];
+    const log = this.logHalf0 + 2 * head;
+    const lw = this.windowOf(log, 2);
+    const st = (lw === 0 ? this.win0 : this.wins[lw])[log - lw * this.winHalves + 1];
     if (st >= 0 || (st & OWNER_BITS) !== this.ownerBits) return 0;
-    const slabHalf = this.dataHalf0 + head * 1024;
+    const w = this.windowOf(this.dataHalf0 + head * 1024, this.metaHalves[k]);
+    if (w < 0) return 0;
+    const halves = (w === 0 ? this.win0 : this.wins[w]);
+    const slabHalf = this.dataHalf0 + head * 1024 - w * this.winHalves;
     const words = this.words[k];
     const count = this.count[k];
     const tagHalf = slabHalf + 2 * words;
@@ -233,18 +269,18 @@ export class HeapFastPath {
         const valid = left >= 32 ? -1 : (1 << left) - 1;
         const at = slabHalf + 2 * i + h;
         const tag0 = tagHalf + 64 * i + 32 * h;
-        let w = this.halves[at];
+        let bits = halves[at];
         for (;;) {
-          const free = ~w & valid;
+          const free = ~bits & valid;
           if (free === 0) break;
-          for (let rest = free; rest !== 0; rest &= rest - 1) this.halves[tag0 + 31 - Math.clz32(rest & -rest)] = mine;
-          const old = Atomics.compareExchange(this.halves, at, w, w | free);
-          if (old === w) {
+          for (let rest = free; rest !== 0; rest &= rest - 1) halves[tag0 + 31 - Math.clz32(rest & -rest)] = mine;
+          const old = Atomics.compareExchange(halves, at, bits, bits | free);
+          if (old === bits) {
             if (h === 0) claimedLo = free;
             else claimedHi = free;
             break;
           }
-          w = old;
+          bits = old;
         }
       }
       const got = popcount32(claimedLo) + popcount32(claimedHi);
@@ -254,8 +290,9 @@ export class HeapFastPath {
       let p = 2 * (k * this.cap + got - 1);
       for (let h = 0; h < 2; h++) {
         for (let rest = h === 0 ? claimedLo : claimedHi; rest !== 0; rest &= rest - 1) {
-          this.slots[p] = first + (32 * h + 31 - Math.clz32(rest & -rest)) * this.size[k];
-          this.slots[p + 1] = 0;
+          const off = first + (32 * h + 31 - Math.clz32(rest & -rest)) * this.size[k];
+          this.slots[p] = off >>> 0;
+          this.slots[p + 1] = (off - (off >>> 0)) * TWO_TO_MINUS_32;
           p -= 2;
         }
       }
@@ -275,18 +312,24 @@ export class HeapFastPath {
   free(off: number): boolean {
     const rel = off - this.dataOffset;
     if (!(rel >= 0 && rel < this.dataBytes)) return false;
-    const slab = rel >>> 16;
-    const log = this.logHalf0 + (slab << 5);
-    const st = this.halves[log + 1];
-    if (st >= 0 || this.halves[log] !== this.slabLow) return false;
+    const slab = Math.floor(rel * (1 / SLAB_BYTES));
+    const log = this.logHalf0 + 32 * slab;
+    const lw = this.windowOf(log, 2);
+    const logs = (lw === 0 ? this.win0 : this.wins[lw]);
+    const lo = log - lw * this.winHalves;
+    const st = logs[lo + 1];
+    if (st >= 0 || logs[lo] !== this.slabLow) return false;
     const k = (st >>> 27) & 15;
     if (k >= this.classes) return false;
-    const d = (rel & 0xffff) - this.meta[k];
+    const d = rel - slab * SLAB_BYTES - this.meta[k];
     const idx = Math.round(d * this.inverse[k]);
     if (d < 0 || idx * this.size[k] !== d || idx >= this.count[k]) return false;
-    const slabHalf = this.dataHalf0 + (slab << 14);
+    const w = this.windowOf(this.dataHalf0 + slab * (SLAB_BYTES / 4), this.metaHalves[k]);
+    if (w < 0) return false;
+    const halves = (w === 0 ? this.win0 : this.wins[w]);
+    const slabHalf = this.dataHalf0 + slab * (SLAB_BYTES / 4) - w * this.winHalves;
     const tagAt = slabHalf + 2 * this.words[k] + idx;
-    const t = this.halves[tagAt];
+    const t = halves[tagAt];
     const requested = t >>> 16;
     if (requested === 0 || requested === RETIRED) return false;
     const bitAt = slabHalf + (idx >> 5);
@@ -295,39 +338,39 @@ export class HeapFastPath {
       // This client took it: back into its cache, from whichever slab.
       if (this.len.length === 0) this.remap();
       const n = this.len[k];
-      if (n >= this.cap || (this.halves[bitAt] & bit) === 0) return false;
-      if (Atomics.compareExchange(this.halves, tagAt, t, this.cachedTag) !== t) return false;
+      if (n >= this.cap || (halves[bitAt] & bit) === 0) return false;
+      if (Atomics.compareExchange(halves, tagAt, t, this.cachedTag) !== t) return false;
       const s = 2 * (k * this.cap + n);
-      this.slots[s] = off;
-      this.slots[s + 1] = 0;
+      this.slots[s] = off >>> 0;
+      this.slots[s + 1] = (off - (off >>> 0)) * TWO_TO_MINUS_32;
       this.len[k] = n + 1;
       this.frees++;
       return true;
     }
-    let w = this.halves[bitAt];
-    while ((w & bit) !== 0) {
-      const old = Atomics.compareExchange(this.halves, bitAt, w, w & ~bit);
-      if (old === w) {
+    let bits = halves[bitAt];
+    while ((bits & bit) !== 0) {
+      const old = Atomics.compareExchange(halves, bitAt, bits, bits & ~bit);
+      if (old === bits) {
         this.frees++;
         // A slab marked full becomes a candidate again once this bitmap
         // word has refillMin free objects (assembly/slab.ts, freeObject);
         // the hint's CAS is the core's (rare: once per slab and release).
-        if ((st & S_FULL) !== 0 && this.freeInWord(slabHalf, idx >> 6, k) >= this.refillMin[k]) this.x.heapClearFull(slab << 4);
+        if ((st & S_FULL) !== 0 && freeInWord(halves, slabHalf, idx >> 6, this.count[k]) >= this.refillMin[k]) this.x.heapClearFull(slab * 16);
         return true;
       }
-      w = old;
+      bits = old;
     }
     return false;
   }
+}
 
-  /** Free objects in bitmap word `i` of the slab whose first half-index is `slabHalf` (class `k`). */
-  private freeInWord(slabHalf: number, i: number, k: number): number {
-    const left = this.count[k] - 64 * i;
-    const lo = ~this.halves[slabHalf + 2 * i];
-    const hi = ~this.halves[slabHalf + 2 * i + 1];
-    return popcount32(left >= 32 ? lo : lo & ((1 << left) - 1))
-      + (left >= 64 ? popcount32(hi) : left > 32 ? popcount32(hi & ((1 << (left - 32)) - 1)) : 0);
-  }
+/** Free objects in bitmap word `i` (of `count` objects) of the slab whose bitmap starts at half `slabHalf` of `halves`. */
+function freeInWord(halves: Int32Array, slabHalf: number, i: number, count: number): number {
+  const left = count - 64 * i;
+  const lo = ~halves[slabHalf + 2 * i];
+  const hi = ~halves[slabHalf + 2 * i + 1];
+  return popcount32(left >= 32 ? lo : lo & ((1 << left) - 1))
+    + (left >= 64 ? popcount32(hi) : left > 32 ? popcount32(hi & ((1 << (left - 32)) - 1)) : 0);
 }
 
 /** Set bits of a 32-bit integer. */

@@ -21,6 +21,6 @@ export interface PoolInternals {
   offset(gaddr: number): number;
   /** The gaddr of pool byte offset `offset`. */
   gaddr(offset: number): number;
-  /** The pool mapping as one window when host fast paths may use it (little-endian, no crash point armed), else null. */
-  readonly fastWindow: BigInt64Array | null;
+  /** The pool mapping's windows when host fast paths may use them (little-endian, no crash point armed), else null. */
+  readonly fastMapping: { words: BigInt64Array[]; windowBytes: number } | null;
 }

@@ -134,14 +134,15 @@ export class Pool {
     this.dataOffset = this.geometry.dataOffset;
     this.dataEnd = this.dataOffset + this.geometry.dataBytes;
     this.base = toGaddr(node, 0);
-    const window = !crashArmed && endianness() === 'LE' ? transport.mapped?.singleWindow() ?? null : null;
+    const fastOk = !crashArmed && endianness() === 'LE';
+    const window = fastOk ? transport.mapped?.singleWindow() ?? null : null;
     this.internals = {
       core, x: this.x, transport, node,
       get clientId() { return core.exports.geometry(Geometry.clientId); },
       guard: () => this.guard(),
       offset: (gaddr) => this.offset(gaddr),
       gaddr: (offset) => this.base + offset,
-      fastWindow: window,
+      fastMapping: fastOk ? transport.mapped?.windowArrays() ?? null : null,
     };
     this.lease = new ClientLease(core, transport, heartbeatMs);
     const words = cacheLimit > 0 ? window : null;

@@ -45,10 +45,16 @@ test('on an shm pool and a memory: pool the heap has the fast path, and the comm
   }
 });
 
-test('a seeded mix of sizes 1 B .. 3 KiB against a reference model: census, requested bytes, refusals', async () => {
+for (const windowBytes of [undefined, 2 ** 20]) {
+  const mapped = windowBytes === undefined ? 'one window' : `${windowBytes / 2 ** 20} MiB windows (slab metadata across a window boundary goes to the core)`;
+  test(`a seeded mix of sizes 1 B .. 3 KiB against a reference model: census, requested bytes, refusals (${mapped})`, () => modelRun(windowBytes));
+}
+
+async function modelRun(windowBytes: number | undefined): Promise<void> {
   await withPoolName('hc-model', async (name) => {
-    const p = await openPool(`shm:${name}`, { size: '64MiB' });
+    const p = await openPool(`shm:${name}`, { size: '64MiB', windowBytes });
     try {
+      assert.is(p.transport.mapped!.windowArrays().words.length > 1, windowBytes !== undefined, 'the mapping has the windows asked for');
       const sizes = p.heap.classSizes;
       const classOf = (n: number): number => sizes.findIndex((s) => s >= n);
       const rng = new Prng(7);
@@ -97,7 +103,7 @@ test('a seeded mix of sizes 1 B .. 3 KiB against a reference model: census, requ
       p.close();
     }
   });
-});
+}
 
 test('an object its client took goes back to that client\'s cache from any slab; another client\'s free clears its bit; close returns it all', async () => {
   await withPoolName('hc-slabs', async (name) => {
