@@ -15,7 +15,7 @@ import * as assert from 'uvu/assert';
 import { DoubleFreeError, InvalidAddressError, openPool, type Pool } from '../src/index.js';
 import { Status } from '../src/abi.js';
 import { Prng } from '../src/bench/prng.js';
-import { is, usage, withPoolName } from './helpers.js';
+import { dmem, is, jsonLines, usage, withPoolName } from './helpers.js';
 
 interface FastPath {
   alloc(bytes: number): number;
@@ -126,6 +126,9 @@ test('an object its client took goes back to that client\'s cache from any slab;
       assert.is(st.perClass[0].objects, 3 * perSlab - 70);
       assert.is(st.perClass[0].cached, 40);
       for (const g of [mine[0], mine[100]]) assert.throws(() => b.heap.free(g), is(DoubleFreeError), 'cached or freed: either is a double free');
+      const stat = jsonLines(dmem('stat', '--pool', name, '--json').stdout)[0] as { heap: { objects: number; cached: number; slabs: number } };
+      assert.equal(stat.heap, { ...stat.heap, objects: 3 * perSlab - 70, cached: 40 }, 'dmem stat --json counts the same');
+      assert.match(dmem('stat', '--pool', name).stdout, new RegExp(`heap objects\\s+${3 * perSlab - 70} handed out .*, 40 in client caches`), 'dmem stat says so');
       // A's next allocs come out of its cache first.
       const again = Array.from({ length: 40 }, () => a.heap.alloc(64));
       assert.equal(new Set(again), new Set(mine.slice(0, 40)), 'the 40 cached objects are handed out again');

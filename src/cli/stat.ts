@@ -42,8 +42,12 @@ async function stat(flags: StatFlags): Promise<void> {
   const pool = await openPool(`shm:${flags.pool}`, { create: false, heartbeatMs: 0 });
   let c: PoolCensusWithCache;
   let pending: Array<{ client: number; pid: number; state: string; fenced: boolean; why: string }>;
+  let heap: { slabs: number; objects: number; cached: number; requestedBytes: number };
   try {
     c = pool.census();
+    const h = pool.heap.stats();
+    const sum = (f: (k: (typeof h.perClass)[number]) => number): number => h.perClass.reduce((a, k) => a + f(k), 0);
+    heap = { slabs: sum((k) => k.slabs), objects: sum((k) => k.objects), cached: sum((k) => k.cached), requestedBytes: h.requestedBytes };
     // Revoked clients and begun recoveries, with the fencing authority's verdict (src/fencing.ts).
     pending = pool.clientSlots().filter((s) => s.state === 'revoked' || s.state === 'recovering').map((s) => {
       const v = fenceOf(pool, s);
@@ -62,7 +66,7 @@ async function stat(flags: StatFlags): Promise<void> {
       pool: flags.pool, path: shmPath(flags.pool), poolBytes: g.poolBytes, dataBytes: g.dataBytes,
       allocated: { blocks, chunks: c.chunks.held, bytes: c.chunks.held * g.chunkBytes, perClass },
       freeBytes: c.freeBytes, freeChunks: c.chunks.free, largestFreeBytes: c.largestFreeBytes, fragmentation: c.fragmentation,
-      sections: c.sections, sealedSpans: c.sealedSpans, liveClients, orphanChunks: c.chunks.orphan, cached: c.cached, pending,
+      sections: c.sections, sealedSpans: c.sealedSpans, liveClients, orphanChunks: c.chunks.orphan, cached: c.cached, heap, pending,
     },
     () => [
       ...pairs([
@@ -83,6 +87,7 @@ async function stat(flags: StatFlags): Promise<void> {
         ['live clients', `${liveClients} (not counting this command)`],
         ['orphan chunks', `${c.chunks.orphan}${c.chunks.orphan > 0 ? ' (allocations in flight, or left by a dead client)' : ''}`],
         ...c.cached.byClient.map((b) => [`cached by client ${b.client}`, `${b.blocks} blocks, ${b.chunks} chunks (freed, kept for reuse)`] as [string, string]),
+        ['heap objects', `${heap.objects} handed out (${formatBytes(heap.requestedBytes)} asked for), ${heap.cached} in client caches, in ${heap.slabs} slabs of 64 KiB`],
         ...pending.map((p) => [`client ${p.client}`, `${p.state} (pid ${p.pid}): ${p.why}`] as [string, string]),
       ]),
     ],
