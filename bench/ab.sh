@@ -42,6 +42,33 @@ run() {
 }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
+# WORKLOADS=trace instead: FineMem's stage test (`bench trace --procs 2
+# --seed 7`) on every trace of TRACES (default ../shared/traces), A then B per
+# trace, REPS times; per trace the medians of the mean and p50 allocation
+# latency (ns), then the median over the traces of B/A.
+if [ "$workloads" = trace ]; then
+  traces=${TRACES:-"$root/../shared/traces"}
+  trace_run() { node "$1/dist/src/cli/main.js" bench trace --procs 2 --seed 7 --json "$2" 2>/dev/null \
+    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=s.trim().split("\n").map(l=>JSON.parse(l)).find(r=>r.latency);console.log(r?r.latency.meanNs+" "+r.latency.p50Ns:"NaN NaN")})'; }
+  ratios_mean=(); ratios_p50=()
+  printf '%-28s %12s %12s %10s %10s\n' trace "A mean ns" "B mean ns" "A p50" "B p50"
+  for f in "$traces"/trace.*; do
+    am=(); ap=(); bm=(); bp=()
+    for ((i = 0; i < reps; i++)); do
+      read -r m p < <(trace_run "$wt" "$f"); am+=("$m"); ap+=("$p")
+      read -r m p < <(trace_run "$root" "$f"); bm+=("$m"); bp+=("$p")
+    done
+    ma=$(printf '%s\n' "${am[@]}" | median); mb=$(printf '%s\n' "${bm[@]}" | median)
+    pa=$(printf '%s\n' "${ap[@]}" | median); pb=$(printf '%s\n' "${bp[@]}" | median)
+    printf '%-28s %12.0f %12.0f %10.0f %10.0f\n' "$(basename "$f")" "$ma" "$mb" "$pa" "$pb"
+    if [ "$ma" != NaN ] && [ "$mb" != NaN ]; then
+      ratios_mean+=("$(node -e "console.log(($mb)/($ma))")"); ratios_p50+=("$(node -e "console.log(($pb)/($pa))")")
+    fi
+  done
+  echo "traces compared: ${#ratios_mean[@]}; median B/A of the mean latency $(printf '%s\n' "${ratios_mean[@]}" | median), of the p50 $(printf '%s\n' "${ratios_p50[@]}" | median)"
+  exit 0
+fi
+
 printf '%-32s %14s %14s %8s\n' workload "A ($ref)" "B (this tree)" "B/A"
 for what in $workloads; do
   for procs in $procs_list; do
