@@ -305,6 +305,52 @@ export class HeapFastPath {
   }
 
   /**
+   * The core's `spill` for the full cache of class `k`: its older half goes
+   * back to the bitmaps, each object's bit cleared by a CAS loop on its
+   * 32-bit half (bits of objects this client cached are set, their tags
+   * "cached by me": nobody else clears them; a bit found clear is left so,
+   * as the core leaves it). A slab marked full that now has enough free
+   * objects in that word gets its hint cleared by the core. The younger
+   * half moves down. False when an object's slab metadata straddles two
+   * windows (the core then spills).
+   */
+  private spill(k: number): boolean {
+    const half = this.cap >> 1;
+    const base = 2 * k * this.cap;
+    for (let j = 0; j < half; j++) {
+      const off = this.slots[base + 2 * j] + this.slots[base + 2 * j + 1] * 4294967296;
+      const rel = off - this.dataOffset;
+      const slab = Math.floor(rel * (1 / SLAB_BYTES));
+      const w = this.windowOf(this.dataHalf0 + slab * (SLAB_BYTES / 4), this.metaHalves[k]);
+      if (w < 0) return false;
+    }
+    for (let j = 0; j < half; j++) {
+      const off = this.slots[base + 2 * j] + this.slots[base + 2 * j + 1] * 4294967296;
+      const rel = off - this.dataOffset;
+      const slab = Math.floor(rel * (1 / SLAB_BYTES));
+      const idx = Math.round((rel - slab * SLAB_BYTES - this.meta[k]) * this.inverse[k]);
+      const w = this.windowOf(this.dataHalf0 + slab * (SLAB_BYTES / 4), this.metaHalves[k]);
+      const halves = w === 0 ? this.win0 : this.wins[w];
+      const slabHalf = this.dataHalf0 + slab * (SLAB_BYTES / 4) - w * this.winHalves;
+      const bitAt = slabHalf + (idx >> 5);
+      const bit = 1 << (idx & 31);
+      let bits = halves[bitAt];
+      while ((bits & bit) !== 0) {
+        const old = Atomics.compareExchange(halves, bitAt, bits, bits & ~bit);
+        if (old === bits) break;
+        bits = old;
+      }
+      const log = this.logHalf0 + 32 * slab;
+      const lw = this.windowOf(log, 2);
+      const st = (lw === 0 ? this.win0 : this.wins[lw])[log - lw * this.winHalves + 1];
+      if ((st & S_FULL) !== 0 && freeInWord(halves, slabHalf, idx >> 6, this.count[k]) >= this.refillMin[k]) this.x.heapClearFull(slab * 16);
+    }
+    this.slots.copyWithin(base, base + 2 * half, base + 2 * this.cap);
+    this.len[k] = this.cap - half;
+    return true;
+  }
+
+  /**
    * Frees the object at byte offset `off` when it is a live slab object the
    * protocol above covers. Returns false when the core must free it
    * (nothing was changed then): it also reports every error.
@@ -337,8 +383,9 @@ export class HeapFastPath {
     if ((t & 0xffff) === this.taker) {
       // This client took it: back into its cache, from whichever slab.
       if (this.len.length === 0) this.remap();
+      if ((halves[bitAt] & bit) === 0) return false;
+      if (this.len[k] >= this.cap && !this.spill(k)) return false;
       const n = this.len[k];
-      if (n >= this.cap || (halves[bitAt] & bit) === 0) return false;
       if (Atomics.compareExchange(halves, tagAt, t, this.cachedTag) !== t) return false;
       const s = 2 * (k * this.cap + n);
       this.slots[s] = off >>> 0;

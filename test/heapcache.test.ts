@@ -132,6 +132,17 @@ test('an object its client took goes back to that client\'s cache from any slab;
       // A's next allocs come out of its cache first.
       const again = Array.from({ length: 40 }, () => a.heap.alloc(64));
       assert.equal(new Set(again), new Set(mine.slice(0, 40)), 'the 40 cached objects are handed out again');
+      // 100 frees in a row: the full cache (64) spills its older half to the
+      // bitmaps, on the fast path too: 64, 32 + 32, 32 + 32, 32 + 4 = 36 left.
+      const frees0 = a.heap.fastPathOps.frees;
+      for (const g of mine.slice(1000, 1100)) a.heap.free(g);
+      assert.is(a.heap.fastPathOps.frees - frees0, 100, 'every free, spills included, on the fast path');
+      st = a.heap.stats();
+      assert.is(st.cachedHere, 36);
+      assert.is(st.perClass[0].cached, 36);
+      assert.is(st.perClass[0].objects, 3 * perSlab - 30 - 100, 'the spilled objects are free');
+      const back = Array.from({ length: 100 }, () => a.heap.alloc(64));
+      assert.is(new Set([...back, ...mine.slice(1100)]).size, 100 + mine.length - 1100, 'none of them is handed out twice');
       a.close();
       b.heap.trim();
       assert.equal(usage(b), { chunks: 0, objects: 0, cached: 0, slabs: 0 }, 'A closed: its objects and cache are gone');
