@@ -54,6 +54,12 @@
  *
  * Little-endian hosts only. Not used while a crash point is armed (the
  * core path is then the one under test).
+ *
+ * Algorithm: the slab allocator's per-client object cache (Bonwick, USENIX
+ * '94; a cache per client as the magazines of Bonwick and Adams, USENIX
+ * '01, section 3) kept in the pool so recovery needs no help (HPE NVMM's
+ * heap), with every shared step one CAS that records its client, as in
+ * FineMem's one-sided allocator (OSDI '25, section 4).
  */
 import type { Core } from './core.js';
 
