@@ -120,10 +120,11 @@ export class BlockCacheFastPath {
    * must free it (nothing was changed then).
    */
   free(off: number): boolean {
-    const rel = off - this.dataOffset;
-    if (rel < 0 || rel % 4096 !== 0) return false;
-    const chunk = rel / 4096;
-    if (chunk >= this.chunks) return false;
+    // The division by a power of two is exact, so chunk is an integer
+    // exactly when off is chunk-aligned: the same test as `rel % 4096 === 0`
+    // without a float modulo (chunks < 2^31, so `| 0` keeps every valid one).
+    const chunk = (off - this.dataOffset) / 4096;
+    if (!(chunk >= 0 && chunk < this.chunks) || (chunk | 0) !== chunk) return false;
     if (this.depth.length === 0) this.remap();
     const g = this.guess[chunk & this.guessMask];
     if (g === 0) return false;

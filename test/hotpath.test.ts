@@ -10,7 +10,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DoubleFreeError, openPool } from '../src/index.js';
+import { DoubleFreeError, InvalidAddressError, InvalidArgumentError, LeaseExpiredError, openPool } from '../src/index.js';
 import { is, usage, withPoolName } from './helpers.js';
 
 
@@ -109,6 +109,92 @@ test('a released full slab is not stranded: freeing its objects one by one (belo
     } finally {
       a.close();
       b.close();
+    }
+  });
+});
+
+test('the lease check runs before every operation: a revocation at any point of the 64-call renewal cycle is refused by the very next alloc, allocClass or free, before the fast path pops or pushes', async () => {
+  await withPoolName('hot-fence-cycle', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '64MiB' });
+    try {
+      // r: the calls this client made, mod 64, before the call under test.
+      // r = 63 makes it a 64th call, whose quick check (lease.ready) defers
+      // the slot read to settle(); 62 and 0 are the calls around it.
+      for (const r of [0, 1, 62, 63]) {
+        for (const op of ['alloc', 'allocClass', 'free'] as const) {
+          const a = await openPool(`shm:${name}`, { create: false, blockCache: 256, heartbeatMs: 0 });
+          const inner = a as unknown as { fast: { allocs: Float64Array; frees: Float64Array } | null; lease: { ops: number } };
+          const fast = inner.fast;
+          assert.ok(fast !== null, 'an shm pool with a block cache has the JS fast path');
+          // Single calls that pass the check (an allocation, then its free)
+          // until the count is right: the cache then has blocks to pop and
+          // room to push, and `mine` is a block this client holds.
+          const mine = a.allocClass(0);
+          let extra: number | null = null;
+          for (let i = 0; i < 70 || (inner.lease.ops & 63) !== r; i++) {
+            if (extra === null) extra = a.allocClass(0);
+            else { a.free(extra); extra = null; }
+          }
+          const allocs = fast!.allocs[0];
+          const frees = fast!.frees[0];
+          assert.ok(allocs > 0 && frees > 0, 'the calls before went through the fast path');
+          const slot = admin.clientSlot(a.clientId);
+          assert.ok(admin.revokeClient(slot.id, slot.gen));
+          const run = op === 'alloc' ? () => a.alloc(4096) : op === 'allocClass' ? () => a.allocClass(0) : () => a.free(mine);
+          assert.throws(run, is(LeaseExpiredError), `call ${r} + 1 (mod 64): ${op} finds the revocation`);
+          assert.throws(run, is(LeaseExpiredError), `call ${r} + 1 (mod 64): and the one after it too`);
+          assert.is(fast!.allocs[0], allocs, `call ${r} + 1 (mod 64): ${op} popped nothing`);
+          assert.is(fast!.frees[0], frees, `call ${r} + 1 (mod 64): ${op} pushed nothing`);
+          a.close();
+          assert.ok(admin.recoverClient(slot.id) !== null, 'recovery takes back what it held and cached');
+        }
+      }
+      assert.is(usage(admin).chunks, 0, 'every chunk came back');
+      assert.ok(admin.fsck().clean);
+    } finally {
+      admin.close();
+    }
+  });
+});
+
+test('the hot path keeps every argument check: bad classes, sizes and gaddrs are refused with the same errors, with and without the block cache', async () => {
+  await withPoolName('hot-args', async (name) => {
+    const a = await openPool(`shm:${name}`, { size: '64MiB', blockCache: 256 });
+    const b = await openPool(`shm:${name}`, { create: false, blockCache: 0 });
+    try {
+      for (const p of [a, b]) {
+        // Blocks of every cached class in the cache (for a), so that a check
+        // the fast path skipped would hand one out instead of throwing.
+        for (let cls = 0; cls <= 4; cls++) p.free(p.allocClass(cls));
+        for (const cls of [-1, 10, 1.5, NaN, '0', '4', 0n, null, undefined, true, { valueOf: () => 0 }]) {
+          assert.throws(() => p.allocClass(cls as never), (e: unknown) => e instanceof InvalidArgumentError && /allocClass: cls must be an integer from 0 to 9/.test((e as Error).message), `allocClass(${String(cls)})`);
+        }
+        for (const bytes of [0, -1, 1.5, NaN, '4096', 4096n]) {
+          assert.throws(() => p.alloc(bytes as never), is(InvalidArgumentError), `alloc(${String(bytes)})`);
+        }
+        assert.throws(() => p.free('4096' as never), (e: unknown) => e instanceof InvalidArgumentError && /gaddr must be a number/.test((e as Error).message));
+        assert.throws(() => p.free(4096n as never), is(InvalidArgumentError));
+        for (const g of [0, -4096, 1.5, NaN, Infinity, 2 ** 53]) {
+          assert.throws(() => p.free(g), (e: unknown) => e instanceof InvalidAddressError && /is not a gaddr/.test((e as Error).message), `free(${g})`);
+        }
+        const g = p.allocClass(4);
+        assert.throws(() => p.free(g + 2 ** 40), (e: unknown) => e instanceof InvalidAddressError && /is on node 1, this pool is node 0/.test((e as Error).message), 'a gaddr of another node');
+        assert.throws(() => p.free(g + 4096), is(InvalidAddressError), 'not the start of the block (the fast path refuses it, the core names it)');
+        p.free(g);
+        assert.throws(() => p.free(g), is(DoubleFreeError), 'a double free');
+        // The classes the cache does not hold (5..9) still allocate.
+        const big = p.allocClass(9);
+        p.free(big);
+      }
+    } finally {
+      a.close();
+      b.close();
+    }
+    const c = await openPool(`shm:${name}`, { create: false });
+    try {
+      assert.is(usage(c).chunks, 0, 'every chunk came back');
+    } finally {
+      c.close();
     }
   });
 });
