@@ -195,7 +195,7 @@ function summarizeClass(cls: number, samples: WarmMicroSample[], freed: FreedRep
   let freeOps = 0;
   let warmupAllocs = 0;
   for (const s of samples) {
-    warmupAllocs += s.warmupAllocs ?? 0;
+    warmupAllocs += s.warmupAllocs;
     allocs += s.allocs;
     frees += s.frees;
     loopMs = Math.max(loopMs, s.loopMs);

@@ -12,8 +12,8 @@
  *
  * Warm-up (micro jobs with `warmupEpochs`): after its setup allocations a
  * worker runs that many epochs of the very same loop untimed (their
- * latencies are overwritten, their counts are not reported), then waits at
- * the start barrier. V8 compiles the loop and the pool's hot path while it
+ * latencies are overwritten; their allocations are reported apart, as
+ * warmupAllocs, never in the timed counts), then waits at the start barrier. V8 compiles the loop and the pool's hot path while it
  * runs, and the block cache reaches the state every later epoch sees;
  * bench/peers/alloc_peer.cpp runs the same untimed epochs (`--warmup`).
  */
