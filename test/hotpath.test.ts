@@ -6,7 +6,12 @@
  * has a few free objects. These tests make every guess stale on purpose
  * (another client frees and reallocates behind this client's back) and
  * check that nothing is handed out twice, every double free is still
- * refused, and everything comes back (census, heap stats, fsck).
+ * refused, and everything comes back (census, heap stats, fsck). And the
+ * JS layer's hot path: the lease check still runs before every call
+ * (a revocation anywhere in the 64-call renewal cycle is refused by the
+ * next call), every argument error is unchanged, and the block cache's
+ * fast path finds an evicted guess's class in the owner-log word without
+ * ever acting on a word that changed after it read it.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -193,6 +198,70 @@ test('the hot path keeps every argument check: bad classes, sizes and gaddrs are
     const c = await openPool(`shm:${name}`, { create: false });
     try {
       assert.is(usage(c).chunks, 0, 'every chunk came back');
+    } finally {
+      c.close();
+    }
+  });
+});
+
+/** The JS fast path's private state a test looks at (src/blockcache.ts). */
+interface FastPathInside {
+  halves: Int32Array;
+  logWord0: number;
+  dataOffset: number;
+  guess: Uint8Array;
+  guessMask: number;
+  frees: Float64Array;
+}
+
+test('a free whose class guess was evicted from the direct-mapped table is cached by the fast path from its owner-log word; a word changed after that read loses the CAS and changes nothing', async () => {
+  await withPoolName('hot-evicted', async (name) => {
+    const a = await openPool(`shm:${name}`, { size: '64MiB', blockCache: 256 });
+    const b = await openPool(`shm:${name}`, { create: false, blockCache: 0 });
+    const fast = (a as unknown as { fast: FastPathInside | null }).fast;
+    assert.ok(fast !== null, 'an shm pool with a block cache has the JS fast path');
+    const chunkOf = (g: number): number => (g % 2 ** 40 - fast!.dataOffset) / 4096;
+    // Another chunk with the same low bits took the guess slot and cleared it
+    // (what a free of that chunk does): the guess says nothing.
+    const evict = (g: number): void => { fast!.guess[chunkOf(g) & fast!.guessMask] = 0; };
+    const realLoad = Atomics.load;
+    try {
+      for (const cls of [0, 3, 4]) {
+        const g = a.allocClass(cls);
+        evict(g);
+        const frees = fast!.frees[cls];
+        const cached = a.stats().cache.perClass[cls];
+        a.free(g);
+        assert.is(fast!.frees[cls], frees + 1, `class ${cls}: the fast path cached it`);
+        assert.is(a.stats().cache.perClass[cls], cached + 1);
+        assert.throws(() => a.free(g), is(DoubleFreeError), `class ${cls}: a cached block is freed already`);
+        assert.is(a.allocClass(cls), g, `class ${cls}: and handed out again`);
+
+        // Frozen between that read and its CAS: B frees the block meanwhile.
+        evict(g);
+        const at = 2 * (fast!.logWord0 + chunkOf(g));
+        let paused = 0;
+        (Atomics as { load: typeof Atomics.load }).load = ((arr: Int32Array, i: number): number => {
+          const v = realLoad(arr, i);
+          if (arr === fast!.halves && i === at && paused++ === 0) b.free(g);
+          return v;
+        }) as typeof Atomics.load;
+        const before = fast!.frees[cls];
+        assert.throws(() => a.free(g), is(DoubleFreeError), `class ${cls}: the CAS lost, and the core finds the block freed`);
+        (Atomics as { load: typeof Atomics.load }).load = realLoad;
+        assert.is(paused, 1, `class ${cls}: the fast path read the word once`);
+        assert.is(fast!.frees[cls], before, `class ${cls}: nothing was cached`);
+        assert.is(a.stats().cache.perClass[cls], cached, `class ${cls}: the cache holds what it held`);
+      }
+    } finally {
+      (Atomics as { load: typeof Atomics.load }).load = realLoad;
+      a.close();
+      b.close();
+    }
+    const c = await openPool(`shm:${name}`, { create: false });
+    try {
+      assert.is(usage(c).chunks, 0, 'every chunk came back');
+      assert.ok(c.fsck().clean);
     } finally {
       c.close();
     }
