@@ -9,10 +9,13 @@
  * The cache itself stays where the core keeps it, in core memory: the
  * stacks of chunk indexes, their depths and the per-chunk class guesses
  * are read and written here through views of the core's memory at the
- * addresses the core reports (`blockCacheLayout`). Everything else (a full
- * class to spill, an empty one to refill from the pool, a CAS that fails, a
- * block without a guess, a fenced client: `dropCache` zeroes the depths)
- * goes to the core's own path, which does the same and more.
+ * addresses the core reports (`blockCacheLayout`). A free finds the
+ * block's class in its guess or, the guess evicted, in the block's own
+ * owner-log word (as the core's free does). Everything else (a full class
+ * to spill, an empty one to refill from the pool, a CAS that fails, a
+ * block that is not this client's HELD block of a cached class, a fenced
+ * client: `dropCache` zeroes the depths) goes to the core's own path,
+ * which does the same and more.
  *
  * The protocol is the core's, word for word: the same two CASes
  * (assembly/cache.ts, "Concurrency"), from the exact words the core builds
@@ -26,6 +29,9 @@
  * unchanged.
  * Only the bookkeeping moves: a pop or push decided here updates the
  * core's stack and depth exactly as the core would, after its CAS won.
+ * How a free finds the class (guess or owner-log word) is a hint only: the
+ * push CASes from this client's HELD word of that class, so a wrong or
+ * stale hint loses the CAS and changes nothing.
  *
  * Little-endian hosts only (the lower half is the word's first 4 bytes).
  * Not used while a crash point is armed (tests freeze or kill the client at
@@ -116,19 +122,20 @@ export class BlockCacheFastPath {
 
   /**
    * Caches the block at byte offset `off` if it is this client's block of a
-   * class it guessed, and that class has room. Returns false when the core
-   * must free it (nothing was changed then).
+   * class it guessed (or, its guess evicted, finds in the block's owner-log
+   * word: `heldClass`), and that class has room. Returns false when the
+   * core must free it (nothing was changed then).
    */
   free(off: number): boolean {
-    const rel = off - this.dataOffset;
-    if (rel < 0 || rel % 4096 !== 0) return false;
-    const chunk = rel / 4096;
-    if (chunk >= this.chunks) return false;
+    // The division by a power of two is exact, so chunk is an integer
+    // exactly when off is chunk-aligned: the same test as `rel % 4096 === 0`
+    // without a float modulo (chunks < 2^31, so `| 0` keeps every valid one).
+    const chunk = (off - this.dataOffset) / 4096;
+    if (!(chunk >= 0 && chunk < this.chunks) || (chunk | 0) !== chunk) return false;
     if (this.depth.length === 0) this.remap();
     const g = this.guess[chunk & this.guessMask];
-    if (g === 0) return false;
-    const cls = g - 1;
-    if ((chunk & ((1 << cls) - 1)) !== 0) return false;
+    const cls = g !== 0 ? g - 1 : this.heldClass(chunk);
+    if (cls < 0 || (chunk & ((1 << cls) - 1)) !== 0) return false;
     const n = this.depth[cls];
     if (n >= this.limit) return false;
     const want = this.held[cls];
@@ -138,5 +145,22 @@ export class BlockCacheFastPath {
     this.guess[chunk & this.guessMask] = 0;
     this.frees[cls]++;
     return true;
+  }
+
+  /**
+   * The class of the block at `chunk` when its owner-log word (lower half,
+   * one Atomics.load) is this client's HELD word of a cached class, else
+   * -1: for a block whose guess was evicted from the direct-mapped guess
+   * table by another chunk with the same low bits (a pool of more chunks
+   * than the table has entries), as the core's free does in that case
+   * (assembly/alloc.ts freeChunk, "without a guess"). Only a hint, as the
+   * guess is: the push's CAS is still from this client's exact HELD word of
+   * that class, so a word that changed since this load (freed by another
+   * client, recovered) fails the CAS and nothing changes.
+   */
+  private heldClass(chunk: number): number {
+    const lo = Atomics.load(this.halves, 2 * (this.logWord0 + chunk));
+    for (let c = 0; c < CLASSES; c++) if (this.held[c] === lo) return c;
+    return -1;
   }
 }

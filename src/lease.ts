@@ -3,15 +3,16 @@
  * renews it, the watch that notices its revocation, and the fence that
  * follows. A Pool owns one ClientLease from attach to close.
  *
- * Renewal: every operation passes `check()`; every 64th one reads the clock
- * and renews when a quarter of the lease has passed since the last renewal,
- * so a caller that loops without yielding to the event loop still renews.
+ * Renewal: every operation passes the check (`ready()`, then `settle()`
+ * when ready says so); every 64th one reads the clock and renews when a
+ * quarter of the lease has passed since the last renewal, so a caller that
+ * loops without yielding to the event loop still renews.
  * An unref'd interval timer (every lease/4, or the caller's heartbeatMs)
  * renews an idle client.
  *
  * Revocation: a lease monitor that finds the heartbeat older than the lease
  * moves the slot LIVE -> REVOKED (assembly/client.ts). Where the transport
- * maps pool memory, `check()` watches the low half of this client's slot
+ * maps pool memory, the check watches the low half of this client's slot
  * word with one Atomics.load (~7 ns) and sees the change at the next call;
  * elsewhere the heartbeat reads the slot. Either way the client then fences
  * itself: it writes its acknowledgement (so recovery may proceed without
@@ -56,14 +57,33 @@ export class ClientLease {
   }
 
   /**
-   * Every call's lease check: fenced, revoked (one Atomics.load of this
-   * client's slot word), and every 64 calls a clock read to renew.
+   * Every call's lease check is `if (!ready()) settle()` (Pool's guard):
+   * fenced, revoked (one Atomics.load of this client's slot word), and
+   * every 64 calls a clock read to renew.
+   *
+   * The check's quick half, for the hot path: true when this call needs
+   * nothing more (not fenced, not a 64th call, and the slot word as this
+   * client registered it: one Atomics.load); counts the call. False: call
+   * `settle()` before the operation, which reads the slot word itself (so
+   * every call reads it exactly once). Small on purpose, so that V8
+   * inlines it into its callers (the rare work is in settle).
+   */
+  ready(): boolean {
+    return this.fenced === null && (++this.ops & 63) !== 0 && (this.slotLow === null || Atomics.load(this.slotLow, 0) === this.liveLow);
+  }
+
+  /**
+   * The check's slow half, after `ready()` said false: throws once fenced,
+   * fences this client when its slot word changed, renews the lease on a
+   * 64th call when due. Where ready() found the slot word changed, it is
+   * read again here: one more observation, still before the operation's
+   * own CASes, as every check is.
    * @throws LeaseExpiredError once the lease was revoked
    */
-  check(): void {
+  settle(): void {
     if (this.fenced !== null) throw this.fenced;
     if (this.slotLow !== null && Atomics.load(this.slotLow, 0) !== this.liveLow) this.fence();
-    if ((++this.ops & 63) === 0 && Date.now() >= this.renewAt) this.heartbeat();
+    if ((this.ops & 63) === 0 && Date.now() >= this.renewAt) this.heartbeat();
   }
 
   /** True while this client's slot is LIVE in the generation it registered. */

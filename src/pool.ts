@@ -211,9 +211,7 @@ export class Pool {
       const f = this.fast.alloc(bytes <= Layout.chunkBytes ? 0 : 32 - Math.clz32(Math.ceil(bytes / Layout.chunkBytes) - 1));
       if (f >= 0) return this.base + f;
     }
-    const r = this.x.allocBytes(bytes);
-    if (r < 0) check(r, `alloc(${bytes})`);
-    return this.base + r;
+    return this.base + this.coreAlloc(bytes, true);
   }
 
   /**
@@ -222,14 +220,14 @@ export class Pool {
    */
   allocClass(cls: number): number {
     this.guard();
-    integerIn('allocClass: cls', cls, 0, Layout.maxClass);
-    if (this.fast !== null && cls <= 4) {
+    // A cached class (0..4; Number.isInteger is false for a non-number, so
+    // nothing is coerced) goes to the fast path; everything else, and
+    // anything it cannot do, to coreAlloc, which checks cls first.
+    if (this.fast !== null && Number.isInteger(cls) && cls >= 0 && cls <= 4) {
       const f = this.fast.alloc(cls);
       if (f >= 0) return this.base + f;
     }
-    const r = this.x.alloc(cls);
-    if (r < 0) check(r, `allocClass(${cls})`);
-    return this.base + r;
+    return this.base + this.coreAlloc(cls, false);
   }
 
   /**
@@ -241,6 +239,31 @@ export class Pool {
     this.guard();
     const off = this.offset(gaddr);
     if (this.fast !== null && this.fast.free(off)) return;
+    this.coreFree(off, gaddr);
+  }
+
+  /*
+   * The hot methods above (alloc, allocClass, free) and guard and offset
+   * below keep their rare paths (the core's allocation and free, error
+   * messages) in separate methods: V8 inlines callees into a function only
+   * up to a budget of inlined bytecode (920 bytes per optimized function in
+   * Node 20's V8), so every byte of a message template on the hot path can
+   * keep a caller's loop from inlining the whole operation.
+   */
+
+  /**
+   * The core's allocation of `n` bytes (`bytes`, checked by the caller) or
+   * of class `n` (checked here); returns the block's offset.
+   */
+  private coreAlloc(n: number, bytes: boolean): number {
+    if (!bytes) integerIn('allocClass: cls', n, 0, Layout.maxClass);
+    const r = bytes ? this.x.allocBytes(n) : this.x.alloc(n);
+    if (r < 0) check(r, bytes ? `alloc(${n})` : `allocClass(${n})`);
+    return r;
+  }
+
+  /** The core's free of the block at offset `off` (`gaddr`, for the message). */
+  private coreFree(off: number, gaddr: number): void {
     const r = this.x.free(off);
     if (r < 0) check(r, `free(${gaddr})`);
   }
@@ -632,9 +655,19 @@ export class Pool {
    * yielding to the event loop.
    */
   private guard(): void {
+    if (this.closed || !this.lease.ready()) this.guardSlow();
+  }
+
+  /**
+   * guard() when the pool is closed or the lease needs more than its quick
+   * test (src/lease.ts `ready`): throws PoolClosedError, or settles the
+   * lease: throws LeaseExpiredError (and drops the block cache) once the
+   * lease was revoked, renews it every 64th call.
+   */
+  private guardSlow(): void {
     if (this.closed) throw new PoolClosedError('pool is closed');
     try {
-      this.lease.check();
+      this.lease.settle();
     } catch (e) {
       if (this.lease.fenced !== null) this.x.blockCacheDrop();
       throw e;
@@ -650,13 +683,20 @@ export class Pool {
   }
 
   private offset(gaddr: number): number {
+    // gaddr - base is offsetOf(gaddr) exactly when nodeOf(gaddr) is this
+    // node (safe integers subtract exactly), without the float division and
+    // modulo by 2^40 those two cost on every free. Anything else goes to
+    // offsetChecked, which throws the error that fits.
+    if (typeof gaddr === 'number' && gaddr > 0 && gaddr - this.base >= 0 && gaddr - this.base < NODE_SPAN && Number.isSafeInteger(gaddr)) return gaddr - this.base;
+    return this.offsetChecked(gaddr);
+  }
+
+  /** offset() with every check in order: the one that fails throws. */
+  private offsetChecked(gaddr: number): number {
     if (typeof gaddr !== 'number') throw new InvalidArgumentError(`gaddr must be a number (a gaddr from alloc), got ${show(gaddr)}`);
     if (!Number.isSafeInteger(gaddr) || gaddr <= 0) {
       throw new InvalidAddressError(`${String(gaddr)} is not a gaddr (a positive integer below 2^53)`);
     }
-    // gaddr - base is offsetOf(gaddr) exactly when nodeOf(gaddr) is this
-    // node (safe integers subtract exactly), without the float division and
-    // modulo by 2^40 those two cost on every free.
     const off = gaddr - this.base;
     if (off < 0 || off >= NODE_SPAN) throw new InvalidAddressError(`gaddr ${gaddr} is on node ${nodeOf(gaddr)}, this pool is node ${this.node}`);
     return off;

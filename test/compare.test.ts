@@ -9,11 +9,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildPeer, runCompare, runPeer, type Peer, type PeerFragResult, type PeerHeapResult } from '../src/bench/compare.js';
-import { ROOT } from './helpers.js';
+import { buildPeer, COMPARE_FRAG_EPOCHS, COMPARE_WARMUP_EPOCHS, runCompare, runPeer, type Peer, type PeerFragResult, type PeerHeapResult } from '../src/bench/compare.js';
+import { runMicro } from '../src/bench/micro.js';
+import { DmemError } from '../src/errors.js';
+import { rejects, ROOT } from './helpers.js';
 
 const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
 const cache = mkdtempSync(join(tmpdir(), 'dmem-peer-test-'));
@@ -51,6 +53,73 @@ test('the peer runs the frag pattern with 1 and 2 processes and prints well-form
   }
 });
 
+test('the peer runs --warmup untimed epochs of the same loop first: it echoes them, and counts and times only the timed epochs', () => {
+  if (!peer) { console.log(`skip: ${skipReason}`); return; }
+  for (const allocator of peer.allocators) {
+    for (const procs of [1, 2]) {
+      const r = runPeer<PeerFragResult>(peer, ['--allocator', allocator, '--pattern', 'frag', '--procs', String(procs), '--class', '1', '--epochs', '6', '--warmup', '11', '--blocks', '20', '--churn', '5', '--seed', '4'], 60_000);
+      assert.is(r.epochs, 6);
+      assert.is(r.warmupEpochs, 11);
+      assert.is(r.allocs, 6 * 5 * procs, 'warm-up allocations are not counted');
+      assert.is(r.frees, 6 * 5 * procs, 'nor its frees');
+      assert.is(r.latency.samples, Math.ceil((6 * 5) / 8) * procs, 'nor its latencies');
+      if (allocator === 'boost') assert.is(r.allFreed, true, 'the segment got everything back');
+    }
+    const none = runPeer<PeerFragResult>(peer, ['--allocator', allocator, '--pattern', 'frag', '--class', '0', '--epochs', '3', '--blocks', '10', '--churn', '2']);
+    assert.is(none.warmupEpochs, 0, 'no warm-up unless asked');
+  }
+});
+
+test('runMicro runs warmupEpochs untimed: it reports them, counts only the timed epochs, and the pool gets every block back', async () => {
+  const [r] = await runMicro({ classes: [2], procs: 2, epochs: 4, warmupEpochs: 9, blocks: 12, churn: 3, seed: 5 });
+  assert.is(r.warmupEpochs, 9);
+  assert.is(r.warmupAllocs, 9 * 3 * 2, 'each process ran the 9 warm-up epochs');
+  assert.is(r.epochs, 4);
+  assert.is(r.allocs, 4 * 3 * 2, 'the warm-up allocations are not counted');
+  assert.is(r.frees, 4 * 3 * 2);
+  assert.is(r.latency.samples, Math.ceil((4 * 3) / 8) * 2, 'nor their latencies');
+  assert.is(r.heldChunksAfter, r.heldChunksBefore);
+  assert.is(r.freeErrors, 0);
+  const [cold] = await runMicro({ classes: [0], procs: 1, epochs: 2, blocks: 4, churn: 2, seed: 5 });
+  assert.is(cold.warmupEpochs, 0, 'no warm-up unless asked');
+  assert.is(cold.warmupAllocs, 0);
+});
+
+test('compare hands the peer the same epochs and warm-up as dmem, and refuses a peer that ran others', async () => {
+  if (!peer) { console.log(`skip: ${skipReason}`); return; }
+  // A stand-in for the peer that ignores --warmup (as a binary built from
+  // an older source would) and reports the run it was asked for otherwise.
+  const fake = join(cache, 'fake-peer.mjs');
+  const result = {
+    allocator: 'boost', pattern: 'frag', procs: 1, cls: 0, blockBytes: 4096, warmupEpochs: 0,
+    allocs: 10, frees: 10, loopMs: 1, opsPerSec: 20000, latency: { samples: 2, meanNs: 1, p50Ns: 1, p99Ns: 1, maxNs: 1 },
+  };
+  writeFileSync(fake, [
+    `#!${process.execPath}`,
+    'const a = process.argv;',
+    `console.log(JSON.stringify({ ...${JSON.stringify(result)}, epochs: Number(a[a.indexOf('--epochs') + 1]) }));`,
+    '',
+  ].join('\n'));
+  chmodSync(fake, 0o755);
+  const o = { classes: [0], objects: [], procs: [1], reps: 1, epochs: 5, blocks: 10, churn: 5, live: 10, rounds: 1, heapChurn: 1, seed: 1 };
+  const fakePeer: Peer = { path: fake, allocators: ['boost'], built: false };
+  await rejects(runCompare({ ...o, warmupEpochs: 3, peer: fakePeer }), (e) => e instanceof DmemError && e.code === 'PEER_FAILED' && /ran 5 epochs after 0 warm-up epochs, not 5 after 3/.test(e.message));
+  const ok = await runCompare({ ...o, warmupEpochs: 0, peer: fakePeer });
+  assert.is(ok.cells[0].boost, 20000, 'a peer that ran what it was asked is taken');
+  // The real peer receives both.
+  const real = await runCompare({ ...o, warmupEpochs: 7, peer: { ...peer, allocators: peer.allocators.filter((a) => a === 'malloc') } });
+  assert.ok((real.cells[0].malloc ?? 0) > 0, 'the built peer echoed 5 epochs after 7 warm-up epochs');
+});
+
+test('dmem bench compare runs issue 10\'s 2000 epochs after 200 untimed ones by default, on every side', () => {
+  assert.is(COMPARE_FRAG_EPOCHS, 2000);
+  assert.is(COMPARE_WARMUP_EPOCHS, 200);
+  const r = spawnSync(process.execPath, [CLI, 'bench', 'compare', '--help'], { encoding: 'utf8', timeout: 60_000 });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /--epochs <e>\s+frag: timed epochs per run \(default: 2000\)/);
+  assert.match(r.stdout, /--warmup-epochs <e>\s+frag: untimed epochs of the same loop each process of\s+every side runs first \(default: 200\)/);
+});
+
 test('the peer runs the heap pattern and counts its pairs', () => {
   if (!peer) { console.log(`skip: ${skipReason}`); return; }
   for (const allocator of peer.allocators) {
@@ -71,7 +140,7 @@ test('the peer rejects bad arguments with exit status 2 and a usage line', () =>
   assert.is(bad.status, 2);
 });
 
-const TINY = ['--classes', '0', '--objects', '64', '--procs', '1', '--reps', '1', '--epochs', '5', '--blocks', '20', '--churn', '5', '--live', '20', '--rounds', '5'];
+const TINY = ['--classes', '0', '--objects', '64', '--procs', '1', '--reps', '1', '--epochs', '5', '--warmup-epochs', '2', '--blocks', '20', '--churn', '5', '--live', '20', '--rounds', '5'];
 
 test('dmem bench compare --json prints runs and cells with dmem and the peers', () => {
   const r = spawnSync(process.execPath, [CLI, 'bench', 'compare', ...TINY, '--json'], { encoding: 'utf8', timeout: 120_000 });

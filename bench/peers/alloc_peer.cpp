@@ -18,7 +18,10 @@
 //           blocks (partial Fisher-Yates) and allocates M again. Every 8th
 //           allocation is timed (two clock reads around it); the loop's
 //           wall time is taken once. ops/s = (allocs + frees of all
-//           processes) / the slowest process's loop time.
+//           processes) / the slowest process's loop time. With --warmup W
+//           each process first runs W epochs of the same loop untimed (after
+//           its setup, before the start signal), as dmem's worker does with
+//           warmupEpochs; they count in nothing reported.
 //   heap    src/bench/heap-pattern.ts: hold L objects of S bytes, then
 //           W untimed and R timed rounds of C times (free a random held
 //           object, allocate one again). ns per alloc+free pair = timed
@@ -103,7 +106,7 @@ struct Options {
   int procs = 1;
   // frag
   int cls = 0;
-  long epochs = 1000, blocks = 1000, churn = 250;
+  long epochs = 1000, warmup = 0, blocks = 1000, churn = 250;
   // heap
   long size = 64, live = 1000, rounds = 1000, warmup_rounds = 0;
   uint32_t seed = 1;
@@ -113,8 +116,10 @@ struct Options {
   std::fprintf(stderr,
                "alloc_peer: %s\n"
                "usage: alloc_peer --allocator boost|malloc --pattern frag|heap [--procs P] [--seed S]\n"
-               "  frag: [--class C (0..9)] [--epochs E] [--blocks N] [--churn M]\n"
-               "  heap: [--size BYTES] [--live L] [--rounds R] [--churn C] [--warmup-rounds W]\n"
+               "  frag: [--class C (0..9)] [--epochs E] [--warmup W] [--blocks N] [--churn M]
+"
+               "  heap: [--size BYTES] [--live L] [--rounds R] [--churn C] [--warmup-rounds W]
+"
                "  alloc_peer --list   prints the allocators this build has\n",
                why);
   std::exit(2);
@@ -178,8 +183,48 @@ void wait_go(Control* ctl) {
   while (ctl->go.load(std::memory_order_acquire) == 0) sched_yield();
 }
 
-// The frag epoch loop of src/bench/worker.ts (churnLoop). Latency samples go
-// to `lat` (preallocated), nothing is allocated inside the loop.
+// Counts of one run of the frag epoch loop.
+struct FragCounts {
+  long allocs = 0, frees = 0, samples = 0;
+  bool failed = false;
+};
+
+// `epochs` epochs of the frag loop of src/bench/worker.ts (churnLoop).
+// Latency samples go to `lat` (preallocated, from index 0), nothing is
+// allocated inside the loop.
+FragCounts frag_epochs(Allocator& a, size_t bytes, long epochs, long churn, std::vector<void*>& blocks, std::vector<int32_t>& perm, Prng& rng, double* lat) {
+  const long n = static_cast<long>(blocks.size());
+  FragCounts c;
+  long i = 0;
+  for (long e = 0; e < epochs && !c.failed; e++) {
+    for (long j = 0; j < churn; j++) {
+      const long rr = j + rng.below(static_cast<uint32_t>(n - j));
+      const int32_t slot = perm[rr];
+      perm[rr] = perm[j];
+      perm[j] = slot;
+      a.release(blocks[slot]);
+      blocks[slot] = nullptr;
+      c.frees++;
+    }
+    for (long j = 0; j < churn; j++, i++) {
+      void* p;
+      if (i % kLatencyStride == 0) {
+        const double s = now_ns();
+        p = a.alloc(bytes);
+        lat[c.samples++] = now_ns() - s;
+      } else {
+        p = a.alloc(bytes);
+      }
+      if (!p) { c.failed = true; break; }
+      blocks[perm[j]] = p;
+      c.allocs++;
+    }
+  }
+  return c;
+}
+
+// One process of the frag pattern: setup, o.warmup untimed epochs (their
+// latencies are overwritten), the start signal, o.epochs timed epochs.
 void run_frag(Allocator& a, const Options& o, uint32_t seed, Control* ctl, ProcResult& r, double* lat) {
   const size_t bytes = static_cast<size_t>(4096) << o.cls;
   std::vector<void*> blocks(o.blocks);
@@ -190,40 +235,20 @@ void run_frag(Allocator& a, const Options& o, uint32_t seed, Control* ctl, ProcR
     if (!blocks[i]) { set_error(r, "setup allocation failed (segment too small?)"); ctl->ready.fetch_add(1); return; }
   }
   Prng rng(seed);
-  wait_go(ctl);
-  const long n = o.blocks;
-  long k = 0, i = 0, allocs = 0, frees = 0;
-  bool failed = false;
-  const double t0 = now_ns();
-  for (long e = 0; e < o.epochs && !failed; e++) {
-    for (long j = 0; j < o.churn; j++) {
-      const long rr = j + rng.below(static_cast<uint32_t>(n - j));
-      const int32_t slot = perm[rr];
-      perm[rr] = perm[j];
-      perm[j] = slot;
-      a.release(blocks[slot]);
-      blocks[slot] = nullptr;
-      frees++;
-    }
-    for (long j = 0; j < o.churn; j++, i++) {
-      void* p;
-      if (i % kLatencyStride == 0) {
-        const double s = now_ns();
-        p = a.alloc(bytes);
-        lat[k++] = now_ns() - s;
-      } else {
-        p = a.alloc(bytes);
-      }
-      if (!p) { failed = true; break; }
-      blocks[perm[j]] = p;
-      allocs++;
-    }
+  if (o.warmup > 0 && frag_epochs(a, bytes, o.warmup, o.churn, blocks, perm, rng, lat).failed) {
+    set_error(r, "allocation failed in the warm-up epochs (segment too small?)");
+    ctl->ready.fetch_add(1);
+    for (void* p : blocks) if (p) a.release(p);
+    return;
   }
+  wait_go(ctl);
+  const double t0 = now_ns();
+  const FragCounts c = frag_epochs(a, bytes, o.epochs, o.churn, blocks, perm, rng, lat);
   r.loop_ns = now_ns() - t0;
-  r.ops_a = allocs;
-  r.ops_b = frees;
-  r.samples = k;
-  if (failed) set_error(r, "allocation failed in the epoch loop (segment too small?)");
+  r.ops_a = c.allocs;
+  r.ops_b = c.frees;
+  r.samples = c.samples;
+  if (c.failed) set_error(r, "allocation failed in the epoch loop (segment too small?)");
   for (void* p : blocks) if (p) a.release(p);
 }
 
@@ -321,6 +346,7 @@ int main(int argc, char** argv) {
     else if (a == "--procs") o.procs = static_cast<int>(parse_long("--procs", v, 1, kMaxProcs));
     else if (a == "--class") o.cls = static_cast<int>(parse_long("--class", v, 0, 9));
     else if (a == "--epochs") o.epochs = parse_long("--epochs", v, 1, 1000000000L);
+    else if (a == "--warmup") o.warmup = parse_long("--warmup", v, 0, 1000000000L);
     else if (a == "--blocks") o.blocks = parse_long("--blocks", v, 1, 100000000L);
     else if (a == "--churn") o.churn = parse_long("--churn", v, 1, 100000000L);
     else if (a == "--size") o.size = parse_long("--size", v, 1, 1L << 30);
@@ -340,7 +366,7 @@ int main(int argc, char** argv) {
   auto* ctl = static_cast<Control*>(mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
   if (ctl == MAP_FAILED) return fail_json(o, std::string("mmap of the control page failed: ") + std::strerror(errno));
   new (ctl) Control();
-  const long max_samples = o.pattern == "frag" ? (o.epochs * o.churn + kLatencyStride - 1) / kLatencyStride : 0;
+  const long max_samples = o.pattern == "frag" ? (std::max(o.epochs, o.warmup) * o.churn + kLatencyStride - 1) / kLatencyStride : 0;
   double* lat = nullptr;
   if (max_samples > 0) {
     void* m = mmap(nullptr, sizeof(double) * max_samples * o.procs, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -443,8 +469,8 @@ int main(int argc, char** argv) {
     double sum = 0;
     for (double x : all) sum += x;
     const double loop_ms = loop_ns / 1e6;
-    std::printf(",\"cls\":%d,\"blockBytes\":%ld,\"epochs\":%ld,\"blocks\":%ld,\"churn\":%ld,\"allocs\":%ld,\"frees\":%ld,\"loopMs\":%.4f,\"opsPerSec\":%.1f",
-                o.cls, 4096L << o.cls, o.epochs, o.blocks, o.churn, allocs, frees, loop_ms, loop_ms > 0 ? (allocs + frees) / loop_ms * 1000 : 0.0);
+    std::printf(",\"cls\":%d,\"blockBytes\":%ld,\"epochs\":%ld,\"warmupEpochs\":%ld,\"blocks\":%ld,\"churn\":%ld,\"allocs\":%ld,\"frees\":%ld,\"loopMs\":%.4f,\"opsPerSec\":%.1f",
+                o.cls, 4096L << o.cls, o.epochs, o.warmup, o.blocks, o.churn, allocs, frees, loop_ms, loop_ms > 0 ? (allocs + frees) / loop_ms * 1000 : 0.0);
     std::printf(",\"latency\":{\"samples\":%zu,\"meanNs\":%.1f,\"p50Ns\":%.1f,\"p99Ns\":%.1f,\"maxNs\":%.1f}}\n",
                 all.size(), all.empty() ? 0.0 : sum / all.size(), percentile(all, 0.5), percentile(all, 0.99), all.empty() ? 0.0 : all.back());
   } else {

@@ -18,13 +18,24 @@
  *
  * Workloads: FineMem's frag pattern per size class (dmem through runMicro,
  * src/bench/micro.ts; the peer runs the same loop, every 8th allocation
- * timed; metric ops/s) and the heap pattern per object size (dmem through
- * dmemRun, src/bench/heap.ts; metric ns per alloc+free pair). Each
- * repetition runs every (workload, procs) cell once for every side, the
- * sides of one cell back to back in an order that rotates with the
- * repetition, so a slow phase of the machine hits all sides alike. Ratios
+ * timed; metric ops/s; issue 10 defines it as 1000 blocks, 250 freed and
+ * allocated per epoch, 2000 epochs: COMPARE_FRAG_EPOCHS) and the heap
+ * pattern per object size (dmem through dmemRun, src/bench/heap.ts; metric
+ * ns per alloc+free pair). Each repetition runs every (workload, procs)
+ * cell once for every side, the sides of one cell back to back in an order
+ * that rotates with the repetition, so a slow phase of the machine hits all
+ * sides alike. Ratios
  * are speed ratios, dmem / peer (above 1: dmem is faster), taken per
  * repetition and reported as their median.
+ *
+ * Warm-up (frag only): every process of every side first runs
+ * `warmupEpochs` (default COMPARE_WARMUP_EPOCHS) untimed epochs of the same
+ * loop with the same PRNG stream, after its setup and before the start
+ * signal: dmem's workers (src/bench/worker.ts) and alloc_peer (`--warmup`)
+ * alike, so the timed epochs are the same on both sides and measure
+ * neither V8 compiling dmem's loop nor first touches. The peer echoes the
+ * epochs and warm-up it ran; a mismatch is an error (PEER_FAILED).
+ * `warmupEpochs: 0` (CLI `--warmup-epochs 0`) measures from a cold start on both sides.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -46,6 +57,15 @@ export const PEER_SOURCE = join(ROOT, 'bench', 'peers', 'alloc_peer.cpp');
 /** g++ flags of the peer (part of the cache key). */
 const CXX_FLAGS = ['-O2', '-std=c++17', '-DNDEBUG'];
 const LINK_FLAGS = ['-lrt', '-pthread'];
+
+/** Epochs of the frag pattern in issue 10 (1000 blocks, 250 freed and allocated per epoch, 2000 epochs). */
+export const COMPARE_FRAG_EPOCHS = 2000;
+/**
+ * Untimed frag epochs every process of every side runs first (10% of the
+ * timed ones): in a fresh Node process the first ~100 epochs run several
+ * times slower than the rest while V8 compiles the loop.
+ */
+export const COMPARE_WARMUP_EPOCHS = 200;
 
 /** A side of the comparison: dmem or one of the peers. */
 export type Side = 'dmem' | 'dmem-cache' | 'boost' | 'malloc';
@@ -121,6 +141,9 @@ export interface PeerFragResult {
   procs: number;
   cls: number;
   blockBytes: number;
+  /** Timed epochs and the untimed warm-up epochs before them, as the peer ran them. */
+  epochs: number;
+  warmupEpochs: number;
   allocs: number;
   frees: number;
   loopMs: number;
@@ -175,8 +198,10 @@ export interface CompareOptions {
   procs: number[];
   /** Repetitions (>= 1). */
   reps: number;
-  /** frag: epochs, blocks per process, blocks freed and allocated per epoch. */
+  /** frag: epochs (issue 10: COMPARE_FRAG_EPOCHS), blocks per process, blocks freed and allocated per epoch. */
   epochs: number;
+  /** frag: untimed epochs every process of every side runs first (default COMPARE_WARMUP_EPOCHS; see the file comment). */
+  warmupEpochs?: number;
   blocks: number;
   churn: number;
   /** heap: live objects per process, rounds, objects freed and allocated per round. */
@@ -313,7 +338,7 @@ async function withBlockCache<T>(blocks: number, fn: () => Promise<T>): Promise<
 
 async function dmemCell(o: CompareOptions, c: CellSpec, seed: number): Promise<{ value: number; extra: number }> {
   if (c.workload === 'frag') {
-    const [r] = await runMicro({ classes: [c.param], procs: c.procs, epochs: o.epochs, blocks: o.blocks, churn: o.churn, seed, signal: o.signal });
+    const [r] = await runMicro({ classes: [c.param], procs: c.procs, epochs: o.epochs, warmupEpochs: o.warmupEpochs ?? COMPARE_WARMUP_EPOCHS, blocks: o.blocks, churn: o.churn, seed, signal: o.signal });
     if (r.heldChunksAfter !== r.heldChunksBefore || r.freeErrors > 0) {
       throw new DmemError('BENCH_LEAK', `dmem class ${r.cls}: ${r.heldChunksAfter - r.heldChunksBefore} chunks still held, ${r.freeErrors} failed frees after the run`);
     }
@@ -326,7 +351,12 @@ async function dmemCell(o: CompareOptions, c: CellSpec, seed: number): Promise<{
 function peerCell(peer: Peer, side: PeerName, o: CompareOptions, c: CellSpec, seed: number): { value: number; extra: number } {
   const common = ['--allocator', side, '--procs', String(c.procs), '--seed', String(seed)];
   if (c.workload === 'frag') {
-    const r = runPeer<PeerFragResult>(peer, [...common, '--pattern', 'frag', '--class', String(c.param), '--epochs', String(o.epochs), '--blocks', String(o.blocks), '--churn', String(o.churn)]);
+    const warmup = o.warmupEpochs ?? COMPARE_WARMUP_EPOCHS;
+    const args = [...common, '--pattern', 'frag', '--class', String(c.param), '--epochs', String(o.epochs), '--warmup', String(warmup), '--blocks', String(o.blocks), '--churn', String(o.churn)];
+    const r = runPeer<PeerFragResult>(peer, args);
+    if (r.epochs !== o.epochs || r.warmupEpochs !== warmup) {
+      throw new DmemError('PEER_FAILED', `alloc_peer ${args.join(' ')} ran ${r.epochs} epochs after ${r.warmupEpochs} warm-up epochs, not ${o.epochs} after ${warmup} (a stale peer binary?)`);
+    }
     return { value: r.opsPerSec, extra: r.latency.p50Ns };
   }
   const r = runPeer<PeerHeapResult>(peer, [...common, '--pattern', 'heap', '--size', String(c.param), '--live', String(o.live), '--rounds', String(o.rounds), '--churn', String(o.heapChurn), '--warmup-rounds', String(o.heapWarmupRounds ?? 0)]);

@@ -13,6 +13,12 @@
  * loop on a pool that others are already emptying), and checks with a
  * second census that the pool holds no more chunks than before the class:
  * a leak is reported, never hidden.
+ *
+ * With `warmupEpochs` W > 0 every process runs W untimed epochs of the same
+ * loop after its setup and before the start barrier (src/bench/worker.ts),
+ * so the timed epochs measure compiled code and a settled cache instead of
+ * V8 compiling the loop (the first hundred epochs of a fresh process are
+ * several times slower than the rest). The default is 0: no warm-up.
  */
 import { DmemError, InvalidArgumentError } from '../errors.js';
 import { Fleet } from './fleet.js';
@@ -20,6 +26,16 @@ import { openBenchPool, TEMP_POOL_SLACK_BYTES } from './bench-pool.js';
 import { summarize, type LatencySummary } from './percentile.js';
 import { deriveSeed } from './prng.js';
 import type { FreedReport, MicroJob, MicroSample } from './protocol.js';
+
+/** A micro job with the untimed warm-up epochs the worker runs before the timed loop (MicroOptions.warmupEpochs). */
+export interface WarmMicroJob extends MicroJob {
+  warmupEpochs?: number;
+}
+
+/** A worker's micro sample with the allocations its warm-up made (from its client's counters). */
+export interface WarmMicroSample extends MicroSample {
+  warmupAllocs: number;
+}
 
 /** Options of `runMicro`. */
 export interface MicroOptions {
@@ -29,6 +45,8 @@ export interface MicroOptions {
   procs?: number;
   /** Epochs per class (E >= 1, default 1000). */
   epochs?: number;
+  /** Untimed epochs each process runs first, the same loop (W >= 0, default 0; see the file comment). */
+  warmupEpochs?: number;
   /** Blocks each process holds (N >= 1, default 1000). */
   blocks?: number;
   /** Blocks freed and re-allocated per epoch (1 <= M <= N, default 250). */
@@ -54,6 +72,10 @@ export interface MicroResult {
   blockBytes: number;
   procs: number;
   epochs: number;
+  /** Untimed epochs each process ran before the timed ones. */
+  warmupEpochs: number;
+  /** Allocations all processes made in those epochs (their clients' counters; warmupEpochs * churn * procs). */
+  warmupAllocs: number;
   blocks: number;
   churn: number;
   seed: number;
@@ -113,6 +135,7 @@ function checkInt(name: string, v: number, min: number, max: number): void {
 export async function runMicro(opts: MicroOptions): Promise<MicroResult[]> {
   const procs = opts.procs ?? 2;
   const epochs = opts.epochs ?? 1000;
+  const warmupEpochs = opts.warmupEpochs ?? 0;
   const blocks = opts.blocks ?? 1000;
   const churn = opts.churn ?? 250;
   const seed = (opts.seed ?? Math.floor(Math.random() * 2 ** 32)) >>> 0;
@@ -120,6 +143,7 @@ export async function runMicro(opts: MicroOptions): Promise<MicroResult[]> {
   for (const c of opts.classes) checkInt('size class', c, 0, 9);
   checkInt('procs', procs, 1, 4094);
   checkInt('epochs', epochs, 1, 1e9);
+  checkInt('warmupEpochs', warmupEpochs, 0, 1e9);
   checkInt('blocks', blocks, 1, 1e8);
   checkInt('churn', churn, 1, blocks);
   if (opts.signal?.aborted) throw new DmemError('ABORTED', 'micro benchmark interrupted before it started');
@@ -130,9 +154,9 @@ export async function runMicro(opts: MicroOptions): Promise<MicroResult[]> {
   opts.signal?.addEventListener('abort', onAbort);
   try {
     if (opts.signal?.aborted) throw new DmemError('ABORTED', 'micro benchmark interrupted');
-    const jobs: MicroJob[] = [];
+    const jobs: WarmMicroJob[] = [];
     for (let i = 0; i < procs; i++) {
-      jobs.push({ kind: 'micro', uri: bp.uri, classes: opts.classes, blocks, churn, epochs, seed: deriveSeed(seed, i) });
+      jobs.push({ kind: 'micro', uri: bp.uri, classes: opts.classes, blocks, churn, epochs, warmupEpochs, seed: deriveSeed(seed, i) });
     }
     fleet = new Fleet(jobs);
     const results: MicroResult[] = [];
@@ -141,11 +165,11 @@ export async function runMicro(opts: MicroOptions): Promise<MicroResult[]> {
       const heldChunksBefore = bp.pool.census().chunks.held;
       await fleet.barrier(); // workers may allocate (setup)
       await fleet.barrier(); // every setup done: start the epoch loops
-      const samples = await fleet.results<MicroSample>('micro');
+      const samples = await fleet.results<WarmMicroSample>('micro');
       await fleet.barrier(); // every loop done: free all blocks
       const freed = await fleet.results<FreedReport>('freed');
       const heldChunksAfter = bp.pool.census().chunks.held;
-      const r = summarizeClass(cls, samples, freed, { procs, epochs, blocks, churn, seed, pool: bp.uri, heldChunksBefore, heldChunksAfter });
+      const r = summarizeClass(cls, samples, freed, { procs, epochs, warmupEpochs, blocks, churn, seed, pool: bp.uri, heldChunksBefore, heldChunksAfter });
       results.push(r);
       opts.onResult?.(r);
       opts.onProgress?.(results.length, opts.classes.length);
@@ -158,9 +182,9 @@ export async function runMicro(opts: MicroOptions): Promise<MicroResult[]> {
   }
 }
 
-type RunFacts = Pick<MicroResult, 'procs' | 'epochs' | 'blocks' | 'churn' | 'seed' | 'pool' | 'heldChunksBefore' | 'heldChunksAfter'>;
+type RunFacts = Pick<MicroResult, 'procs' | 'epochs' | 'warmupEpochs' | 'blocks' | 'churn' | 'seed' | 'pool' | 'heldChunksBefore' | 'heldChunksAfter'>;
 
-function summarizeClass(cls: number, samples: MicroSample[], freed: FreedReport[], facts: RunFacts): MicroResult {
+function summarizeClass(cls: number, samples: WarmMicroSample[], freed: FreedReport[], facts: RunFacts): MicroResult {
   let allocs = 0;
   let frees = 0;
   let loopMs = 0;
@@ -169,7 +193,9 @@ function summarizeClass(cls: number, samples: MicroSample[], freed: FreedReport[
   let retriesMax = 0;
   let allocOps = 0;
   let freeOps = 0;
+  let warmupAllocs = 0;
   for (const s of samples) {
+    warmupAllocs += s.warmupAllocs;
     allocs += s.allocs;
     frees += s.frees;
     loopMs = Math.max(loopMs, s.loopMs);
@@ -183,6 +209,7 @@ function summarizeClass(cls: number, samples: MicroSample[], freed: FreedReport[
     cls,
     blockBytes: classBytes(cls),
     ...facts,
+    warmupAllocs,
     allocs,
     frees,
     loopMs,

@@ -9,13 +9,21 @@
  * loop; `Pool.stats()` is read before and after the loop, never inside it.
  * A latency is `performance.now()` before and after one `allocClass` call,
  * so it includes one `performance.now()` (tens of ns).
+ *
+ * Warm-up (micro jobs with `warmupEpochs`): after its setup allocations a
+ * worker runs that many epochs of the very same loop untimed (their
+ * latencies are overwritten; their allocations are reported apart, as
+ * warmupAllocs, never in the timed counts), then waits at the start barrier. V8 compiles the loop and the pool's hot path while it
+ * runs, and the block cache reaches the state every later epoch sees;
+ * bench/peers/alloc_peer.cpp runs the same untimed epochs (`--warmup`).
  */
 import { performance } from 'node:perf_hooks';
 import { openPool, type Pool, type ClientStats } from '../pool.js';
 import { DmemError } from '../errors.js';
 import { Prng } from './prng.js';
 import { readTrace } from './trace-file.js';
-import type { FreedReport, FromWorker, MicroJob, MicroSample, ToWorker, TraceJob, TraceSample } from './protocol.js';
+import type { FreedReport, FromWorker, ToWorker, TraceJob, TraceSample } from './protocol.js';
+import type { WarmMicroJob, WarmMicroSample } from './micro.js';
 
 const inbox: ToWorker[] = [];
 let waiter: ((m: ToWorker) => void) | null = null;
@@ -120,7 +128,7 @@ function churnLoop(pool: Pool, cls: number, blocks: Float64Array, perm: Int32Arr
   return { loopMs: performance.now() - t0, samples: k };
 }
 
-async function runMicroJob(job: MicroJob): Promise<void> {
+async function runMicroJob(job: WarmMicroJob): Promise<void> {
   const rng = new Prng(job.seed);
   for (const cls of job.classes) {
     // Start barrier: the parent takes its census before any of us allocates.
@@ -131,12 +139,16 @@ async function runMicroJob(job: MicroJob): Promise<void> {
       for (let i = 0; i < blocks.length; i++) blocks[i] = pool.allocClass(cls);
       const perm = new Int32Array(job.blocks);
       for (let i = 0; i < perm.length; i++) perm[i] = i;
-      const latencyNs = new Float64Array(Math.ceil((job.epochs * job.churn) / LATENCY_STRIDE));
+      const warmup = job.warmupEpochs ?? 0;
+      const latencyNs = new Float64Array(Math.ceil((Math.max(job.epochs, warmup) * job.churn) / LATENCY_STRIDE));
+      // Untimed warm-up: the same loop, the same PRNG stream (alloc_peer does the same).
+      const cold = pool.stats();
+      if (warmup > 0) churnLoop(pool, cls, blocks, perm, job.churn, warmup, rng, latencyNs);
       const before = pool.stats();
       await barrier();
       const { loopMs, samples } = churnLoop(pool, cls, blocks, perm, job.churn, job.epochs, rng, latencyNs);
       const d = delta(before, pool.stats());
-      const sample: MicroSample = { kind: 'micro', cls, loopMs, latencyNs: latencyNs.slice(0, samples), ...d };
+      const sample: WarmMicroSample = { kind: 'micro', cls, loopMs, latencyNs: latencyNs.slice(0, samples), warmupAllocs: before.allocs - cold.allocs, ...d };
       await send({ type: 'result', result: sample });
       await barrier();
       await send({ type: 'result', result: freeAll(pool, blocks) });

@@ -4,7 +4,7 @@
  * table of medians and speed ratios, or JSON lines.
  */
 import type { Command } from 'commander';
-import { runCompare, workloadLabel, type CompareCell, type CompareOptions, type CompareResult, type Peer, type PeerSkip } from '../bench/compare.js';
+import { COMPARE_FRAG_EPOCHS, COMPARE_WARMUP_EPOCHS, runCompare, workloadLabel, type CompareCell, type CompareOptions, type CompareResult, type Peer, type PeerSkip } from '../bench/compare.js';
 import { fixed, formatCount, table } from './format.js';
 import { intIn, parseClassList, parseSeed } from './options.js';
 import { Output } from './output.js';
@@ -24,7 +24,8 @@ export function addCompareCommand(bench: Command): void {
     .option('--objects <bytes>', 'object sizes of the heap pattern, comma-separated (bytes)', parseSizeList, [64, 256, 1024])
     .option('--procs <list>', 'process counts, comma-separated', parseProcList, [1, 2])
     .option('--reps <n>', 'interleaved repetitions; medians are reported', intIn(1, 100), 5)
-    .option('--epochs <e>', 'frag: epochs per run', intIn(1, 1e9), 1000)
+    .option('--epochs <e>', 'frag: timed epochs per run', intIn(1, 1e9), COMPARE_FRAG_EPOCHS)
+    .option('--warmup-epochs <e>', 'frag: untimed epochs of the same loop each process of every side runs first', intIn(0, 1e9), COMPARE_WARMUP_EPOCHS)
     .option('--blocks <n>', 'frag: blocks each process holds', intIn(1, 1e8), 1000)
     .option('--churn <m>', 'frag: blocks freed and allocated per epoch; heap: objects per round', intIn(1, 1e8), 250)
     .option('--live <n>', 'heap: objects each process holds', intIn(1, 1_000_000), 1000)
@@ -40,6 +41,9 @@ export function addCompareCommand(bench: Command): void {
       'frag: ops/s = (allocs + frees) / the slowest process\'s loop, every 8th allocation timed (as bench micro);',
       'heap: ns per alloc+free pair, mean over the processes (as bench heap). Ratios are speed ratios dmem / peer',
       '(above 1: dmem is faster), the median of the per-repetition ratios.',
+      `frag warm-up: every process of every side (dmem's workers and the peer alike) first runs --warmup-epochs untimed`,
+      `epochs of the same loop, after its setup and before the timed epochs start (default ${COMPARE_WARMUP_EPOCHS}, so the timed`,
+      'epochs measure compiled code, not V8 compiling it); --warmup-epochs 0 measures from a cold start on every side.',
       '',
       'Example:',
       '  dmem bench compare --classes 0 --objects 64 --procs 1,2 --reps 3',
@@ -74,7 +78,8 @@ export async function compare(flags: CompareFlags, peer?: Peer | PeerSkip): Prom
   try {
     result = await withInterrupt((signal) => runCompare({
       classes: flags.classes, objects: flags.objects, procs: flags.procs, reps: flags.reps,
-      epochs: flags.epochs, blocks: flags.blocks, churn: flags.churn, live: flags.live, rounds: flags.rounds, heapChurn: flags.churn, heapWarmupRounds: flags.warmupRounds,
+      epochs: flags.epochs, warmupEpochs: flags.warmupEpochs, blocks: flags.blocks, churn: flags.churn, live: flags.live, rounds: flags.rounds, heapChurn: flags.churn,
+      heapWarmupRounds: flags.warmupRounds,
       seed: flags.seed, blockCache: flags.blockCache, peer, signal,
       onRun: (run, done, total) => {
         bar.update(done, total);
@@ -89,7 +94,8 @@ export async function compare(flags: CompareFlags, peer?: Peer | PeerSkip): Prom
   }
   if (out.json) for (const c of result.cells) out.result({ test: 'compare-cell', ...c }, () => []);
   out.lines([
-    `compare: frag ${flags.blocks} blocks, ${flags.churn} churn, ${flags.epochs} epochs; heap ${flags.live} live, ${flags.churn} churn, ${flags.rounds} rounds after ${flags.warmupRounds} untimed;`
+    `compare: frag ${flags.blocks} blocks, ${flags.churn} churn, ${flags.epochs} epochs after ${flags.warmupEpochs ?? COMPARE_WARMUP_EPOCHS} untimed;`
+      + ` heap ${flags.live} live, ${flags.churn} churn, ${flags.rounds} rounds after ${flags.warmupRounds} untimed;`
       + ` median of ${flags.reps} interleaved repetitions${result.boostVersion ? `; Boost ${result.boostVersion}` : ''}; ratios: speed dmem / peer (>1: dmem faster)`,
     ...compareTable(result.cells),
   ]);
