@@ -116,10 +116,8 @@ struct Options {
   std::fprintf(stderr,
                "alloc_peer: %s\n"
                "usage: alloc_peer --allocator boost|malloc --pattern frag|heap [--procs P] [--seed S]\n"
-               "  frag: [--class C (0..9)] [--epochs E] [--warmup W] [--blocks N] [--churn M]
-"
-               "  heap: [--size BYTES] [--live L] [--rounds R] [--churn C] [--warmup-rounds W]
-"
+               "  frag: [--class C (0..9)] [--epochs E] [--warmup W] [--blocks N] [--churn M]\n"
+               "  heap: [--size BYTES] [--live L] [--rounds R] [--churn C] [--warmup-rounds W]\n"
                "  alloc_peer --list   prints the allocators this build has\n",
                why);
   std::exit(2);
@@ -482,8 +480,8 @@ int main(int argc, char** argv) {
       pps += r.ops_a / (r.loop_ns / 1e9);
       pairs += r.ops_a;
     }
-    std::printf(",\"size\":%ld,\"live\":%ld,\"rounds\":%ld,\"churn\":%ld,\"pairs\":%ld,\"nsPerPair\":%.2f,\"pairsPerSec\":%.1f}\n",
-                o.size, o.live, o.rounds, o.churn, pairs, ns_sum / o.procs, pps);
+    std::printf(",\"size\":%ld,\"live\":%ld,\"rounds\":%ld,\"warmupRounds\":%ld,\"churn\":%ld,\"pairs\":%ld,\"nsPerPair\":%.2f,\"pairsPerSec\":%.1f}\n",
+                o.size, o.live, o.rounds, o.warmup_rounds, o.churn, pairs, ns_sum / o.procs, pps);
   }
   return 0;
 }

@@ -159,6 +159,9 @@ export interface PeerHeapResult {
   pattern: 'heap';
   procs: number;
   size: number;
+  /** Timed rounds, and the untimed ones run first (as asked: compare checks). */
+  rounds: number;
+  warmupRounds: number;
   pairs: number;
   /** Mean over the processes of each one's ns per alloc+free pair. */
   nsPerPair: number;
@@ -359,7 +362,12 @@ function peerCell(peer: Peer, side: PeerName, o: CompareOptions, c: CellSpec, se
     }
     return { value: r.opsPerSec, extra: r.latency.p50Ns };
   }
-  const r = runPeer<PeerHeapResult>(peer, [...common, '--pattern', 'heap', '--size', String(c.param), '--live', String(o.live), '--rounds', String(o.rounds), '--churn', String(o.heapChurn), '--warmup-rounds', String(o.heapWarmupRounds ?? 0)]);
+  const warmupRounds = o.heapWarmupRounds ?? 0;
+  const args = [...common, '--pattern', 'heap', '--size', String(c.param), '--live', String(o.live), '--rounds', String(o.rounds), '--churn', String(o.heapChurn), '--warmup-rounds', String(warmupRounds)];
+  const r = runPeer<PeerHeapResult>(peer, args);
+  if (r.rounds !== o.rounds || r.warmupRounds !== warmupRounds) {
+    throw new DmemError('PEER_FAILED', `alloc_peer ${args.join(' ')} ran ${r.rounds} rounds after ${r.warmupRounds} warm-up rounds, not ${o.rounds} after ${warmupRounds} (a stale peer binary?)`);
+  }
   return { value: r.nsPerPair, extra: r.pairsPerSec };
 }
 
