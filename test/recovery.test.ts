@@ -58,7 +58,12 @@ const PARENT_CLASSES = [0, 1, 2, 3, 4, 5, 6, 9];
 /** Chunks of the delayed-free ring (a 128 KiB pool-owned block): it outlives the child that made it. */
 const RING_CHUNKS = 32;
 
-const SCENARIOS: Record<string, { plan: Plan; skip: number; ring?: boolean; env?: Record<string, string> }> = {
+/**
+ * `owner`: before the child acts, a second client of the parent caches that
+ * many class-0 blocks (blockCache 256), which the child's action can only
+ * get by stealing; it closes once the child died.
+ */
+const SCENARIOS: Record<string, { plan: Plan; skip: number; ring?: boolean; env?: Record<string, string>; owner?: number }> = {
   // The first Pool holds PREP; a second Pool of the same process dies registering.
   'register.claimed': { plan: { prep: PREP, action: [{ attach: true }], unarmedFirstPool: true }, skip: 0 },
   'alloc.chunk.committed': { plan: { prep: PREP, action: [{ a: 0 }, { a: 1 }, { a: 2 }, { a: 3 }, { a: 4 }] }, skip: 7 },
@@ -90,6 +95,10 @@ const SCENARIOS: Record<string, { plan: Plan; skip: number; ring?: boolean; env?
   'ring.popped': { plan: { prep: PREP, action: [{ d: 0 }, { reclaim: 4 }] }, skip: 0, ring: true },
   // A child with 50 blocks in its block cache dies taking one out (assembly/cache.ts).
   'cache.pop': { plan: { prep: [...PREP, { churn: 0, n: 50 }], action: [{ a: 0 }] }, skip: 0, env: { DMEM_BLOCK_CACHE: '256' } },
+  // The child allocates 4 KiB blocks until the pool is exhausted, then steals
+  // the owner's cached blocks and dies between a steal's two steps: the
+  // block is left FREED with its bit set, an orphan for the grace sweep.
+  'cache.stolen': { plan: { prep: PREP, action: [{ a: 0, n: 100_000 }] }, skip: 0, owner: 30 },
 };
 
 const RECOVER_POINTS = ['recover.claimed', 'recover.partial', 'recover.reclaimed'];
@@ -109,6 +118,12 @@ for (const point of CRASH_POINTS) {
       try {
         admin.setLeaseMs(LEASE);
         const mine = allocStamped(admin, PARENT_CLASSES);
+        const owner = scenario.owner === undefined ? null : await openPool(`shm:${name}`, { create: false, blockCache: 256 });
+        if (owner !== null) {
+          const blocks = Array.from({ length: scenario.owner! }, () => owner.allocClass(0));
+          for (const g of blocks) owner.free(g);
+          assert.is(owner.stats().cache.blocks, scenario.owner, 'the owner caches its blocks');
+        }
         const child = new Child(CHILD, [name, JSON.stringify(scenario.plan)], { DMEM_CRASH_POINT: `${point}:${scenario.skip}`, ...scenario.env });
         const prepared = await child.take('prepared');
         assert.ok((prepared.chunks as number) > 0, 'the child holds memory before it acts');
@@ -116,6 +131,10 @@ for (const point of CRASH_POINTS) {
         child.send('go');
         const exit = await child.exitWithin();
         assert.is(exit.signal, 'SIGKILL', `the child must die at ${point} (SIGKILL); ${child.describe()}`);
+        if (owner !== null) {
+          assert.is(admin.census().cached.blocks, scenario.owner! - 1, 'the child died stealing the first cached block');
+          assert.is(owner.close(), scenario.owner! - 1, "the owner's close frees the rest of its cache, and not the half-stolen block");
+        }
 
         const sweeper = new Sweeper(admin);
         const extra = scenario.ring ? RING_CHUNKS : 0;
