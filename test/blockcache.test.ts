@@ -27,6 +27,12 @@ import { dmem, is, jsonLines, withPoolName } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/recovery-child.js', import.meta.url));
 const CACHE = { DMEM_BLOCK_CACHE: '256' };
+/**
+ * For the admin client of a test: no block cache, so that what it frees (a
+ * fill of all free space, test/harness.ts) is free in the census at once,
+ * and the only cached blocks are those of the client under test.
+ */
+const PLAIN_FREE = { blockCache: 0 };
 
 /** Every chunk of the census is free, held, an orphan or cached. */
 function accounted(p: Pool): void {
@@ -126,7 +132,7 @@ test('a delayed free of a cached block is refused: it was freed already', async 
 
 test('a client revoked and recovered between two calls hands out nothing of its cache: its next call is refused and the cache dropped', async () => {
   await withPoolName('bc-revoked', async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const admin = await openPool(`shm:${name}`, { size: '32MiB', ...PLAIN_FREE });
     const a = await openPool(`shm:${name}`, { create: false, blockCache: 256, heartbeatMs: 0 });
     try {
       const got = Array.from({ length: 30 }, () => a.allocClass(0));
@@ -155,7 +161,7 @@ test('a client revoked and recovered between two calls hands out nothing of its 
 
 test('the JS fast path, paused between its lease check and its CAS while the client is recovered and its blocks reused, hands out and caches nothing', async () => {
   await withPoolName('bc-fast-paused', async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const admin = await openPool(`shm:${name}`, { size: '32MiB', ...PLAIN_FREE });
     const a = await openPool(`shm:${name}`, { create: false, blockCache: 256, heartbeatMs: 0 });
     try {
       // The step under test, reached as a paused client would reach it: its
@@ -217,7 +223,7 @@ test('an allocation that finds the pool exhausted first flushes its own cache; f
 
 test('a kill -9\'d client with a full cache: its recovery frees every cached block, fsck clean', async () => {
   await withPoolName('bc-kill', async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '64MiB' });
+    const admin = await openPool(`shm:${name}`, { size: '64MiB', ...PLAIN_FREE });
     try {
       const mine = allocStamped(admin, [0, 2, 4]);
       const plan: Plan = { prep: [{ churn: 0, n: 300 }, { churn: 3, n: 300 }, { a: 1, n: 5 }], action: [] };
@@ -246,7 +252,7 @@ test('a kill -9\'d client with a full cache: its recovery frees every cached blo
 
 test('fencing: a client frozen taking a block out of its cache, revoked and recovered meanwhile, resumes and hands out nothing of its stale cache', async () => {
   await withPoolName('bc-fence', async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const admin = await openPool(`shm:${name}`, { size: '32MiB', ...PLAIN_FREE });
     try {
       admin.setLeaseMs(300);
       const mine = allocStamped(admin, [0, 4]);
@@ -395,7 +401,7 @@ test('an allocation that finds the pool exhausted steals other clients\' cached 
 /** A pool with an admin (no cache, lease 300 ms) holding stamped blocks `mine`; at the end only they may be left. */
 async function withAdmin(tag: string, fn: (name: string, admin: Pool, mine: Held[]) => Promise<void>): Promise<void> {
   await withPoolName(tag, async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '32MiB', blockCache: 0 });
+    const admin = await openPool(`shm:${name}`, { size: '32MiB', ...PLAIN_FREE });
     try {
       admin.setLeaseMs(300);
       await fn(name, admin, allocStamped(admin, [0, 4]));
