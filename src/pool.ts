@@ -65,7 +65,11 @@ export interface PoolOptions {
    * them (its block cache, assembly/cache.ts: 0..256; 0 turns it off).
    * Cached blocks stay allocated in the pool (the census lists them as
    * cached by this client) until it allocates them again, flushes, closes
-   * or is recovered. Default: the environment's DMEM_BLOCK_CACHE, else 0.
+   * or is recovered, or until an allocation of any client finds the pool
+   * exhausted: it takes them back first (a steal, assembly/cache.ts), so a
+   * cache never makes an allocation fail. At 256 a client hides at most
+   * 256 blocks of each class, 256 * (4 + 8 + 16 + 32 + 64) KiB = 31 MiB.
+   * Default: the environment's DMEM_BLOCK_CACHE, else 0.
    */
   blockCache?: number;
 }
