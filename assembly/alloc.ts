@@ -42,7 +42,9 @@ import {
 } from './layout';
 import { CLASS_LARGE, LOG_FREED, LOG_HELD, isPoolOwner, logClass, logClient, logEntry, logSections, logState } from './ownerlog';
 import { nextBelow } from './prng';
-import { CACHE_CLASSES, anyCached, cacheHasRoom, cacheLimit, dropCache, flushCache, isCachedEntry, popCached, pushCached } from './cache';
+import {
+  CACHE_CLASSES, anyCached, cacheHasRoom, cacheLimit, dropCache, flushCache, isCachedEntry, popCached, pushCached, stealCached,
+} from './cache';
 import {
   MODE_CHUNK, MODE_FREE, MODE_LARGE, MODE_RETIRING, SOP_ALLOC, SOP_FREE, SOP_MODE, ST_CONTENDED, ST_EMPTY, ST_FULL, ST_NORMAL,
   nextSectionWord, sectionMode, sectionStates, sectionTail, spanState, withSpanState,
@@ -176,14 +178,26 @@ export function allocClass(cls: u32): i64 {
   }
   if (r < 0) {
     r = allocFresh(cls);
-    // Memory this client caches never makes its own allocation fail.
-    if (r == E_EXHAUSTED && anyCached()) {
-      flushCache(clientId, clientGen);
-      r = allocFresh(cls);
-    }
+    if (r == E_EXHAUSTED) r = allocUncached(cls, 0);
   }
   noteAlloc(r, cls, ops0);
   return r;
+}
+
+/**
+ * The pool looked exhausted for class `cls` (CLASS_LARGE: `n` sections):
+ * memory in block caches never makes an allocation fail (assembly/cache.ts,
+ * "Bounds" and "Stealing"). This client's own cache goes back first, then
+ * every other client's; the allocation is tried again after each step
+ * that gave anything back. Returns the block's first chunk, or E_EXHAUSTED.
+ */
+function allocUncached(cls: u32, n: u32): i64 {
+  if (anyCached() && flushCache(clientId, clientGen) > 0) {
+    const r = cls == CLASS_LARGE ? allocSections(n, CLASS_LARGE) : allocFresh(cls);
+    if (r != E_EXHAUSTED) return r;
+  }
+  if (stealCached(clientId, clientGen) == 0) return E_EXHAUSTED;
+  return cls == CLASS_LARGE ? allocSections(n, CLASS_LARGE) : allocFresh(cls);
 }
 
 /** An allocation of class `cls` from the pool (the cache passed by). */
@@ -197,10 +211,7 @@ function allocFresh(cls: u32): i64 {
 export function allocLarge(n: u32): i64 {
   const ops0 = transportOps;
   let r = allocSections(n, CLASS_LARGE);
-  if (r == E_EXHAUSTED && anyCached()) {
-    flushCache(clientId, clientGen);
-    r = allocSections(n, CLASS_LARGE);
-  }
+  if (r == E_EXHAUSTED) r = allocUncached(CLASS_LARGE, n);
   noteAlloc(r, 10, ops0);
   return r;
 }

@@ -59,21 +59,84 @@
  *
  * Bounds. A free into a full class is a plain free. A flush gives cached
  * blocks back by the plain free's two steps (CACHED -> FREED, then the
- * span bits). `allocClass` flushes the whole cache and tries again before
- * it reports the pool exhausted, so memory this client caches never makes
- * its own allocations fail; other clients' caches are theirs (at most
- * `CACHE_MAX` blocks per class each; `dmem stat` lists them).
+ * span bits). Before `allocClass` or `allocLarge` reports the pool
+ * exhausted, it flushes this client's whole cache and tries again, then
+ * steals every other client's cached blocks (below) and tries again: memory
+ * in any cache never makes an allocation fail.
+ *
+ * Stealing (`stealCached`). One pass of the block walker (assembly/walk.ts)
+ * over the pool; every owner-log head it finds CACHED(x, gen, cls) over set
+ * bits is freed by the same two steps as a flush's or a recovery's free of
+ * a cached block:
+ *   1. CAS the exact word observed, CACHED(x, gen, cls) -> FREED(me, gen',
+ *      cls) with STOLEN in the upper half (`stolenEntry`);
+ *   2. only if that CAS won: the plain free's second step, `clearChunks`
+ *      (the span-header CAS clearing the block's bits).
+ * Why this is safe, case by case:
+ *   x pops concurrently (core or host fast path): both CAS the same word
+ *      from CACHED; one wins. If x wins it holds the block and the steal's
+ *      CAS fails and touches nothing. If the steal wins, x's pop fails and
+ *      drops the entry. Entries left in x's stack (stolen, or pushed twice
+ *      after the block came back to x) are harmless: every hand-out is a CAS
+ *      from CACHED(x, gen, cls), which only x's own push writes, from HELD,
+ *      i.e. after x's application freed it; so a pop wins only while nobody
+ *      holds the block, and a stale entry either loses or pops a block that
+ *      really is in x's cache now.
+ *   two stealers, or a stealer and x's flush or x's recovery (each a CAS
+ *      from the same CACHED word to a FREED word): exactly one wins step 1;
+ *      the losers change nothing, so only the winner clears bits (as of
+ *      two racing frees, assembly/alloc.ts `writeFreed`).
+ *   a stealer paused or dead between steps 1 and 2 (crash point
+ *      `cache.stolen`): the block is FREED with its bits set. No pop can
+ *      win it (not CACHED), no allocation can take it (bits set). The
+ *      census and the audit count it as an orphan, as any free cut short
+ *      after its FREED write whose span commit log names someone else:
+ *      here the commit log names x (its allocation of that block, often
+ *      still the span's last CAS), not the stealer, so the stealer's own
+ *      recovery leaves it alone and the orphan sweep frees it once fencing
+ *      says everyone moved on (a resumed stealer changes the header word,
+ *      which voids the sweep's record); fsck --repair frees it offline.
+ *      What the handling of crash point free.chunk.logged does not cover
+ *      by itself: recovery (and x's own close) completes an allocation of
+ *      x's that was committed and not logged, recognised by a commit log
+ *      naming x's ALLOC of exactly that group over set bits that no HELD
+ *      head covers: the very picture a stolen block shows in the window.
+ *      Completing it would be a second winner of "step 1", and the paused
+ *      stealer, resumed, would clear the bits of whoever took the block
+ *      next (two holders). Hence the STOLEN mark: recovery never completes
+ *      "x's unlogged allocation" over a STOLEN entry (assembly/recover.ts).
+ *      The mark stays after the steal completed, until the next allocation
+ *      of the block writes HELD; a client that allocates it and dies
+ *      before that write leaves an orphan for the sweep, not a leak.
+ * Every word whose lower half is HELD or CACHED still has an upper half of
+ * 0 (STOLEN rides on FREED only, and every HELD write is a whole word), so
+ * the host's 32-bit CAS argument above holds unchanged.
  */
 import { clearChunks as releaseCachedBits, clientGen, clientId, guessChunks, guessTable } from './alloc';
-import { CP_CACHE_POP, crashPoint } from './crash';
+import { CP_CACHE_POP, CP_CACHE_STOLEN, crashPoint } from './crash';
 import { cas64 } from './imports';
 import { logOff } from './layout';
-import { LOG_CACHED, LOG_FREED, LOG_HELD, logEntry, logState } from './ownerlog';
+import { LOG_CACHED, LOG_FREED, LOG_HELD, groupChunk, heldGroups, logClass, logEntry, logSections, logState } from './ownerlog';
+import { bitmapOf } from './span';
+import { W_CHUNKS, W_END, walkLogBase, walkNext, walkSpan, walkStart, walkWord } from './walk';
 
 const DEBUG = !ASC_NO_ASSERT;
 
 /** True when owner-log entry `e` is a block its client cached (freed by the application, kept for reuse). */
 @inline export function isCachedEntry(e: u64): bool { return logState(e) == LOG_CACHED; }
+
+/** Upper half of the FREED entry a steal writes (a chunk-path entry's upper half is otherwise 0). */
+const STOLEN: u32 = 1;
+
+/** The FREED entry client (me, gen) writes over a cached block of class `cls` it steals. */
+@inline function stolenEntry(me: u32, gen: u32, cls: u32): u64 { return logEntry(me, gen, cls, LOG_FREED, STOLEN); }
+
+/**
+ * True when owner-log entry `e` was written by a steal (the block may be
+ * half freed: see "Stealing" in the file comment), so it is nobody's
+ * unlogged allocation.
+ */
+@inline export function isStolenEntry(e: u64): bool { return logState(e) == LOG_FREED && logSections(e) == STOLEN; }
 
 /** CACHED(me, gen, cls) from HELD(me, gen, cls): the state bits 01 -> 11. */
 @inline function cachedOf(held: u64): u64 { return held | (<u64>LOG_CACHED << 16); }
@@ -184,6 +247,36 @@ export function flushCache(me: u32, gen: u32): u32 {
       if (cas64(logOff(chunk), cached, freed) == cached && releaseCachedBits(chunk, cls) == 0) back++;
     }
     setDepth(cls, 0);
+  }
+  return back;
+}
+
+/**
+ * Frees every block in every client's cache (see "Stealing" in the file
+ * comment), as client (me, gen): for an allocation that found the pool
+ * exhausted after flushing its own cache, which holds none of these any
+ * more. Each block: CAS of the exact CACHED word seen to a STOLEN FREED
+ * entry, then, only if that won, its bits cleared. Returns how many blocks
+ * went back. Costs one bulk read of each CHUNK section's span headers and
+ * owner log (the exhausted path only).
+ */
+export function stealCached(me: u32, gen: u32): u32 {
+  let back: u32 = 0;
+  walkStart();
+  for (let kind = walkNext(); kind != W_END; kind = walkNext()) {
+    if (kind != W_CHUNKS) continue;
+    const logBase = walkLogBase;
+    const groups = heldGroups(bitmapOf(walkWord), logBase);
+    for (let g: u32 = 0; g < groups; g++) {
+      const k = <u32>load<u8>(groupChunk + g);
+      const e = load<u64>(logBase + (k << 3));
+      if (!isCachedEntry(e)) continue;
+      const chunk = (walkSpan << 5) + k;
+      const cls = logClass(e);
+      if (cas64(logOff(chunk), e, stolenEntry(me, gen, cls)) != e) continue;
+      crashPoint(CP_CACHE_STOLEN);
+      if (releaseCachedBits(chunk, cls) == 0) back++;
+    }
   }
   return back;
 }

@@ -39,7 +39,8 @@ export const CP_RING_ENTRY_WRITTEN: u32 = 21;
 export const CP_RING_RETIRED: u32 = 22;
 export const CP_RING_POPPED: u32 = 23;
 export const CP_CACHE_POP: u32 = 24;
-export const CP_COUNT: u32 = 24;
+export const CP_CACHE_STOLEN: u32 = 25;
+export const CP_COUNT: u32 = 25;
 
 let armed: u32 = 0;
 let skip: u32 = 0;

@@ -14,21 +14,25 @@
  *   HELD(x, g) owner-log head    a block of classes 0..4
  *   span commit log (x, ALLOC, c, cls) on set bits that no HELD head covers:
  *                             x died between its CAS and its owner-log write
+ *                             (unless the head is a steal's FREED entry: a
+ *                             cached block of x's half freed by its stealer,
+ *                             assembly/cache.ts, "Stealing")
  *
  * A block whose owner-log head is HELD by a pool owner (assembly/ownerlog.ts)
  * is not x's even when its headers still name x: x allocated it and handed it
  * over with adoptBlock (a region, a slab). It and its tails are skipped.
  *
  * Nothing else is touched. Set bits that no HELD entry covers and whose
- * commit log names someone else (x's free cut short after its FREED write, or
- * an allocation whose commit log a later CAS overwrote) are "orphans": only
+ * commit log names someone else (x's free cut short after its FREED write, a
+ * steal of x's cached block cut short after its FREED write, or an
+ * allocation whose commit log a later CAS overwrote) are "orphans": only
  * the grace-period sweep (`scanOrphans` / `reclaimOrphan`) gives them back,
  * once every live client has renewed its lease since they were seen and the
  * header word has not changed, which proves no operation is still in flight
  * on them. Every step is idempotent, so a recovery cut short (its recoverer
  * died) is simply run again by the next recoverer.
  */
-import { dropCache } from './cache';
+import { dropCache, isStolenEntry } from './cache';
 import {
   clientGen, clientId, freeChunks, freeSections, freeSpans, markSpan,
 } from './alloc';
@@ -235,15 +239,19 @@ function reclaimSpan(kind: u32, x: u32, gen: u32): void {
       add(7, <f64>reclaimSlab((span << 5) + k, e, x, gen));
     }
   }
-  // x's own allocation, committed but not yet logged.
+  // x's own allocation, committed but not yet logged. Not over a STOLEN
+  // entry: that picture is also a cached block of x's that another client
+  // is stealing, between its FREED write and its bit clear; the stealer
+  // owns the clear (assembly/cache.ts, "Stealing"), and a stealer that
+  // never finishes leaves an orphan for the grace sweep.
   if (spanClient(w) == x && spanOp(w) == OP_ALLOC) {
     const k = spanChunk(w);
     const cls = spanClass(w);
     if (cls <= 4) {
       const mask = groupMask(k, cls);
-      if ((bm & mask) == mask && (covered & mask) == 0) {
+      const e = load<u64>(logBase + (k << 3));
+      if ((bm & mask) == mask && (covered & mask) == 0 && !isStolenEntry(e)) {
         add(5, 1);
-        const e = load<u64>(logBase + (k << 3));
         if (freeChunks((span << 5) + k, cls, e) == 0) freedBlock(<f64>(1 << cls));
       }
     }

@@ -32,6 +32,7 @@ export const CRASH_POINTS = [
   'ring.retired',
   'ring.popped',
   'cache.pop',
+  'cache.stolen',
 ] as const;
 
 export type CrashPointName = (typeof CRASH_POINTS)[number];

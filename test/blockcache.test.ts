@@ -8,21 +8,31 @@
  * recovery of a kill -9'd client with a full cache frees all of it, and
  * that a client frozen taking a block out of its cache, then revoked and
  * recovered, resumes without handing out anything of its stale cache.
+ * Stealing (an exhausted allocation frees other clients' cached blocks):
+ * the owner stays open and its stale entries hand out nothing; a stealer
+ * frozen or killed between its two steps (crash point `cache.stolen`); an
+ * owner frozen inside its pop (`cache.pop`) while its blocks are stolen.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fileURLToPath } from 'node:url';
-import { DoubleFreeError, InvalidAddressError, openPool, type Pool } from '../src/index.js';
+import { DoubleFreeError, InvalidAddressError, PoolExhaustedError, openPool, type Pool } from '../src/index.js';
 import { fenceOf } from '../src/fencing.js';
 import { processState } from '../src/proc.js';
 import type { Plan } from './fixtures/recovery-child.js';
 import {
-  Child, allocStamped, assertOnlyParentHolds, chunksOf, describePool, fillFreeSpace, killAll, sleep,
+  Child, type Held, Sweeper, allocStamped, assertOnlyParentHolds, chunksOf, describePool, fillFreeSpace, killAll, settled, sleep,
 } from './harness.js';
 import { dmem, is, jsonLines, withPoolName } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/recovery-child.js', import.meta.url));
 const CACHE = { DMEM_BLOCK_CACHE: '256' };
+/**
+ * For the admin client of a test: no block cache, so that what it frees (a
+ * fill of all free space, test/harness.ts) is free in the census at once,
+ * and the only cached blocks are those of the client under test.
+ */
+const PLAIN_FREE = { blockCache: 0 };
 
 /** Every chunk of the census is free, held, an orphan or cached. */
 function accounted(p: Pool): void {
@@ -122,7 +132,7 @@ test('a delayed free of a cached block is refused: it was freed already', async 
 
 test('a client revoked and recovered between two calls hands out nothing of its cache: its next call is refused and the cache dropped', async () => {
   await withPoolName('bc-revoked', async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const admin = await openPool(`shm:${name}`, { size: '32MiB', ...PLAIN_FREE });
     const a = await openPool(`shm:${name}`, { create: false, blockCache: 256, heartbeatMs: 0 });
     try {
       const got = Array.from({ length: 30 }, () => a.allocClass(0));
@@ -151,7 +161,7 @@ test('a client revoked and recovered between two calls hands out nothing of its 
 
 test('the JS fast path, paused between its lease check and its CAS while the client is recovered and its blocks reused, hands out and caches nothing', async () => {
   await withPoolName('bc-fast-paused', async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const admin = await openPool(`shm:${name}`, { size: '32MiB', ...PLAIN_FREE });
     const a = await openPool(`shm:${name}`, { create: false, blockCache: 256, heartbeatMs: 0 });
     try {
       // The step under test, reached as a paused client would reach it: its
@@ -213,7 +223,7 @@ test('an allocation that finds the pool exhausted first flushes its own cache; f
 
 test('a kill -9\'d client with a full cache: its recovery frees every cached block, fsck clean', async () => {
   await withPoolName('bc-kill', async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '64MiB' });
+    const admin = await openPool(`shm:${name}`, { size: '64MiB', ...PLAIN_FREE });
     try {
       const mine = allocStamped(admin, [0, 2, 4]);
       const plan: Plan = { prep: [{ churn: 0, n: 300 }, { churn: 3, n: 300 }, { a: 1, n: 5 }], action: [] };
@@ -242,7 +252,7 @@ test('a kill -9\'d client with a full cache: its recovery frees every cached blo
 
 test('fencing: a client frozen taking a block out of its cache, revoked and recovered meanwhile, resumes and hands out nothing of its stale cache', async () => {
   await withPoolName('bc-fence', async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const admin = await openPool(`shm:${name}`, { size: '32MiB', ...PLAIN_FREE });
     try {
       admin.setLeaseMs(300);
       const mine = allocStamped(admin, [0, 4]);
@@ -280,6 +290,214 @@ test('fencing: a client frozen taking a block out of its cache, revoked and reco
       await killAll();
       admin.close();
     }
+  });
+});
+
+// ------------------------------------------------------------------ stealing
+
+/** Allocates blocks of class `cls` until the pool is exhausted; returns them. */
+function allocAll(p: Pool, cls: number): number[] {
+  const got: number[] = [];
+  for (;;) {
+    try {
+      got.push(p.allocClass(cls));
+    } catch (e) {
+      if (e instanceof PoolExhaustedError) return got;
+      throw e;
+    }
+  }
+}
+
+/** Waits until process `pid` is stopped at its armed crash point (state T). */
+async function stopped(pid: number, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (processState(pid) !== 'T') {
+    assert.ok(Date.now() < deadline, `${what} did not stop at its crash point`);
+    await sleep(5);
+  }
+}
+
+/** Blocks of a fill whose first 16 bytes are no longer the fill pattern. */
+function brokenFill(p: Pool, blocks: Array<{ g: number }>): number {
+  return blocks.filter((b) => !p.read(b.g, 16).every((x) => x === 0xEE)).length;
+}
+
+test('an allocation that finds the pool exhausted steals other clients\' cached blocks while they stay open; the owner then allocates normally, its stale entries dropped, nothing handed out twice', async () => {
+  await withPoolName('bc-steal', async (name) => {
+    const a = await openPool(`shm:${name}`, { size: '32MiB', blockCache: 256 });
+    const b = await openPool(`shm:${name}`, { create: false, blockCache: 0 });
+    try {
+      // Every held block carries (holder id, serial); checked at the end.
+      const holder = new Map<number, { p: Pool; serial: number }>();
+      let serial = 0;
+      const take = (p: Pool, g: number): void => {
+        assert.not.ok(holder.has(g), `block ${g} handed out while ${holder.get(g)?.p.clientId} holds it`);
+        const s = new Uint8Array(8);
+        new DataView(s.buffer).setUint32(0, p.clientId, true);
+        new DataView(s.buffer).setUint32(4, ++serial, true);
+        p.write(g, s);
+        holder.set(g, { p, serial });
+      };
+      const give = (p: Pool, g: number): void => {
+        assert.is(holder.get(g)?.p, p, `block ${g} is freed by its holder`);
+        holder.delete(g);
+        p.free(g);
+      };
+      const held2 = Array.from({ length: 1000 }, () => a.allocClass(2));
+      for (const g of held2) take(a, g);
+      const held0 = allocAll(a, 0);
+      for (const g of held0) take(a, g);
+      const cached2 = held2.filter((g, i) => i % 7 === 0).slice(0, 20);
+      const cached0 = held0.slice(-40);
+      for (const g of [...cached2, ...cached0]) give(a, g);
+      assert.equal(a.stats().cache.perClass, [40, 0, 20, 0, 0], 'A caches 40 blocks of class 0 and 20 of class 2');
+      assert.is(b.census().chunks.free, 0, 'nothing else is free');
+
+      // B: the pool is exhausted for it; it takes A's cached blocks, A stays open.
+      const first = b.allocClass(0);
+      assert.is(b.census().cached.blocks, 0, "B's first allocation stole all of A's cache");
+      take(b, first);
+      const rest = allocAll(b, 0);
+      for (const g of rest) take(b, g);
+      const bHeld = [first, ...rest];
+      const stolenChunks = new Set<number>([...cached0, ...cached2.flatMap((g) => [0, 1, 2, 3].map((k) => g + k * 4096))]);
+      assert.is(bHeld.length, 40 + 20 * 4, "B got exactly the chunks of A's cached blocks");
+      for (const g of bHeld) assert.ok(stolenChunks.has(g), `B's block ${g} was one of A's cached chunks`);
+      assert.equal(a.stats().cache.perClass, [40, 0, 20, 0, 0], "A's stacks still list them (stale entries)");
+      accounted(b);
+      assert.ok(b.fsck().clean, 'fsck clean after the steal');
+
+      // A allocates normally: every stale entry loses its CAS and is dropped.
+      const back = bHeld.slice(0, 60);
+      for (const g of back) give(b, g);
+      const again = allocAll(a, 0);
+      assert.is(a.stats().cache.perClass[0], 0, 'the stale class-0 entries were dropped');
+      assert.is(again.length, 60, "A got the 60 blocks B freed, and nothing of its stale cache");
+      for (const g of again) {
+        assert.ok(back.includes(g), `A's block ${g} is one B freed`);
+        take(a, g);
+      }
+      assert.throws(() => a.allocClass(2), is(PoolExhaustedError), 'no class-2 block for A: its stale entries hand out nothing');
+      assert.is(a.stats().cache.perClass[2], 0, 'the stale class-2 entries were dropped');
+
+      const bad: string[] = [];
+      for (const [g, h] of holder) {
+        const v = new DataView(h.p.read(g, 8).buffer);
+        if (v.getUint32(0, true) !== h.p.clientId || v.getUint32(4, true) !== h.serial) bad.push(`block ${g}`);
+      }
+      assert.equal(bad, [], 'every held block carries its holder\'s stamp (none was handed out twice)');
+      for (const [g, h] of holder) h.p.free(g);
+      a.flushCache();
+      const c = b.census();
+      assert.is(c.chunks.free, c.chunks.total, 'everything is free');
+      assert.ok(b.fsck().clean, 'fsck clean');
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
+
+/** A pool with an admin (no cache, lease 300 ms) holding stamped blocks `mine`; at the end only they may be left. */
+async function withAdmin(tag: string, fn: (name: string, admin: Pool, mine: Held[]) => Promise<void>): Promise<void> {
+  await withPoolName(tag, async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '32MiB', ...PLAIN_FREE });
+    try {
+      admin.setLeaseMs(300);
+      await fn(name, admin, allocStamped(admin, [0, 4]));
+    } finally {
+      await killAll();
+      admin.close();
+    }
+  });
+}
+
+/**
+ * Client A (blockCache 256) takes every free chunk in 4 KiB blocks and frees
+ * its last `cached` ones into its cache; then a child, with `env`, is told
+ * to allocate one 4 KiB block, which only a steal can give it. The last
+ * block A allocated is the first a steal finds in its span, and that span's
+ * commit log still names A's ALLOC of it.
+ */
+async function stealScene(name: string, cached: number, env: Record<string, string>): Promise<{ a: Pool; victims: number[]; child: Child; clientId: number }> {
+  const a = await openPool(`shm:${name}`, { create: false, blockCache: 256 });
+  const victims = allocAll(a, 0).slice(-cached);
+  for (const g of victims) a.free(g);
+  assert.is(a.census().cached.blocks, cached, `${cached} blocks in A's cache, nothing free`);
+  assert.is(a.census().chunks.free, 0);
+  const child = new Child(CHILD, [name, JSON.stringify({ prep: [], action: [{ a: 0 }] } satisfies Plan)], env);
+  const prepared = await child.take('prepared');
+  child.send('go');
+  return { a, victims, child, clientId: prepared.clientId as number };
+}
+
+test('a stealer frozen between its FREED write and its bit clear: the owner hands nothing out and its close leaves the block; resumed, the stealer finishes and takes exactly that block', async () => {
+  await withAdmin('bc-steal-frozen', async (name, admin, mine) => {
+    const { a, victims: [victim], child } = await stealScene(name, 1, { DMEM_CRASH_POINT: 'cache.stolen', DMEM_CRASH_ACTION: 'stop' });
+    await stopped(child.pid, 'the stealer');
+    let c = admin.census();
+    assert.is(c.cached.blocks, 0, "the block left A's cache");
+    assert.is(c.chunks.orphan, 1, 'FREED by the stealer with its bit still set: a free in flight');
+    assert.throws(() => a.allocClass(0), is(PoolExhaustedError), 'the owner: its pop loses, nothing else is free');
+    assert.is(a.stats().cache.blocks, 0, 'and the entry is dropped');
+    a.close();
+    c = admin.census();
+    assert.is(c.chunks.orphan, 1, "A's close left the half-stolen block to its stealer (not taken for A's unlogged allocation)");
+    const fill = fillFreeSpace(admin, true);
+    assert.not.ok(fill.chunkSet.has(victim), 'the half-stolen block is not handed out');
+    child.proc.kill('SIGCONT');
+    const done = await child.take('survived');
+    assert.is(done.chunks, 1, 'resumed, the stealer finished its steal and allocated');
+    const stamp = new DataView(admin.read(victim, 8).buffer);
+    assert.is(stamp.getUint32(0, true), 0x524543ff, 'the stealer got the block it stole');
+    assert.is(brokenFill(admin, fill.blocks), 0, "no block of the admin's fill was touched");
+    await child.exitWithin();
+    const sweeper = new Sweeper(admin);
+    assert.ok(await sweeper.until(settled(admin, chunksOf(mine) + fill.chunks), 5000), describePool(admin));
+    for (const b of fill.blocks) admin.free(b.g);
+    assertOnlyParentHolds(admin, mine, 'after the frozen stealer');
+  });
+});
+
+test('a stealer killed between its FREED write and its bit clear leaves an orphan that the grace sweep frees: census consistent, fsck clean', async () => {
+  await withAdmin('bc-steal-killed', async (name, admin, mine) => {
+    const { a, child, clientId } = await stealScene(name, 10, { DMEM_CRASH_POINT: 'cache.stolen' });
+    assert.is((await child.exitWithin()).signal, 'SIGKILL', `the stealer dies at cache.stolen: ${child.describe()}`);
+    const c = admin.census();
+    assert.is(c.chunks.orphan, 1, 'the half-stolen block is an orphan');
+    assert.is(c.cached.blocks, 9, "the other nine are still in A's cache");
+    accounted(admin);
+    a.close();
+    const sweeper = new Sweeper(admin);
+    assert.ok(await sweeper.until(settled(admin, chunksOf(mine)), 5000), describePool(admin));
+    assert.ok(sweeper.events.some((e) => e.client === clientId), 'the stealer was recovered');
+    assert.ok(sweeper.results.some((r) => r.orphansFreed === 1), 'the grace sweep freed the half-stolen block');
+    assertOnlyParentHolds(admin, mine, 'after the killed stealer');
+  });
+});
+
+test('an owner frozen taking a block out of its cache while another client steals it: resumed, it hands out nothing of its stale cache', async () => {
+  await withAdmin('bc-steal-pop', async (name, admin, mine) => {
+    const plan: Plan = { prep: [{ churn: 0, n: 40 }], action: [{ a: 0 }] };
+    const child = new Child(CHILD, [name, JSON.stringify(plan)], { ...CACHE, DMEM_CRASH_POINT: 'cache.pop', DMEM_CRASH_ACTION: 'stop' });
+    const prepared = await child.take('prepared');
+    const id = prepared.clientId as number;
+    assert.is(admin.census().cached.byClient.find((x) => x.client === id)?.blocks, 40, "40 blocks in the child's cache");
+    child.send('go');
+    await stopped(child.pid, 'the owner');
+    // Not revoked: a live owner, slow at the wrong moment.
+    const fill = fillFreeSpace(admin, true);
+    assert.is(admin.census().cached.blocks, 0, "the fill stole the child's whole cache");
+    assert.is(admin.census().chunks.free, 0, 'and took every chunk');
+    child.proc.kill('SIGCONT');
+    const err = await child.take('error');
+    assert.is(err.code, 'POOL_EXHAUSTED', `resumed, every pop lost its CAS and the full pool had nothing for it: ${child.describe()}`);
+    await child.exitWithin();
+    assert.is(brokenFill(admin, fill.blocks), 0, "no block of the admin's fill (which took the child's cached blocks) was touched");
+    for (const b of fill.blocks) admin.free(b.g);
+    const sweeper = new Sweeper(admin);
+    assert.ok(await sweeper.until(settled(admin, chunksOf(mine)), 5000), describePool(admin));
+    assertOnlyParentHolds(admin, mine, 'after the frozen owner');
   });
 });
 

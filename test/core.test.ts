@@ -18,8 +18,9 @@ import { is, rejects, withPoolName } from './helpers.js';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-function memPool(size: number, seed = 7): Pool {
-  return Pool.attach(memoryTransport(size), { create: true, seed, debug: true, heartbeatMs: 0 });
+/** An in-process pool; `blockCache` as the pool option (default: the library's, the cache on). */
+function memPool(size: number, seed = 7, blockCache?: number): Pool {
+  return Pool.attach(memoryTransport(size), { create: true, seed, debug: true, heartbeatMs: 0, ...(blockCache === undefined ? {} : { blockCache }) });
 }
 
 const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
@@ -45,7 +46,7 @@ test('format, then attach from a second open sees the same geometry and data', a
 });
 
 test('every size class: aligned, inside the data area, readable and writable end to end', () => {
-  const pool = memPool(64 * MiB);
+  const pool = memPool(64 * MiB, 7, 256);
   const { dataOffset, dataBytes } = pool.geometry;
   const blocks: Array<[number, number]> = [];
   for (let c = 0; c <= 9; c++) {
@@ -70,6 +71,8 @@ test('every size class: aligned, inside the data area, readable and writable end
     assert.is(pool.read(g + size - 1, 1)[0], c + 101);
     pool.free(g);
   }
+  // Classes 0..4 went into this client's block cache; a flush gives them back.
+  assert.is(pool.flushCache(), 5, 'the five blocks of classes 0..4 were cached');
   const census = pool.census();
   assert.is(census.chunks.held, 0);
   assert.is(census.chunks.free, census.chunks.total);
@@ -97,7 +100,8 @@ test('alloc(bytes) picks the smallest fitting class; above 2 MiB takes contiguou
 });
 
 test('exhaustion: PoolExhaustedError, and every chunk comes back (nothing leaked)', () => {
-  const pool = memPool(12 * MiB);
+  // The core's plain free path: every free is back in the census at once (no block cache).
+  const pool = memPool(12 * MiB, 7, 0);
   const total = pool.census().chunks.total;
   for (const cls of [0, 3, 6, 9]) {
     const got: number[] = [];

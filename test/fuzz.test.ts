@@ -4,6 +4,9 @@
  * model that knows which bytes every live block holds and which chunks are
  * taken. Any divergence fails at the operation that caused it. Running the
  * same seed twice must give the same run, operation by operation (invariant 4).
+ * Each runs with the block cache off (every free is the core's plain free,
+ * so free + held = all chunks at every check) and on (256 blocks a class: cached
+ * chunks are the rest, and a flush at the end gives them back).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -34,9 +37,13 @@ function chunksFor(bytes: number): number {
   return 2 ** Math.ceil(Math.log2(c));
 }
 
-/** Runs `ops` operations; returns a digest of every result, for the determinism check. */
-function fuzz(seed: number, ops: number): { digest: string; counts: Record<string, number> } {
-  const pool = Pool.attach(memoryTransport(256 * MiB), { create: true, seed, debug: true, heartbeatMs: 0 });
+/**
+ * Runs `ops` operations with a block cache of `blockCache` blocks a class
+ * (0: every free is the core's plain free); returns a digest of every
+ * result, for the determinism check.
+ */
+function fuzz(seed: number, ops: number, blockCache: number): { digest: string; counts: Record<string, number> } {
+  const pool = Pool.attach(memoryTransport(256 * MiB), { create: true, seed, debug: true, heartbeatMs: 0, blockCache });
   const random = rng(seed);
   const live: Block[] = [];
   const taken = new Map<number, number>();
@@ -117,26 +124,37 @@ function fuzz(seed: number, ops: number): { digest: string; counts: Record<strin
       const census = pool.census();
       assert.is(census.chunks.held, liveChunks, `op ${i}: census held chunks`);
       assert.is(census.chunks.orphan, 0, `op ${i}: no orphan chunks`);
-      assert.is(census.chunks.free + census.chunks.held, capacity, `op ${i}: free + held = total`);
+      // Freed blocks of classes 0..4 may sit in the block cache: neither held nor free.
+      assert.is(census.chunks.free + census.chunks.held + census.cached.chunks, capacity, `op ${i}: free + held + cached = total`);
+      if (blockCache === 0) assert.is(census.chunks.free + census.chunks.held, capacity, `op ${i}: free + held = total`);
     }
   }
   for (const b of live) pool.free(b.gaddr);
   assert.is(pool.census().chunks.held, 0, 'all freed at the end');
+  pool.flushCache();
+  assert.is(pool.census().chunks.free, capacity, 'all free after the flush');
   pool.close();
   return { digest: hash.digest('hex'), counts };
 }
 
-test('100k random operations agree with the reference model', () => {
-  const { counts } = fuzz(20261123, 100_000);
+test('100k random operations agree with the reference model (the core\'s plain free path, no block cache)', () => {
+  const { counts } = fuzz(20261123, 100_000, 0);
+  assert.ok(counts.alloc > 20_000 && counts.free > 20_000 && counts.read > 5_000 && counts.write > 5_000, JSON.stringify(counts));
+});
+
+test('100k random operations agree with the reference model with a block cache of 256 blocks a class', () => {
+  const { counts } = fuzz(20261123, 100_000, 256);
   assert.ok(counts.alloc > 20_000 && counts.free > 20_000 && counts.read > 5_000 && counts.write > 5_000, JSON.stringify(counts));
 });
 
 test('the same seed gives the same run; another seed another run', () => {
-  const a = fuzz(42, 20_000);
-  const b = fuzz(42, 20_000);
-  const c = fuzz(43, 20_000);
-  assert.is(a.digest, b.digest);
-  assert.is.not(a.digest, c.digest);
+  for (const cache of [0, 256]) {
+    const a = fuzz(42, 20_000, cache);
+    const b = fuzz(42, 20_000, cache);
+    const c = fuzz(43, 20_000, cache);
+    assert.is(a.digest, b.digest, `block cache ${cache}: same seed, same run`);
+    assert.is.not(a.digest, c.digest, `block cache ${cache}: another seed, another run`);
+  }
 });
 
 test.run();

@@ -35,6 +35,12 @@ const CHURN = fileURLToPath(new URL('./fixtures/recovery-churn.js', import.meta.
 const WRITER = fileURLToPath(new URL('./fixtures/recovery-writer.js', import.meta.url));
 
 const LEASE = 200;
+/**
+ * The parent's admin client frees by the core's plain free path (no block
+ * cache): the harness's checks (test/harness.ts) expect what it frees, its
+ * fills of all free space, to be free in the census at once.
+ */
+const PLAIN_FREE = { blockCache: 0 };
 const CHUNK = 4096;
 const MiB = 1024 * 1024;
 /** How long the monitor gets after a death to recover and to free orphans (a lease to expire, one more for the grace sweep). */
@@ -58,7 +64,12 @@ const PARENT_CLASSES = [0, 1, 2, 3, 4, 5, 6, 9];
 /** Chunks of the delayed-free ring (a 128 KiB pool-owned block): it outlives the child that made it. */
 const RING_CHUNKS = 32;
 
-const SCENARIOS: Record<string, { plan: Plan; skip: number; ring?: boolean; env?: Record<string, string> }> = {
+/**
+ * `owner`: before the child acts, a second client of the parent caches that
+ * many class-0 blocks (blockCache 256), which the child's action can only
+ * get by stealing; it closes once the child died.
+ */
+const SCENARIOS: Record<string, { plan: Plan; skip: number; ring?: boolean; env?: Record<string, string>; owner?: number }> = {
   // The first Pool holds PREP; a second Pool of the same process dies registering.
   'register.claimed': { plan: { prep: PREP, action: [{ attach: true }], unarmedFirstPool: true }, skip: 0 },
   'alloc.chunk.committed': { plan: { prep: PREP, action: [{ a: 0 }, { a: 1 }, { a: 2 }, { a: 3 }, { a: 4 }] }, skip: 7 },
@@ -75,7 +86,8 @@ const SCENARIOS: Record<string, { plan: Plan; skip: number; ring?: boolean; env?
   'retire.marked': { plan: { prep: [...PREP, { churn: 4, n: 100 }], action: [{ a: 9, n: 20 }] }, skip: 0 },
   'retire.sealing': { plan: { prep: [...PREP, { churn: 4, n: 100 }], action: [{ a: 9, n: 20 }] }, skip: 0 },
   'retire.sealed': { plan: { prep: [...PREP, { churn: 4, n: 100 }], action: [{ a: 9, n: 20 }] }, skip: 0 },
-  'free.chunk.logged': { plan: { prep: PREP, action: [{ f: 0 }, { f: 1 }, { f: 2 }, { f: 3 }, { f: 4 }] }, skip: 2 },
+  // The plain free of classes 0..4 (a cached free never reaches this point).
+  'free.chunk.logged': { plan: { prep: PREP, action: [{ f: 0 }, { f: 1 }, { f: 2 }, { f: 3 }, { f: 4 }] }, skip: 2, env: { DMEM_BLOCK_CACHE: '0' } },
   'free.spans.logged': { plan: { prep: PREP, action: [{ f: 5 }, { f: 6 }] }, skip: 1 },
   // Only a block of two or more spans passes the partial point: the class-5 free does not.
   'free.spans.partial': { plan: { prep: PREP, action: [{ f: 5 }, { f: 6 }] }, skip: 0 },
@@ -90,6 +102,10 @@ const SCENARIOS: Record<string, { plan: Plan; skip: number; ring?: boolean; env?
   'ring.popped': { plan: { prep: PREP, action: [{ d: 0 }, { reclaim: 4 }] }, skip: 0, ring: true },
   // A child with 50 blocks in its block cache dies taking one out (assembly/cache.ts).
   'cache.pop': { plan: { prep: [...PREP, { churn: 0, n: 50 }], action: [{ a: 0 }] }, skip: 0, env: { DMEM_BLOCK_CACHE: '256' } },
+  // The child allocates 4 KiB blocks until the pool is exhausted, then steals
+  // the owner's cached blocks and dies between a steal's two steps: the
+  // block is left FREED with its bit set, an orphan for the grace sweep.
+  'cache.stolen': { plan: { prep: PREP, action: [{ a: 0, n: 100_000 }] }, skip: 0, owner: 30 },
 };
 
 const RECOVER_POINTS = ['recover.claimed', 'recover.partial', 'recover.reclaimed'];
@@ -105,10 +121,16 @@ for (const point of CRASH_POINTS) {
     const scenario = SCENARIOS[point];
     assert.ok(scenario, `no scenario for ${point}`);
     await withPoolName('crash', async (name) => {
-      const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+      const admin = await openPool(`shm:${name}`, { size: '32MiB', ...PLAIN_FREE });
       try {
         admin.setLeaseMs(LEASE);
         const mine = allocStamped(admin, PARENT_CLASSES);
+        const owner = scenario.owner === undefined ? null : await openPool(`shm:${name}`, { create: false, blockCache: 256 });
+        if (owner !== null) {
+          const blocks = Array.from({ length: scenario.owner! }, () => owner.allocClass(0));
+          for (const g of blocks) owner.free(g);
+          assert.is(owner.stats().cache.blocks, scenario.owner, 'the owner caches its blocks');
+        }
         const child = new Child(CHILD, [name, JSON.stringify(scenario.plan)], { DMEM_CRASH_POINT: `${point}:${scenario.skip}`, ...scenario.env });
         const prepared = await child.take('prepared');
         assert.ok((prepared.chunks as number) > 0, 'the child holds memory before it acts');
@@ -116,6 +138,10 @@ for (const point of CRASH_POINTS) {
         child.send('go');
         const exit = await child.exitWithin();
         assert.is(exit.signal, 'SIGKILL', `the child must die at ${point} (SIGKILL); ${child.describe()}`);
+        if (owner !== null) {
+          assert.is(admin.census().cached.blocks, scenario.owner! - 1, 'the child died stealing the first cached block');
+          assert.is(owner.close(), scenario.owner! - 1, "the owner's close frees the rest of its cache, and not the half-stolen block");
+        }
 
         const sweeper = new Sweeper(admin);
         const extra = scenario.ring ? RING_CHUNKS : 0;
@@ -137,7 +163,7 @@ for (const point of CRASH_POINTS) {
 for (const point of RECOVER_POINTS) {
   test(`crash point ${point}: a recoverer dies recovering a dead client; the monitor recovers it and takes over`, async () => {
     await withPoolName('rec', async (name) => {
-      const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+      const admin = await openPool(`shm:${name}`, { size: '32MiB', ...PLAIN_FREE });
       try {
         admin.setLeaseMs(LEASE);
         const mine = allocStamped(admin, PARENT_CLASSES);
@@ -206,7 +232,7 @@ for (const point of RECOVER_POINTS) {
 
 test("a dead recoverer's slot reused by a new client: the monitor still takes the recovery over", async () => {
   await withPoolName('reuse', async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const admin = await openPool(`shm:${name}`, { size: '32MiB', ...PLAIN_FREE });
     const extra: Pool[] = [];
     try {
       admin.setLeaseMs(LEASE);
@@ -257,7 +283,7 @@ test("a dead recoverer's slot reused by a new client: the monitor still takes th
 
 test('a lease shortened under an idle client: it adapts its heartbeat and is never revoked', async () => {
   await withPoolName('lease', async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '8MiB' });
+    const admin = await openPool(`shm:${name}`, { size: '8MiB', ...PLAIN_FREE });
     const idle = await openPool(`shm:${name}`, { create: false });
     try {
       assert.is(idle.leaseMs, 1000);
@@ -289,7 +315,7 @@ test('kill -9 rounds: 20 churners killed at random moments; the survivor loses n
   const rand = (): number => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x / 2 ** 32; };
   const t0 = Date.now();
   await withPoolName('kill9', async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '128MiB' });
+    const admin = await openPool(`shm:${name}`, { size: '128MiB', ...PLAIN_FREE });
     const sweeper = new Sweeper(admin);
     const sweepErrors: string[] = [];
     let sweeping = true;
@@ -374,7 +400,7 @@ test('kill -9 rounds: 20 churners killed at random moments; the survivor loses n
 
 test('SIGSTOP beyond the lease: revoked but not reclaimed while stopped; after SIGCONT LeaseExpiredError and no write lands in reclaimed memory', async () => {
   await withPoolName('stop', async (name) => {
-    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const admin = await openPool(`shm:${name}`, { size: '32MiB', ...PLAIN_FREE });
     let stopped: Child | null = null;
     try {
       admin.setLeaseMs(LEASE);
