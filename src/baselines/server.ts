@@ -93,7 +93,8 @@ export interface ServerReport {
  * 20 ms while idle; the loop ends when it returns false (parent gone).
  */
 export async function serve(uri: string, slots: number, onReady: () => void, alive: () => boolean = () => true): Promise<ServerReport> {
-  const pool = await openPool(uri, { create: false });
+  // No block cache: a client's free goes back to the pool at once, as a central allocator's does.
+  const pool = await openPool(uri, { create: false, blockCache: 0 });
   try {
     if (!pool.regionExists(RPC_REGION)) pool.createRegion(RPC_REGION, rpcAreaBytes(slots));
     const { i32, f64 } = areaViews(pool);
