@@ -38,7 +38,7 @@ import { benchDeathToFree, benchRecoveryScan, type DeathResult, type ScanResult 
 import { checkMicro, checkTrace, heapBench, traceTable } from '../src/cli/bench.js';
 import { fixed, formatCount, formatNs, table } from '../src/cli/format.js';
 import { withInterrupt } from '../src/cli/interrupt.js';
-import { runCompare } from '../src/bench/compare.js';
+import { COMPARE_WARMUP_EPOCHS, runCompare } from '../src/bench/compare.js';
 import { compareTable } from '../src/cli/compare.js';
 import { pagingBench, pagingTable, type PagingFlags } from '../src/cli/bench-paging.js';
 
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
   process.stderr.write('heap: 64 B, 256 B, 1 KiB objects, 1 and 2 processes, against MemPool\n');
   const heap = await heapBench({ sizes: [64, 256, 1024], procs: [1, 2], live: 1000, rounds: 1000, churn: 250, warmupRounds: 1000, reps: 3, seed: 1, json: false }, false);
   process.stderr.write('compare: dmem against Boost.Interprocess and malloc, 3 interleaved repetitions\n');
-  const COMPARE = { classes: CLASSES, objects: [64, 256, 1024], procs: PROCS, reps: 3, epochs: 500, blocks: 1000, churn: 250, live: 1000, rounds: 500, heapChurn: 250, heapWarmupRounds: 500, seed: 1 };
+  const COMPARE = { classes: CLASSES, objects: [64, 256, 1024], procs: PROCS, reps: 3, epochs: 500, blocks: 1000, churn: 250, live: 1000, rounds: 500, heapChurn: 250, warmupEpochs: COMPARE_WARMUP_EPOCHS, heapWarmupRounds: 500, blockCache: 256, seed: 1 };
   const compare = await withInterrupt((signal) => runCompare({ ...COMPARE, signal }));
   process.stderr.write('paging: patterns and PageRank per eviction policy, against MIN and local memory\n');
   const pagingFlags: PagingFlags = {
@@ -164,7 +164,7 @@ async function main(): Promise<void> {
       heap.map((c) => [String(c.size), String(c.procs), fixed(c.dmemNsPerPair, 0), c.baselineNsPerPair === null ? '-' : fixed(c.baselineNsPerPair, 0), c.ratio === null ? '-' : fixed(c.ratio, 2)]),
     ),
     '',
-    `compare (frag 500 epochs, heap 500 rounds; median of 3 interleaved; speed ratios dmem / peer)${compare.boostVersion ? `, Boost ${compare.boostVersion}` : ''}`,
+    `compare (frag 500 epochs after ${COMPARE_WARMUP_EPOCHS} untimed, heap 500 rounds after 500 untimed; block cache 256 (the default); median of 3 interleaved; speed ratios dmem / peer)${compare.boostVersion ? `, Boost ${compare.boostVersion}` : ''}`,
     ...Object.entries(compare.skipped).map(([side, why]) => `skip: ${side}: ${why}`),
     ...compareTable(compare.cells),
     ...pagingTable(paging, pagingFlags),

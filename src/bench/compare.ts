@@ -216,10 +216,12 @@ export interface CompareOptions {
   /** Seed of the patterns; repetition r uses seed + r. */
   seed: number;
   /**
-   * Blocks per size class of the per-client block cache for the
-   * `dmem-cache` side (frag cells of classes 0..4 only; the `blockCache`
-   * pool option, passed to the workers as DMEM_BLOCK_CACHE); 0 or absent:
-   * no such side. The `dmem` side always runs without the cache (the default).
+   * Blocks per size class of the per-client block cache (the `blockCache`
+   * pool option, passed to the workers as DMEM_BLOCK_CACHE) for the
+   * `dmem-cache` side, which runs every cell: dmem as configured by default
+   * when this is the default (256). The `dmem` side runs with no block cache
+   * (blockCache 0), on the frag cells of classes 0..4 (the only ones the
+   * cache changes). 0 or absent: only the `dmem` side, on every cell.
    */
   blockCache?: number;
   /** A built peer (or the reason there is none); default: buildPeer(). */
@@ -251,17 +253,18 @@ export interface CompareCell {
   /** 'ops/s' (frag, higher is better) or 'ns/pair' (heap, lower is better). */
   unit: 'ops/s' | 'ns/pair';
   reps: number;
-  /** Median value per side; null for a side that did not run. */
-  dmem: number;
-  /** dmem with the per-client block cache (CompareOptions.blockCache). */
+  /** Median value per side; null for a side that did not run. `dmem`: no block cache. */
+  dmem: number | null;
+  /** dmem with the per-client block cache (CompareOptions.blockCache: the default configuration). */
   dmemCache: number | null;
   boost: number | null;
   malloc: number | null;
   /** Median over repetitions of dmem's speed / the peer's (above 1: dmem is faster); null when the peer did not run. */
   dmemVsBoost: number | null;
   dmemVsMalloc: number | null;
-  /** The same for dmem with the block cache against Boost. */
+  /** The same for dmem with the block cache against Boost and malloc. */
   cacheVsBoost: number | null;
+  cacheVsMalloc: number | null;
 }
 
 /** Everything `runCompare` measured. */
@@ -293,7 +296,8 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
   }
   const cache = o.blockCache ?? 0;
   const sides: Side[] = ['dmem', ...(cache > 0 ? ['dmem-cache' as const] : []), ...peers];
-  const sidesOf = (c: CellSpec): Side[] => sides.filter((s) => s !== 'dmem-cache' || (c.workload === 'frag' && c.param <= CACHE_MAX_CLASS));
+  const cacheMatters = (c: CellSpec): boolean => c.workload === 'frag' && c.param <= CACHE_MAX_CLASS;
+  const sidesOf = (c: CellSpec): Side[] => sides.filter((s) => s !== 'dmem' || cache === 0 || cacheMatters(c));
   const cellsSpec: Array<{ workload: 'frag' | 'heap'; param: number; procs: number }> = [];
   for (const procs of o.procs) {
     for (const cls of o.classes) cellsSpec.push({ workload: 'frag', param: cls, procs });
@@ -390,8 +394,8 @@ function summarizeCell(c: CellSpec, runs: readonly CompareRun[], reps: number): 
   };
   return {
     ...c, unit: c.workload === 'frag' ? 'ops/s' : 'ns/pair', reps,
-    dmem: med('dmem')!, dmemCache: med('dmem-cache'), boost: med('boost'), malloc: med('malloc'),
-    dmemVsBoost: ratio('boost'), dmemVsMalloc: ratio('malloc'), cacheVsBoost: ratio('boost', 'dmem-cache'),
+    dmem: med('dmem'), dmemCache: med('dmem-cache'), boost: med('boost'), malloc: med('malloc'),
+    dmemVsBoost: ratio('boost'), dmemVsMalloc: ratio('malloc'), cacheVsBoost: ratio('boost', 'dmem-cache'), cacheVsMalloc: ratio('malloc', 'dmem-cache'),
   };
 }
 

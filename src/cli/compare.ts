@@ -32,7 +32,7 @@ export function addCompareCommand(bench: Command): void {
     .option('--rounds <n>', 'heap: rounds', intIn(1, 1_000_000), 1000)
     .option('--warmup-rounds <n>', 'heap: untimed rounds of the same pattern before the timed ones, on every side', intIn(0, 1_000_000), 1000)
     .option('--seed <s>', 'PRNG seed of the patterns (repetition r uses seed + r)', parseSeed, 1)
-    .option('--block-cache <n>', 'also run dmem with a per-client block cache of n blocks per class (classes 0..4; 0: not)', intIn(0, 256), 256)
+    .option('--block-cache <n>', 'blocks per class (classes 0..4) of dmem\'s per-client block cache (0: none, and no "no cache" column)', intIn(0, 256), 256)
     .option('--json', 'print one JSON object per run and per cell on stdout', false)
     .addHelpText('after', [
       '',
@@ -41,6 +41,8 @@ export function addCompareCommand(bench: Command): void {
       'frag: ops/s = (allocs + frees) / the slowest process\'s loop, every 8th allocation timed (as bench micro);',
       'heap: ns per alloc+free pair, mean over the processes (as bench heap). Ratios are speed ratios dmem / peer',
       '(above 1: dmem is faster), the median of the per-repetition ratios.',
+      'dmem runs as configured by default, with the per-client block cache of --block-cache blocks a class (default 256);',
+      'on the frag cells of classes 0..4, where the cache changes anything, it also runs with none (column "no cache").',
       `frag warm-up: every process of every side (dmem's workers and the peer alike) first runs --warmup-epochs untimed`,
       `epochs of the same loop, after its setup and before the timed epochs start (default ${COMPARE_WARMUP_EPOCHS}, so the timed`,
       'epochs measure compiled code, not V8 compiling it); --warmup-epochs 0 measures from a cold start on every side.',
@@ -54,15 +56,21 @@ export function addCompareCommand(bench: Command): void {
     });
 }
 
-/** Human table of compare cells. */
+/**
+ * Human table of compare cells: `dmem` is dmem as configured (the block
+ * cache side where it ran, else the side without it); `no cache` is dmem
+ * with blockCache 0 where that is a different run (frag classes 0..4).
+ */
 export function compareTable(cells: readonly CompareCell[]): string[] {
   const value = (c: CompareCell, v: number | null): string => (v === null ? '-' : c.unit === 'ops/s' ? formatCount(v) : fixed(v, 0));
   const ratio = (v: number | null): string => (v === null ? '-' : `${fixed(v, 2)}x`);
+  const cached = (c: CompareCell): boolean => c.dmemCache !== null;
   return table(
-    [{ header: 'workload', left: true }, { header: 'procs' }, { header: 'unit', left: true }, { header: 'dmem' }, { header: '+cache' }, { header: 'Boost' }, { header: 'malloc' },
-      { header: 'dmem/Boost' }, { header: '+cache/Boost' }, { header: 'dmem/malloc' }],
-    cells.map((c) => [workloadLabel(c), String(c.procs), c.unit, value(c, c.dmem), value(c, c.dmemCache), value(c, c.boost), value(c, c.malloc),
-      ratio(c.dmemVsBoost), ratio(c.cacheVsBoost), ratio(c.dmemVsMalloc)]),
+    [{ header: 'workload', left: true }, { header: 'procs' }, { header: 'unit', left: true }, { header: 'dmem' }, { header: 'no cache' }, { header: 'Boost' }, { header: 'malloc' },
+      { header: 'dmem/Boost' }, { header: 'no cache/Boost' }, { header: 'dmem/malloc' }],
+    cells.map((c) => [workloadLabel(c), String(c.procs), c.unit,
+      value(c, cached(c) ? c.dmemCache : c.dmem), value(c, cached(c) ? c.dmem : null), value(c, c.boost), value(c, c.malloc),
+      ratio(cached(c) ? c.cacheVsBoost : c.dmemVsBoost), ratio(cached(c) ? c.dmemVsBoost : null), ratio(cached(c) ? c.cacheVsMalloc : c.dmemVsMalloc)]),
   );
 }
 
