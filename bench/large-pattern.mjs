@@ -1,6 +1,6 @@
 // LARGE allocations (whole 2 MiB sections, above class 9) for bench/ab.sh:
 // hold 16 blocks of 4 MiB on a temporary shm pool of one build, then free a
-// random one and allocate one again, 20000 times; prints ns per pair (the
+// random one and allocate one again, 100000 times; prints ns per pair (the
 // block contents are never touched). argv: the build's root folder.
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -13,7 +13,7 @@ const pool = await openPool(`shm:${name}`, { create: true, size: '256MiB' });
 try {
   const rng = new Prng(1);
   const held = Array.from({ length: 16 }, () => pool.alloc(4 * 2 ** 20));
-  const N = 20000;
+  const N = 100000;
   const t0 = process.hrtime.bigint();
   for (let k = 0; k < N; k++) {
     const i = rng.below(held.length);
