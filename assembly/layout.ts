@@ -69,7 +69,7 @@ export const DEFAULT_LEASE_MS: u64 = 1000;
 /** "DMEMPOOL" read as a little-endian u64. */
 export const MAGIC: u64 = 0x4C4F4F504D454D44;
 /** Bumped on any change to the meaning of a byte of pool metadata. */
-export const LAYOUT_VERSION: u32 = 4;
+export const LAYOUT_VERSION: u32 = 5;
 
 /** Superblock words used after format (see the table above). */
 export const SB_EPOCH: u64 = 112;
