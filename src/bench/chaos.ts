@@ -137,7 +137,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     }
     await Promise.all(paused);
     const live = [...workers];
-    for (const w of live) if (!w.exited) w.proc.send('stop');
+    // A worker may have died (kill -9, or fenced and exited) after its last
+    // event and before its 'exit' arrives: a send to it fails, and the wait
+    // below covers it, so the failure is dropped instead of surfacing as an
+    // unhandled EPIPE 'error' of the child process.
+    for (const w of live) if (!w.exited && w.proc.connected) w.proc.send('stop', () => { /* see above */ });
     await Promise.all(live.map((w) => (w.exited ? Promise.resolve() : new Promise<void>((res) => w.proc.once('exit', () => res())))));
     if (r.survivorChecks === 0 && !r.errors.some((e) => e.startsWith('the survivor'))) r.errors.push('the survivor did not report');
 
