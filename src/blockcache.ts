@@ -1,6 +1,8 @@
 /**
  * The host's fast path of the per-client block cache (assembly/cache.ts):
- * where the pool is mapped into this process as one window, a block of
+ * where the pool's owner log is mapped into this process in one window (the
+ * mapping's first: every pool of one window, and larger ones while the log
+ * fits in the first; src/pool.ts), a block of
  * class 0..4 is taken out of the cache, or put into it, by JS itself with
  * one `Atomics.compareExchange` on the block's owner-log word, with no call
  * into the core and no import back (those crossings, and the BigInts they
@@ -67,7 +69,7 @@ export class BlockCacheFastPath {
   private guess!: Uint8Array;
 
   /**
-   * @param words the pool mapping, one window (MappedMemory.singleWindow)
+   * @param words the mapping's first window (MappedMemory.windowArrays), holding the whole owner log
    * @param ownerLogOffset byte offset of the owner log; @param dataOffset of chunk 0
    * @param chunks chunks in the data area; @param limit blocks per class the cache holds
    */

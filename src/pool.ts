@@ -141,20 +141,24 @@ export class Pool {
     this.dataEnd = this.dataOffset + this.geometry.dataBytes;
     this.base = toGaddr(node, 0);
     const fastOk = !crashArmed && endianness() === 'LE';
-    const window = fastOk ? transport.mapped?.singleWindow() ?? null : null;
+    const mapping = fastOk ? transport.mapped?.windowArrays() ?? null : null;
     this.internals = {
       core, x: this.x, transport, node,
       get clientId() { return core.exports.geometry(Geometry.clientId); },
       guard: () => this.guard(),
       offset: (gaddr) => this.offset(gaddr),
       gaddr: (offset) => this.base + offset,
-      fastMapping: fastOk ? transport.mapped?.windowArrays() ?? null : null,
+      fastMapping: mapping,
     };
     this.lease = new ClientLease(core, transport, heartbeatMs);
-    const words = cacheLimit > 0 ? window : null;
-    this.fast = words === null ? null : new BlockCacheFastPath(
-      core, words, this.x.geometry(Geometry.ownerLogOffset), this.dataOffset, this.geometry.sections * Layout.sectionSpans * Layout.spanChunks, cacheLimit,
-    );
+    // The block cache's fast path touches only owner-log words: it needs the
+    // whole owner log in the mapping's first window (one window, or pools
+    // up to about 120 GiB with the default 1 GiB windows).
+    const chunks = this.geometry.sections * Layout.sectionSpans * Layout.spanChunks;
+    const logOffset = this.x.geometry(Geometry.ownerLogOffset);
+    const words = cacheLimit > 0 && mapping !== null && mapping.words.length > 0 && logOffset + 8 * chunks <= mapping.words[0].byteLength
+      ? mapping.words[0] : null;
+    this.fast = words === null ? null : new BlockCacheFastPath(core, words, logOffset, this.dataOffset, chunks, cacheLimit);
   }
 
   /**

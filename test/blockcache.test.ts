@@ -40,6 +40,31 @@ function accounted(p: Pool): void {
   assert.is(c.chunks.free + c.chunks.held + c.chunks.orphan + c.cached.chunks, c.chunks.total, `every chunk counted once: ${JSON.stringify(c.chunks)}, cached ${c.cached.chunks}`);
 }
 
+test('a pool mapped as several windows, its owner log in the first, has the JS fast path: cached allocs and frees take it, census and flush as with one window', async () => {
+  await withPoolName('bc-windows', async (name) => {
+    const p = await openPool(`shm:${name}`, { size: '32MiB', windowBytes: 2 ** 20, blockCache: 256 });
+    try {
+      assert.ok(p.transport.mapped!.windowArrays().words.length > 1, 'several windows');
+      const fast = (p as unknown as { fast: { allocs: Float64Array; frees: Float64Array } | null }).fast;
+      assert.ok(fast !== null, 'the fast path is there');
+      const got = Array.from({ length: 100 }, () => p.allocClass(0));
+      for (const g of got) p.free(g);
+      const again = Array.from({ length: 100 }, () => p.allocClass(0));
+      assert.equal(new Set(again), new Set(got), 'the cached blocks are handed out again');
+      for (const g of again) p.free(g);
+      assert.is(fast!.allocs[0], 100, 'the second 100 allocations took the fast path');
+      assert.is(fast!.frees[0], 200, 'every free took it');
+      assert.is(p.census().cached.blocks, 100);
+      assert.is(p.flushCache(), 100);
+      const c = p.census();
+      assert.is(c.chunks.free, c.chunks.total, 'everything is free');
+      assert.ok(p.fsck().clean);
+    } finally {
+      p.close();
+    }
+  });
+});
+
 test('freed blocks are cached and counted as cached by their client; reads, writes and frees of them are refused; they are handed out again; close returns them all', async () => {
   await withPoolName('bc-basic', async (name) => {
     const a = await openPool(`shm:${name}`, { size: '64MiB', blockCache: 256 });
