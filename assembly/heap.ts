@@ -445,17 +445,20 @@ export function freeRetired(head: u32, idx: u32, off: u64): i32 {
 function spill(k: u32): u32 {
   const half = CACHE_CAP >> 1;
   const slot = cache + ((k * CACHE_CAP) << 3);
-  // The oldest cached object's slab is most often the other entries' slab
-  // too (the active one, or a slab this client's frees keep returning to):
-  // gather their bits per bitmap word and clear each word's with one CAS
-  // loop, instead of one load and one CAS per object; objects of other
-  // slabs are freed one by one. A bit found clear
+  // Each object is first taken out of this client's hands (`uncache`: its
+  // tag CASed from exactly "cached by me" to 0); one whose tag is not that
+  // any more is left alone. The oldest cached object's slab is most often
+  // the other entries' slab too (the active one, or a slab this client's
+  // frees keep returning to): gather their bits per bitmap word and clear
+  // each word's with one CAS loop, instead of one load and one CAS per
+  // object; objects of other slabs are freed one by one. A bit found clear
   // already is left so, as freeObject would (it answers E_DOUBLE_FREE and
   // spill ignores that).
   const head = slabHeadOf(load<u64>(slot));
   memory.fill(spillMasks, 0, 8 * 16);
   for (let j: u32 = 0; j < half; j++) {
     const off = load<u64>(slot + (j << 3));
+    if (!uncache(k, off)) continue;
     const h = slabHeadOf(off);
     const idx = <u32>objectIndex(h, k, off);
     if (h != head) { freeObject(h, activeOf(k) == <i32>h ? 0 : load64(logOff(h)), idx, false); continue; }
@@ -484,6 +487,20 @@ function spill(k: u32): u32 {
 const spillMasks = memory.data(8 * 16);
 
 /**
+ * Takes cached object `off` (class `k`) out of this client's hands before
+ * its bit is cleared (spill, flush): its tag half from exactly "cached by
+ * me" to 0 (nobody's), by CAS. False when the tag is not that: the object
+ * is no longer this client's (a recovery of this client freed it, and
+ * another client may have claimed it since), so its bit is left alone. As
+ * the pop's CAS, this is what keeps a client that resumes after its
+ * recovery from freeing what is now someone else's.
+ */
+function uncache(k: u32, off: u64): bool {
+  const h = slabHeadOf(off);
+  return tagCas(k, h, chunkOffset(h), <u32>objectIndex(h, k, off), 0, IF_CACHED_BY_ME) == TAG_WRITTEN;
+}
+
+/**
  * Returns this client's cached objects (clears their bits) and releases its
  * active slabs, freeing empty ones. Returns how many objects it returned.
  */
@@ -494,7 +511,7 @@ export function heapFlush(): u32 {
     const len = load<u32>(cacheLen + (k << 2));
     for (let j: u32 = 0; j < len; j++) {
       const off = load<u64>(cache + ((k * CACHE_CAP + j) << 3));
-      if (freeObject(slabHeadOf(off), 0, <u32>objectIndex(slabHeadOf(off), k, off), false) == 0) returned++;
+      if (uncache(k, off) && freeObject(slabHeadOf(off), 0, <u32>objectIndex(slabHeadOf(off), k, off), false) == 0) returned++;
     }
     store<u32>(cacheLen + (k << 2), 0);
     if (head >= 0) releaseSlab(<u32>head, load64(logOff(<u32>head)));

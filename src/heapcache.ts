@@ -195,6 +195,49 @@ export class HeapFastPath {
     return h + n <= (w + 1) * this.winHalves ? w : -1;
   }
 
+  /** Window `w`'s halves. */
+  private win(w: number): Int32Array {
+    return w === 0 ? this.win0 : this.wins[w];
+  }
+
+  /** The upper half of the owner-log entry of the slab whose first chunk is `head`. */
+  private slabState(head: number): number {
+    const log = this.logHalf0 + 2 * head;
+    const lw = this.windowOf(log, 2);
+    return this.win(lw)[log - lw * this.winHalves + 1];
+  }
+
+  /** Cache slot `s` (a half index into `slots`): the byte offset it holds. */
+  private slotOffset(s: number): number {
+    return this.slots[s] + this.slots[s + 1] * 4294967296;
+  }
+
+  /** Puts byte offset `off` (below 2^53) in cache slot `s`. */
+  private setSlot(s: number, off: number): void {
+    this.slots[s] = off >>> 0;
+    this.slots[s + 1] = (off - (off >>> 0)) * TWO_TO_MINUS_32;
+  }
+
+  /**
+   * Clears bit `bit` of bitmap half `bitAt` (of `halves`) by a CAS loop, as
+   * the core's freeObject does; then, for a slab marked full (entry upper
+   * half `st`, first chunk `head`), has the core clear the hint once the
+   * object's bitmap word has refillMin free objects (rare: once per slab
+   * and release). False when the bit was clear already.
+   */
+  private clearBit(halves: Int32Array, slabHalf: number, bitAt: number, bit: number, idx: number, k: number, st: number, head: number): boolean {
+    let bits = halves[bitAt];
+    while ((bits & bit) !== 0) {
+      const old = Atomics.compareExchange(halves, bitAt, bits, bits & ~bit);
+      if (old === bits) {
+        if ((st & S_FULL) !== 0 && freeInWord(halves, slabHalf, idx >> 6, this.count[k]) >= this.refillMin[k]) this.x.heapClearFull(head);
+        return true;
+      }
+      bits = old;
+    }
+    return false;
+  }
+
   /**
    * Views of the core's slots, lengths and active slabs; again after the
    * core's memory grew (its old buffer is detached and views of it have
@@ -218,8 +261,7 @@ export class HeapFastPath {
     const k = this.classOfGranules[(bytes + 63) >> 6];
     let n = this.len[k];
     if (n === 0 && (n = this.refill(k)) === 0) return -1;
-    const s = 2 * (k * this.cap + n - 1);
-    const off = this.slots[s] + this.slots[s + 1] * 4294967296;
+    const off = this.slotOffset(2 * (k * this.cap + n - 1));
     const rel = off - this.dataOffset;
     const slab = Math.floor(rel * (1 / SLAB_BYTES));
     const idx = Math.round((rel - slab * SLAB_BYTES - this.meta[k]) * this.inverse[k]);
@@ -228,7 +270,7 @@ export class HeapFastPath {
     if (w < 0) return -1;
     const at = slabHalf - w * this.winHalves + 2 * this.words[k] + idx;
     const want = this.cachedTag;
-    if (Atomics.compareExchange((w === 0 ? this.win0 : this.wins[w]), at, want, want | (bytes << 16)) !== want) return -1;
+    if (Atomics.compareExchange(this.win(w), at, want, want | (bytes << 16)) !== want) return -1;
     this.len[k] = n - 1;
     this.allocs++;
     return off;
@@ -254,13 +296,11 @@ export class HeapFastPath {
     if (head < 0) return 0;
     // Only from a slab this client owns in its generation (the core's
     // refill checks the same and finds another when a recovery released it).
-    const log = this.logHalf0 + 2 * head;
-    const lw = this.windowOf(log, 2);
-    const st = (lw === 0 ? this.win0 : this.wins[lw])[log - lw * this.winHalves + 1];
+    const st = this.slabState(head);
     if (st >= 0 || (st & OWNER_BITS) !== this.ownerBits) return 0;
     const w = this.windowOf(this.dataHalf0 + head * 1024, this.metaHalves[k]);
     if (w < 0) return 0;
-    const halves = (w === 0 ? this.win0 : this.wins[w]);
+    const halves = this.win(w);
     const slabHalf = this.dataHalf0 + head * 1024 - w * this.winHalves;
     const words = this.words[k];
     const count = this.count[k];
@@ -296,9 +336,7 @@ export class HeapFastPath {
       let p = 2 * (k * this.cap + got - 1);
       for (let h = 0; h < 2; h++) {
         for (let rest = h === 0 ? claimedLo : claimedHi; rest !== 0; rest &= rest - 1) {
-          const off = first + (32 * h + 31 - Math.clz32(rest & -rest)) * this.size[k];
-          this.slots[p] = off >>> 0;
-          this.slots[p + 1] = (off - (off >>> 0)) * TWO_TO_MINUS_32;
+          this.setSlot(p, first + (32 * h + 31 - Math.clz32(rest & -rest)) * this.size[k]);
           p -= 2;
         }
       }
@@ -312,44 +350,31 @@ export class HeapFastPath {
 
   /**
    * The core's `spill` for the full cache of class `k`: its older half goes
-   * back to the bitmaps, each object's bit cleared by a CAS loop on its
-   * 32-bit half (bits of objects this client cached are set, their tags
-   * "cached by me": nobody else clears them; a bit found clear is left so,
-   * as the core leaves it). A slab marked full that now has enough free
-   * objects in that word gets its hint cleared by the core. The younger
-   * half moves down. False when an object's slab metadata straddles two
-   * windows (the core then spills).
+   * back to the bitmaps. Each object is first taken out of this client's
+   * hands, its tag CASed from exactly "cached by me" to 0 (the core's
+   * `uncache`; one whose tag is not that any more, after a recovery of this
+   * client, is left alone), then its bit cleared (`clearBit`; a bit found
+   * clear is left so, as the core leaves it). The younger half moves down.
+   * False, with nothing changed, when an object's slab metadata straddles
+   * two windows (the core then spills).
    */
   private spill(k: number): boolean {
     const half = this.cap >> 1;
     const base = 2 * k * this.cap;
     for (let j = 0; j < half; j++) {
-      const off = this.slots[base + 2 * j] + this.slots[base + 2 * j + 1] * 4294967296;
-      const rel = off - this.dataOffset;
-      const slab = Math.floor(rel * (1 / SLAB_BYTES));
-      const w = this.windowOf(this.dataHalf0 + slab * (SLAB_BYTES / 4), this.metaHalves[k]);
-      if (w < 0) return false;
+      const slab = Math.floor((this.slotOffset(base + 2 * j) - this.dataOffset) * (1 / SLAB_BYTES));
+      if (this.windowOf(this.dataHalf0 + slab * (SLAB_BYTES / 4), this.metaHalves[k]) < 0) return false;
     }
     for (let j = 0; j < half; j++) {
-      const off = this.slots[base + 2 * j] + this.slots[base + 2 * j + 1] * 4294967296;
-      const rel = off - this.dataOffset;
+      const rel = this.slotOffset(base + 2 * j) - this.dataOffset;
       const slab = Math.floor(rel * (1 / SLAB_BYTES));
       const idx = Math.round((rel - slab * SLAB_BYTES - this.meta[k]) * this.inverse[k]);
       const w = this.windowOf(this.dataHalf0 + slab * (SLAB_BYTES / 4), this.metaHalves[k]);
-      const halves = w === 0 ? this.win0 : this.wins[w];
+      const halves = this.win(w);
       const slabHalf = this.dataHalf0 + slab * (SLAB_BYTES / 4) - w * this.winHalves;
-      const bitAt = slabHalf + (idx >> 5);
-      const bit = 1 << (idx & 31);
-      let bits = halves[bitAt];
-      while ((bits & bit) !== 0) {
-        const old = Atomics.compareExchange(halves, bitAt, bits, bits & ~bit);
-        if (old === bits) break;
-        bits = old;
-      }
-      const log = this.logHalf0 + 32 * slab;
-      const lw = this.windowOf(log, 2);
-      const st = (lw === 0 ? this.win0 : this.wins[lw])[log - lw * this.winHalves + 1];
-      if ((st & S_FULL) !== 0 && freeInWord(halves, slabHalf, idx >> 6, this.count[k]) >= this.refillMin[k]) this.x.heapClearFull(slab * 16);
+      const want = this.cachedTag;
+      if (Atomics.compareExchange(halves, slabHalf + 2 * this.words[k] + idx, want, 0) !== want) continue;
+      this.clearBit(halves, slabHalf, slabHalf + (idx >> 5), 1 << (idx & 31), idx, k, this.slabState(slab * 16), slab * 16);
     }
     this.slots.copyWithin(base, base + 2 * half, base + 2 * this.cap);
     this.len[k] = this.cap - half;
@@ -358,8 +383,9 @@ export class HeapFastPath {
 
   /**
    * Frees the object at byte offset `off` when it is a live slab object the
-   * protocol above covers. Returns false when the core must free it
-   * (nothing was changed then): it also reports every error.
+   * protocol above covers. Returns false when the core must free it: it
+   * also reports every error. Nothing of this object was changed then (a
+   * full cache may have been spilled first, which is complete in itself).
    */
   free(off: number): boolean {
     const rel = off - this.dataOffset;
@@ -367,7 +393,7 @@ export class HeapFastPath {
     const slab = Math.floor(rel * (1 / SLAB_BYTES));
     const log = this.logHalf0 + 32 * slab;
     const lw = this.windowOf(log, 2);
-    const logs = (lw === 0 ? this.win0 : this.wins[lw]);
+    const logs = this.win(lw);
     const lo = log - lw * this.winHalves;
     const st = logs[lo + 1];
     if (st >= 0 || logs[lo] !== this.slabLow) return false;
@@ -378,7 +404,7 @@ export class HeapFastPath {
     if (d < 0 || idx * this.size[k] !== d || idx >= this.count[k]) return false;
     const w = this.windowOf(this.dataHalf0 + slab * (SLAB_BYTES / 4), this.metaHalves[k]);
     if (w < 0) return false;
-    const halves = (w === 0 ? this.win0 : this.wins[w]);
+    const halves = this.win(w);
     const slabHalf = this.dataHalf0 + slab * (SLAB_BYTES / 4) - w * this.winHalves;
     const tagAt = slabHalf + 2 * this.words[k] + idx;
     const t = halves[tagAt];
@@ -393,27 +419,14 @@ export class HeapFastPath {
       if (this.len[k] >= this.cap && !this.spill(k)) return false;
       const n = this.len[k];
       if (Atomics.compareExchange(halves, tagAt, t, this.cachedTag) !== t) return false;
-      const s = 2 * (k * this.cap + n);
-      this.slots[s] = off >>> 0;
-      this.slots[s + 1] = (off - (off >>> 0)) * TWO_TO_MINUS_32;
+      this.setSlot(2 * (k * this.cap + n), off);
       this.len[k] = n + 1;
       this.frees++;
       return true;
     }
-    let bits = halves[bitAt];
-    while ((bits & bit) !== 0) {
-      const old = Atomics.compareExchange(halves, bitAt, bits, bits & ~bit);
-      if (old === bits) {
-        this.frees++;
-        // A slab marked full becomes a candidate again once this bitmap
-        // word has refillMin free objects (assembly/slab.ts, freeObject);
-        // the hint's CAS is the core's (rare: once per slab and release).
-        if ((st & S_FULL) !== 0 && freeInWord(halves, slabHalf, idx >> 6, this.count[k]) >= this.refillMin[k]) this.x.heapClearFull(slab * 16);
-        return true;
-      }
-      bits = old;
-    }
-    return false;
+    if (!this.clearBit(halves, slabHalf, bitAt, bit, idx, k, st, slab * 16)) return false;
+    this.frees++;
+    return true;
   }
 }
 

@@ -235,4 +235,68 @@ test('the same paused pop after another client claimed every object of the stale
   });
 });
 
+/** The byte offsets in class 0's cache of the fast path (core memory), bottom of the stack first. */
+function cachedOffsets(fast: FastPath): number[] {
+  const f = fast as unknown as { len: Uint32Array; slotOffset(s: number): number };
+  return Array.from({ length: f.len[0] }, (_, j) => f.slotOffset(2 * j));
+}
+
+test('a spill and a flush resumed after the client was recovered and another client claimed its cached objects free none of them (fast path and core)', async () => {
+  await withPoolName('hc-spill', async (name) => {
+    const { admin, a, fast } = await recoveredWithCache(name);
+    try {
+      const stale = new Set(cachedOffsets(fast));
+      assert.ok(stale.size >= 32, `a stale cache of at least half the capacity: ${stale.size}`);
+      const fill: number[] = [];
+      const claimed = new Set<number>();
+      while (claimed.size < stale.size && fill.length < 20_000) {
+        const g = admin.heap.alloc(64);
+        admin.write(g, new Uint8Array(64).fill(0xEE));
+        fill.push(g);
+        if (stale.has(g % 2 ** 40)) claimed.add(g % 2 ** 40);
+      }
+      assert.is(claimed.size, stale.size, 'the other client holds every object of the stale cache');
+      const objects = admin.heap.stats().perClass[0].objects;
+      // The fast path's spill (reached by a free into a full cache), then
+      // the core's flush of what is left (close, flush): each object's tag
+      // CAS from "cached by me" loses, so no bit is cleared.
+      assert.ok((fast as unknown as { spill(k: number): boolean }).spill(0), 'the spill ran');
+      const x = (a.heap as unknown as { x: { heapRelease(): number } }).x;
+      assert.is(x.heapRelease(), 0, 'the flush returns nothing');
+      assert.is(admin.heap.stats().perClass[0].objects, objects, 'every object the other client holds is still handed out');
+      for (const g of fill) assert.ok(admin.read(g, 64).every((v) => v === 0xEE), 'and intact');
+      drain(admin, fill);
+    } finally {
+      a.close();
+      admin.close();
+    }
+  });
+});
+
+test('a refill resumed after the client was recovered claims nothing from the slab recovery released', async () => {
+  await withPoolName('hc-refill', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    const a = await openPool(`shm:${name}`, { create: false, heartbeatMs: 0 });
+    try {
+      const fast = fastOf(a)!;
+      const held: number[] = [a.heap.alloc(64)];
+      while (a.heap.stats().cachedHere > 0) held.push(a.heap.alloc(64));
+      const slot = admin.clientSlot(a.clientId);
+      assert.ok(admin.revokeClient(slot.id, slot.gen));
+      assert.ok(admin.recoverClient(slot.id) !== null);
+      const before = admin.heap.stats().perClass[0];
+      assert.is(before.objects + before.cached, 0, 'recovery freed all of A\'s objects');
+      // The cache is empty: the fast path's alloc refills, as a paused one
+      // resumed would, from its old active slab, which it no longer owns.
+      assert.is(fast.alloc(64), -1, 'nothing handed out');
+      const after = admin.heap.stats().perClass[0];
+      assert.is(after.objects + after.cached, 0, 'nothing claimed');
+      drain(admin, []);
+    } finally {
+      a.close();
+      admin.close();
+    }
+  });
+});
+
 test.run();
