@@ -48,7 +48,7 @@ export class Heap {
   /** Object size per object class (bytes). */
   readonly classSizes: readonly number[];
   private readonly dataBytes: number;
-  /** The JS fast path of the object caches (src/heapcache.ts), where the pool is one mapped window. */
+  /** The JS fast path of the object caches (src/heapcache.ts), where the pool is mapped into this process. */
   private readonly fast: HeapFastPath | null;
   /** Largest request the fast path serves (bytes; 0 without one). */
   private readonly fastMax: number;

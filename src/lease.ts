@@ -13,7 +13,7 @@
  * Revocation: a lease monitor that finds the heartbeat older than the lease
  * moves the slot LIVE -> REVOKED (assembly/client.ts). Where the transport
  * maps pool memory, the check watches the low half of this client's slot
- * word with one Atomics.load (~7 ns) and sees the change at the next call;
+ * word with one read (`ready`) and sees the change at the next call;
  * elsewhere the heartbeat reads the slot. Either way the client then fences
  * itself: it writes its acknowledgement (so recovery may proceed without
  * waiting for a timeout), stops its timer, and every later call throws the
@@ -58,8 +58,8 @@ export class ClientLease {
 
   /**
    * Every call's lease check is `if (!ready()) settle()` (Pool's guard):
-   * fenced, revoked (one Atomics.load of this client's slot word), and
-   * every 64 calls a clock read to renew.
+   * fenced, revoked (one read of this client's slot word), and every 64
+   * calls a clock read to renew.
    *
    * The check's quick half, for the hot path: true when this call needs
    * nothing more (not fenced, not a 64th call, and the slot word as this
