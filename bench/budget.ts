@@ -271,7 +271,9 @@ function unitCosts(): UnitCost[] {
     const costs: UnitCost[] = [
       { key: 'jsCas', what: 'Atomics.compareExchange on the mapping from JS (BigInt64Array, successful)', ns: nsPer((n) => { for (let i = 0; i < n; i++) Atomics.compareExchange(words, 0, (i & 1) === 0 ? ZERO : ONE, (i & 1) === 0 ? ONE : ZERO); }, resetWord) },
       { key: 'jsLoad64', what: 'Atomics.load on the mapping from JS (BigInt64Array)', ns: nsPer((n) => { for (let i = 0; i < n; i++) if (Atomics.load(words, 0) === ONE) sink++; }) },
-      { key: 'jsLoad32', what: 'Atomics.load on the mapping from JS (Int32Array: Pool.guard)', ns: nsPer((n) => { for (let i = 0; i < n; i++) sink += Atomics.load(i32, 0); }) },
+      { key: 'jsLoad32', what: 'Atomics.load on the mapping from JS (Int32Array: the lease check every 64th call)', ns: nsPer((n) => { for (let i = 0; i < n; i++) sink += Atomics.load(i32, 0); }) },
+      { key: 'jsRead32', what: 'plain read of the mapping from JS (Int32Array: the lease check, ready())', ns: nsPer((n) => { for (let i = 0; i < n; i++) sink += i32[i & 1]; }) },
+      { key: 'jsCas32', what: 'Atomics.compareExchange on the mapping from JS (Int32Array, successful: the fast paths)', ns: nsPer((n) => { for (let i = 0; i < n; i++) Atomics.compareExchange(i32, 0, i & 1, (i + 1) & 1); }, () => { i32[0] = 0; }) },
       { key: 'jsToWasm', what: 'JS->Wasm call of an empty export (i32) -> i32', ns: nsPer((n) => { for (let i = 0; i < n; i++) sink += real.id(i); }) },
       { key: 'importNop', what: 'Wasm->JS import call, (f64) -> (), empty body', ns: nsPer((n) => real.loopNop(n)) },
       { key: 'importLoad64Empty', what: 'Wasm->JS import (f64) -> i64 returning a constant BigInt', ns: nsPer((n) => empty.exports.loopLoad(n)) },
@@ -322,7 +324,9 @@ function budget(counts: Record<string, number>, cost: Map<string, number>, measu
       add(`Wasm->JS ${name} (crossing + BigInt + Atomics)`, v, cost.get(IMPORT_COST[name] ?? 'importNop')!);
     }
   }
-  add('Pool.guard Atomics.load (Int32)', counts['atomics:load:Int32Array'] ?? 0, cost.get('jsLoad32')!);
+  add('fast paths Atomics.compareExchange (Int32)', counts['atomics:compareExchange:Int32Array'] ?? 0, cost.get('jsCas32')!);
+  add('Pool.guard plain read of the slot word (Int32)', 1, cost.get('jsRead32')!);
+  add('Pool.guard Atomics.load (Int32, every 64th call)', counts['atomics:load:Int32Array'] ?? 0, cost.get('jsLoad32')!);
   add('Pool.guard Date.now() every 64 calls', 1 / 64, cost.get('dateNow')!);
   const accounted = lines.reduce((a, l) => a + l.ns, 0);
   return { lines, accounted, rest: measuredNs - accounted };

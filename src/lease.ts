@@ -65,8 +65,8 @@ export class ClientLease {
    * nothing more (not fenced, not a 64th call, and the slot word as this
    * client registered it); counts the call. The slot word is a plain read:
    * an aligned 32-bit read is one load on the hosts we run on, as
-   * Atomics.load is, at a third of V8's cost for it (3.5 against 9-10 ns
-   * here: docs/performance.md), and it is fresh on every call (V8 keeps no
+   * Atomics.load is, at a fraction of V8's cost for it (1.5 against 8.3 ns
+   * in `npm run bench:budget`'s unit costs), and it is fresh on every call (V8 keeps no
    * typed-array element across the operation's own Atomics, calls into the
    * core and the host, and every 64th call reads it with Atomics.load in
    * settle). What the check is for is unchanged: a revoked client learns it
