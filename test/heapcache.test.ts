@@ -155,7 +155,7 @@ test('an object its client took goes back to that client\'s cache from any slab;
 });
 
 /** A client whose cache holds 20 freed objects on top of what its refill claimed, revoked and recovered by `admin` meanwhile. */
-async function recoveredWithCache(name: string): Promise<{ admin: Pool; a: Pool; fast: FastPath; freed: Set<number> }> {
+async function recoveredWithCache(name: string): Promise<{ admin: Pool; a: Pool; fast: FastPath; freed: Set<number>; held: number[] }> {
   const admin = await openPool(`shm:${name}`, { size: '32MiB' });
   const a = await openPool(`shm:${name}`, { create: false, heartbeatMs: 0 });
   // The step under test is reached as a paused client would reach it: its
@@ -172,7 +172,7 @@ async function recoveredWithCache(name: string): Promise<{ admin: Pool; a: Pool;
   assert.ok(admin.revokeClient(slot.id, slot.gen));
   const r = admin.recoverClient(slot.id);
   assert.ok(r !== null && r.objects >= 30, `recovery freed A's 10 objects and its cache: ${JSON.stringify(r)}`);
-  return { admin, a, fast: fast!, freed: new Set(got.slice(0, 20).map((g) => g % 2 ** 40)) };
+  return { admin, a, fast: fast!, freed: new Set(got.slice(0, 20).map((g) => g % 2 ** 40)), held: got.slice(20) };
 }
 
 /** Frees what `admin` holds and checks the pool is empty and clean. */
@@ -186,11 +186,18 @@ function drain(admin: Pool, held: number[]): void {
 
 test('a pop paused between the lease check and its CAS, resumed after the client was recovered, hands out nothing of the stale cache (fast path and core), claimed by another client or not', async () => {
   await withPoolName('hc-paused', async (name) => {
-    const { admin, a, fast } = await recoveredWithCache(name);
+    const { admin, a, fast, held } = await recoveredWithCache(name);
     try {
       // Nobody has claimed the objects again: recovery set their tags to
       // "nobody's", so every pop of the stale cache loses its CAS.
       for (let i = 0; i < 20; i++) assert.is(fast.alloc(64), -1, `pop ${i} hands out nothing`);
+      // A free of an object A held, resumed the same way: recovery cleared
+      // its bit, so the fast path changes nothing and the core says it is
+      // free already.
+      const x0 = (a.heap as unknown as { x: { heapFree(off: number): number } }).x;
+      assert.is(fast.free(held[0] % 2 ** 40), false, 'the fast path\'s free changes nothing');
+      assert.is(x0.heapFree(held[0] % 2 ** 40), Status.DOUBLE_FREE, 'the core finds it free already');
+      assert.is(admin.heap.stats().perClass[0].cached, 0, 'it went into no cache');
       // The core's pop, where a resumed call goes next, drops every stale
       // entry; its refill then finds its slab released and takes no other
       // one: the lease is not live. The call fails; nothing is handed out.
