@@ -191,9 +191,10 @@ test('a pop paused between the lease check and its CAS, resumed after the client
       // Nobody has claimed the objects again: recovery set their tags to
       // "nobody's", so every pop of the stale cache loses its CAS.
       for (let i = 0; i < 20; i++) assert.is(fast.alloc(64), -1, `pop ${i} hands out nothing`);
-      // A free of an object A held, resumed the same way: recovery cleared
-      // its bit, so the fast path changes nothing and the core says it is
-      // free already.
+      // A free of an object A held, resumed the same way: recovery freed it
+      // and, the slab then empty and unowned, the slab itself, so the fast
+      // path finds no slab there and changes nothing, and the core says the
+      // object is free already.
       const x0 = (a.heap as unknown as { x: { heapFree(off: number): number } }).x;
       assert.is(fast.free(held[0] % 2 ** 40), false, 'the fast path\'s free changes nothing');
       assert.is(x0.heapFree(held[0] % 2 ** 40), Status.DOUBLE_FREE, 'the core finds it free already');
