@@ -144,7 +144,6 @@ export class Pool {
     const mapping = fastOk ? transport.mapped?.windowArrays() ?? null : null;
     this.internals = {
       core, x: this.x, transport, node,
-      get clientId() { return core.exports.geometry(Geometry.clientId); },
       guard: () => this.guard(),
       offset: (gaddr) => this.offset(gaddr),
       gaddr: (offset) => this.base + offset,
