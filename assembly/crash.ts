@@ -40,7 +40,9 @@ export const CP_RING_RETIRED: u32 = 22;
 export const CP_RING_POPPED: u32 = 23;
 export const CP_CACHE_POP: u32 = 24;
 export const CP_CACHE_STOLEN: u32 = 25;
-export const CP_COUNT: u32 = 25;
+export const CP_HEAP_POP: u32 = 26;
+export const CP_HEAP_FREE: u32 = 27;
+export const CP_COUNT: u32 = 27;
 
 let armed: u32 = 0;
 let skip: u32 = 0;

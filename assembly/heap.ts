@@ -22,12 +22,13 @@
  */
 import { chunkOffset, clientGen, clientId, freeChunk } from './alloc';
 import { slotIsLive } from './client';
-import { cas64, load64, readInto, store64, writeFrom } from './imports';
-import { CHUNK_SHIFT, E_DOUBLE_FREE, E_EXHAUSTED, E_INVALID_ADDRESS, E_LEASE_EXPIRED, SECTION_CHUNKS, dataOff, logOff, nSections, sectionHdr } from './layout';
+import { CP_HEAP_FREE, CP_HEAP_POP, crashPoint } from './crash';
+import { cas64, countDirect, directBase, directBytes, load64, readInto, store64, writeFrom } from './imports';
+import { CHUNK_SHIFT, E_DOUBLE_FREE, E_EXHAUSTED, E_INVALID_ADDRESS, E_LEASE_EXPIRED, E_NOT_ATTACHED, SECTION_CHUNKS, dataOff, logOff, nSections, sectionHdr } from './layout';
 import { logSections } from './ownerlog';
 import { MODE_CHUNK, sectionMode } from './section';
 import {
-  OBJECT_CLASSES, RETIRED, SLAB_CHUNKS, bitmapWords, clearFull, freeObject, refillMinOf, slabOwnerGen, isSlabEntry, newSlab, objectCount, objectSize, releaseSlab,
+  MAX_SLAB_OBJECT, OBJECT_CLASSES, RETIRED, SLAB_CHUNKS, bitmapWords, clearFull, freeObject, refillMinOf, slabOwnerGen, isSlabEntry, newSlab, objectCount, objectSize, releaseSlab,
   loadTag, objectIndex, slabClassOf, slabEntry, slabFull, slabHeadOf, slabMeta, slabOwner, tagHandedOut, tagOf, tagRequested, tagTaker, trimSlab, validMask,
 } from './slab';
 
@@ -206,6 +207,8 @@ export function resetHeap(): void {
  * byte offset, or a negative status.
  */
 export function heapAllocObject(k: u32, requested: u32): f64 {
+  // The core path's pop, paused (see heapAllocDirect).
+  crashPoint(CP_HEAP_POP);
   while (true) {
     let len = load<u32>(cacheLen + (k << 2));
     if (len == 0) {
@@ -227,6 +230,135 @@ export function heapAllocObject(k: u32, requested: u32): f64 {
     const idx = <u32>objectIndex(head, k, off);
     if (tagCas(k, head, chunkOffset(head), idx, tagOf(clientId, clientGen, requested), IF_CACHED_BY_ME) == TAG_WRITTEN) return <f64>off;
   }
+}
+
+// ------------------------------------------------ direct window (issue 10)
+//
+// Where the host mapped the pool into this instance's memory (imports.ts,
+// "Direct window"), the common alloc and free of a cached object are one
+// Wasm call each, with one 32-bit atomic CAS on the tag half and plain
+// loads: the same steps as heapAllocObject's pop and freeOwn, on the same
+// words, without the import calls. A 32-bit CAS of the half is the 64-bit
+// CAS of its word that keeps the other half (tagCas), restricted to the
+// half: a change of the neighbour half in between cannot make it fail, and
+// it never undoes one. The shadow of the active slab's tag words (tagCas)
+// is not updated: it is a guess that tagCas checks with its own CAS and
+// re-reads when it fails. Anything else (an empty cache, an object outside
+// the window, a failed check or CAS) goes to the general path, with
+// nothing changed here first, which decides and reports the error.
+
+/** Allocations and frees heapAllocDirect and heapFreeDirect completed themselves (the general path counts as neither). */
+let directAllocs: u64 = 0;
+let directFrees: u64 = 0;
+
+/** `which` 0: directAllocs, 1: directFrees. */
+export function heapDirectOps(which: u32): f64 {
+  return <f64>(which == 0 ? directAllocs : directFrees);
+}
+
+/** Object index by class and 64-byte granule of a slab (i16, 1024 granules per class): -1 where no object of the class starts. */
+const granuleIndex = memory.data(2 * 1024 * 11);
+/** Object class by a request's 64-byte granule count (u8, 1 .. MAX_SLAB_OBJECT / 64). */
+const granuleClass = memory.data(64);
+
+/** Fills granuleIndex and granuleClass (object sizes and metadata bytes are multiples of 64); at init, after planSlabs. */
+export function planGranules(): void {
+  memory.fill(granuleIndex, 0xFF, 2 * 1024 * 11);
+  for (let k: u32 = 0; k < OBJECT_CLASSES; k++) {
+    for (let i: u32 = 0; i < objectCount(k); i++) {
+      store<i16>(granuleIndex + (((k << 10) | ((slabMeta(k) + i * objectSize(k)) >> 6)) << 1), <i16>i);
+    }
+  }
+  let k: u32 = 0;
+  for (let g: u32 = 1; g <= MAX_SLAB_OBJECT >> 6; g++) {
+    while (objectSize(k) < g << 6) k++;
+    store<u8>(granuleClass + g, <u8>k);
+  }
+}
+
+/**
+ * heap.alloc of `bytes` (an integer 1 .. MAX_SLAB_OBJECT; the host checks)
+ * on its common path where the pool is mapped into this instance: the top
+ * of the class's cache, its tag half CASed from exactly "cached by me" to
+ * (me, bytes) in the mapping. Everything else is heapAllocObject's.
+ * Returns the object's byte offset or a negative status (E_NOT_ATTACHED,
+ * and heapAllocObject's).
+ */
+export function heapAllocDirect(bytes: u32): f64 {
+  if (clientId == 0) return <f64>E_NOT_ATTACHED;
+  const k = <u32>load<u8>(granuleClass + ((bytes + 63) >> 6));
+  let len = load<u32>(cacheLen + (k << 2));
+  if (len == 0) return heapAllocObject(k, bytes);
+  // A client paused here with a cache, recovered meanwhile, must win no CAS
+  // below (test/heapcache.test.ts freezes one here).
+  crashPoint(CP_HEAP_POP);
+  const cached = tagOf(clientId, clientGen, 0);
+  while (len != 0) {
+    const off = load<u64>(cache + ((k * CACHE_CAP + len - 1) << 3));
+    if (off >= directBytes) break;
+    const rel = <u32>(off - dataOff);
+    const idx = <i32>load<i16>(granuleIndex + (((k << 10) | ((rel & 0xFFFF) >> 6)) << 1));
+    if (idx < 0) break;
+    const at = directBase + <usize>(dataOff + <u64>(rel & ~0xFFFF)) + (bitmapWords(k) << 3) + (<usize>idx << 2);
+    countDirect(1, 1);
+    len--;
+    store<u32>(cacheLen + (k << 2), len);
+    if (atomic.cmpxchg<u32>(at, cached, tagOf(clientId, clientGen, bytes)) == cached) {
+      directAllocs++;
+      return <f64>off;
+    }
+    // Lost: no longer this client's (see heapAllocObject); the entry is dropped.
+  }
+  return heapAllocObject(k, bytes);
+}
+
+/**
+ * heap.free of byte offset `offset` on its common path where the pool is
+ * mapped into this instance: an object of a slab, handed out by this
+ * client, its bit set: its tag half CASed from the tag read back to
+ * "cached by me", then pushed, a full cache spilled first (freeOwn's steps).
+ * Everything else is heapFreeAt's. Returns OK or a negative status
+ * (E_NOT_ATTACHED, E_INVALID_ADDRESS, and heapFreeAt's).
+ */
+export function heapFreeDirect(offset: f64): i32 {
+  if (clientId == 0) return E_NOT_ATTACHED;
+  if (!(offset >= 0) || offset != Math.floor(offset)) return E_INVALID_ADDRESS;
+  const o = <u64>offset;
+  if (o >= dataOff && o < directBytes && ((o - dataOff) & 63) == 0) {
+    const rel = <u32>(o - dataOff);
+    const head = slabHeadOf(o);
+    const e = atomic.load<u64>(directBase + <usize>logOff(head));
+    countDirect(1, 0);
+    if (isSlabEntry(e)) {
+      const k = slabClassOf(logSections(e));
+      const idx = <i32>load<i16>(granuleIndex + (((k << 10) | ((rel & 0xFFFF) >> 6)) << 1));
+      if (idx >= 0) {
+        const base = directBase + <usize>chunkOffset(head);
+        const tagAt = base + (bitmapWords(k) << 3) + (<usize>idx << 2);
+        const t = atomic.load<u32>(tagAt);
+        const cached = tagOf(clientId, clientGen, 0);
+        countDirect(2, 0);
+        if (tagHandedOut(t) && tagTaker(t) == tagTaker(cached) && (atomic.load<u32>(base + (<usize>(idx >> 5) << 2)) & (<u32>1 << (<u32>idx & 31))) != 0) {
+          // Paused here and recovered meanwhile, the CAS below finds the tag
+          // changed once another client claimed the object (its refill
+          // writes its own tag) and goes to heapFreeAt, which refuses.
+          crashPoint(CP_HEAP_FREE);
+          // A full cache gives its older half back first (complete in
+          // itself, as in freeOwn).
+          let len = load<u32>(cacheLen + (k << 2));
+          if (len == CACHE_CAP) len = spill(k);
+          countDirect(1, 1);
+          if (atomic.cmpxchg<u32>(tagAt, t, cached) == t) {
+            store<u64>(cache + ((k * CACHE_CAP + len) << 3), o);
+            store<u32>(cacheLen + (k << 2), len + 1);
+            directFrees++;
+            return 0;
+          }
+        }
+      }
+    }
+  }
+  return heapFreeAt(o);
 }
 
 /**
@@ -406,6 +538,7 @@ function freeOwn(head: u32, k: u32, off: u64, e: u64): i32 {
   // ring survives (tagCas). The CAS also checks that the object is still
   // handed out by this client: one in a cache or queued for a delayed free
   // is refused, one another client took has its bit cleared instead.
+  crashPoint(CP_HEAP_FREE);
   const r = tagCas(k, head, base, idx, tagOf(clientId, clientGen, 0), IF_HANDED_OUT_BY_ME);
   if (r == TAG_NOT_HANDED_OUT) return E_DOUBLE_FREE;
   if (r == TAG_NOT_MINE) return freeObject(head, e, idx, false);

@@ -26,8 +26,8 @@ import {
   corruptValue, corruptWord, layoutVersion, leaseMs, maxClients, setLeaseMs, nSections, ownerLogOff, planLayout, poolBytes, readSuperblock, sectionHdrOff,
   spanHdrOff, writeMagic, writeSuperblockBody,
 } from './layout';
-import { heapAllocObject, heapCached, heapFlush, heapFreeAt, heapScan, heapTrim, resetHeap } from './heap';
-export { heapCacheLayout, heapClearFull } from './heap';
+import { heapAllocObject, heapCached, heapFlush, heapFreeAt, heapScan, heapTrim, planGranules, resetHeap } from './heap';
+export { heapAllocDirect, heapCacheLayout, heapClearFull, heapDirectOps, heapFreeDirect } from './heap';
 import { enterEpoch, epochNow, exitEpoch, freeDelayed, pendingDelayed, reclaimDelayed } from './epoch';
 import { nextU64, seedPrng } from './prng';
 import { setLockWaitCap } from './lock';
@@ -37,6 +37,7 @@ import { OP_SEAL, spanWord } from './span';
 
 export { classOfBytes, layoutVersion, scanPool, slotInfo };
 export { scanCached } from './scan';
+export { setDirectWindow } from './imports';
 export { blockCacheCount, blockCacheDrop, blockCacheFlush, blockCacheLayout, blockCacheWord, setBlockCache } from './cache';
 export * from './region';
 
@@ -47,6 +48,7 @@ const statsOut = memory.data(8 * 32);
 export function init(seed: u64): void {
   seedPrng(seed);
   planSlabs();
+  planGranules();
 }
 
 /**

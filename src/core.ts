@@ -11,7 +11,7 @@ import {
   ClientTableFullError, CorruptPoolError, DmemError, DoubleFreeError, InvalidAddressError, InvalidArgumentError,
   LeaseExpiredError, NotAPoolError, PoolBusyError, PoolExhaustedError, RegionExistsError, RegionNotFoundError, VersionMismatchError,
 } from './errors.js';
-import type { Transport } from './transport.js';
+import type { DirectWindow, Transport } from './transport.js';
 
 /** The core's exports, as docs/abi.md describes them. */
 export interface CoreExports {
@@ -48,6 +48,9 @@ export interface CoreExports {
   layoutVersion(): number;
   heapAlloc(bytes: number): number;
   heapFree(offset: number): number;
+  heapAllocDirect(bytes: number): number;
+  heapFreeDirect(offset: number): number;
+  heapDirectOps(which: number): number;
   heapFreeDelayed(offset: number): number;
   heapRelease(): number;
   heapTrimSlabs(): number;
@@ -58,6 +61,7 @@ export interface CoreExports {
   epochEnter(): number;
   epochExit(): void;
   epochGlobal(): number;
+  setDirectWindow(base: number, bytes: bigint): void;
   reclaim(): number;
   delayedPending(): number;
   setBlockCache(n: number): number;
@@ -161,21 +165,42 @@ function crashNow(): void {
 /** One instance of the core bound to a transport. */
 export class Core {
   readonly exports: CoreExports;
+  /** Pool bytes mapped into this instance's memory, or null (src/core.ts mapDirect). */
+  private direct: DirectWindow | null;
   private readonly f64: () => Float64Array;
 
   /**
    * @param transport the pool medium
    * @param seed PRNG seed (same seed + same transport answers = same run)
    * @param debug load the debug build (asserts on)
+   * @param direct map the pool's first window into the core's memory where the transport can (mapDirect)
    */
-  constructor(transport: Transport, seed: bigint, debug = false) {
+  constructor(transport: Transport, seed: bigint, debug = false, direct = false) {
     let mem: WebAssembly.Memory | undefined;
     const instance = new WebAssembly.Instance(compiledCore(debug), coreImports(transport, () => mem!));
     this.exports = instance.exports as unknown as CoreExports;
     mem = this.exports.memory;
+    this.direct = direct ? mapDirect(transport, this.exports) : null;
     let view = new Float64Array(mem.buffer);
     this.f64 = () => (view.buffer === mem!.buffer ? view : (view = new Float64Array(mem!.buffer)));
     this.exports.init(BigInt.asIntN(64, seed));
+  }
+
+  /**
+   * Gives the direct window back (docs/abi.md, "Direct window"): the core
+   * reaches the pool through its imports again and the pages are plain
+   * memory. Idempotent. The Pool calls it when it closes.
+   */
+  releaseDirect(): void {
+    if (this.direct === null) return;
+    this.exports.setDirectWindow(0, 0n);
+    this.direct.release();
+    this.direct = null;
+  }
+
+  /** Pool bytes the core reaches without imports (from pool byte 0; 0: none). */
+  get directBytes(): number {
+    return this.direct?.bytes ?? 0;
   }
 
   /** `count` i64 values the core wrote at `ptr`. */
@@ -187,6 +212,25 @@ export class Core {
   floats(ptr: number, count: number): Float64Array {
     return this.f64().slice(ptr / 8, ptr / 8 + count);
   }
+}
+
+/** The largest direct window (bytes): Wasm memories stop at 4 GiB, and the core's own pages come first. */
+const DIRECT_MAX_BYTES = 2 ** 31;
+
+/**
+ * Maps the pool's first window (up to 2 GiB) into the core's own memory
+ * where the transport can (`MappedMemory.mapInto`: cxl-shm) and tells the
+ * core (`setDirectWindow`), so its pool accesses there are Wasm loads and
+ * atomics instead of import calls (Pool's `direct` option, on by default).
+ * @returns the window, or null (no such transport, off, or refused)
+ */
+function mapDirect(transport: Transport, x: CoreExports): DirectWindow | null {
+  const m = transport.mapped;
+  if (m?.mapInto === undefined) return null;
+  const bytes = Math.min(transport.size, m.windowArrays().windowBytes, DIRECT_MAX_BYTES);
+  const w = m.mapInto(x.memory, bytes - (bytes % 8));
+  if (w !== null) x.setDirectWindow(w.base, BigInt(w.bytes));
+  return w;
 }
 
 /**

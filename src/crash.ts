@@ -33,6 +33,8 @@ export const CRASH_POINTS = [
   'ring.popped',
   'cache.pop',
   'cache.stolen',
+  'heap.pop',
+  'heap.free',
 ] as const;
 
 export type CrashPointName = (typeof CRASH_POINTS)[number];

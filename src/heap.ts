@@ -8,7 +8,7 @@
 import { Geometry, HeapCensusField as H, Layout } from './abi.js';
 import { show } from './args.js';
 import { check } from './core.js';
-import { InvalidArgumentError } from './errors.js';
+import { DmemError, InvalidArgumentError } from './errors.js';
 import { HeapFastPath } from './heapcache.js';
 import type { PoolInternals } from './internals.js';
 
@@ -54,6 +54,11 @@ export class Heap {
   private readonly fastMax: number;
   /** gaddr of pool byte offset 0. */
   private readonly base: number;
+  /** True when the core's direct-window path serves the common alloc and free (assembly/heap.ts, heapAllocDirect). */
+  private readonly direct: boolean;
+  /** The pool's entry check and gaddr decoding (PoolInternals), held here so the hot path loads them from this object. */
+  private readonly guard: () => void;
+  private readonly offset: (gaddr: number) => number;
 
   /** @internal built by Pool */
   constructor(p: PoolInternals) {
@@ -64,14 +69,26 @@ export class Heap {
     for (let k = 0; this.x.heapClassSize(k) > 0; k++) sizes.push(this.x.heapClassSize(k));
     this.classSizes = sizes;
     this.dataBytes = this.x.geometry(Geometry.sections) * Layout.sectionBytes;
-    this.fast = p.fastMapping === null || p.fastMapping.words.length === 0 ? null
+    // Where the core reaches the pool directly (src/core.ts, mapDirect) its
+    // own common path is one call (assembly/heap.ts, heapAllocDirect);
+    // elsewhere, where the pool is mapped into this process, the JS one.
+    this.direct = p.core.directBytes > 0;
+    this.fast = this.direct || p.fastMapping === null || p.fastMapping.words.length === 0 ? null
       : new HeapFastPath(p.core, p.fastMapping, this.x.geometry(Geometry.ownerLogOffset), this.x.geometry(Geometry.dataOffset), this.dataBytes);
-    this.fastMax = this.fast?.maxObject ?? 0;
+    this.fastMax = this.direct ? sizes[sizes.length - 1] : this.fast?.maxObject ?? 0;
+    this.guard = p.guard;
+    this.offset = p.offset;
   }
 
-  /** Objects this client's heap allocated and freed on the host's fast path (src/heapcache.ts); the core did the rest. */
-  get fastPathOps(): { allocs: number; frees: number } {
-    return { allocs: this.fast?.allocs ?? 0, frees: this.fast?.frees ?? 0 };
+  /**
+   * Objects this client's heap allocated and freed on a fast path: the
+   * core's direct-window one (assembly/heap.ts, heapAllocDirect) where the
+   * core reaches the pool directly, else the host's (src/heapcache.ts); the
+   * general core path did the rest. `path` says which one this heap uses.
+   */
+  get fastPathOps(): { allocs: number; frees: number; path: 'direct' | 'host' | 'none' } {
+    if (this.direct) return { allocs: this.x.heapDirectOps(0), frees: this.x.heapDirectOps(1), path: 'direct' };
+    return { allocs: this.fast?.allocs ?? 0, frees: this.fast?.frees ?? 0, path: this.fast === null ? 'none' : 'host' };
   }
 
   /**
@@ -85,19 +102,29 @@ export class Heap {
    *   LeaseExpiredError, PoolClosedError
    */
   alloc(bytes: number): number {
-    this.p.guard();
+    this.guard();
+    if (typeof bytes === 'number' && (bytes >>> 0) === bytes && bytes !== 0 && bytes <= this.fastMax) {
+      const r = this.direct ? this.x.heapAllocDirect(bytes) : this.fast!.alloc(bytes);
+      if (r >= 0) return this.base + r;
+      if (this.direct) this.failed(r, bytes);
+    }
+    return this.allocGeneral(bytes);
+  }
+
+  /** heap.alloc past its common path: checks `bytes`, then the core allocates. */
+  private allocGeneral(bytes: number): number {
     if (typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 1 || bytes > this.dataBytes) {
       throw new InvalidArgumentError(`heap.alloc: bytes must be an integer from 1 to the pool's ${this.dataBytes} data bytes, got ${show(bytes)}`);
     }
-    if (bytes <= this.fastMax) {
-      const f = this.fast!.alloc(bytes);
-      if (f >= 0) return this.base + f;
-    }
-    // The message is built only on failure: a template literal evaluated
-    // on every call would be a string allocation per operation.
     const r = this.x.heapAlloc(bytes);
-    if (r < 0) check(r, `heap.alloc(${bytes})`);
+    if (r < 0) this.failed(r, bytes);
     return this.base + r;
+  }
+
+  /** Throws the error of core status `r` (negative) of heap.alloc(bytes). */
+  private failed(r: number, bytes: number): never {
+    check(r, `heap.alloc(${bytes})`);
+    throw new DmemError('CORE_STATUS', `heap.alloc(${bytes}): core status ${r}`);
   }
 
   /**
@@ -107,10 +134,12 @@ export class Heap {
    *   DoubleFreeError, LeaseExpiredError, PoolClosedError
    */
   free(gaddr: number): void {
-    this.p.guard();
-    const off = this.p.offset(gaddr);
-    if (this.fast !== null && this.fast.free(off)) return;
-    const r = this.x.heapFree(off);
+    this.guard();
+    const off = this.offset(gaddr);
+    let r: number;
+    if (this.direct) r = this.x.heapFreeDirect(off);
+    else if (this.fast !== null && this.fast.free(off)) return;
+    else r = this.x.heapFree(off);
     if (r < 0) check(r, `heap.free(${gaddr})`);
   }
 

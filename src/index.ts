@@ -10,7 +10,7 @@ export type { PoolOptions, PoolClientStats, PoolCensusWithCache } from './pool.j
 export { BLOCK_CACHE_MAX } from './pool.js';
 export type { PoolGeometry, ClientStats, PoolCensus, ClientSlot, ReclaimReport, OrphanRecord, FsckReport } from './admin.js';
 export * from './errors.js';
-export type { Transport, MappedMemory } from './transport.js';
+export type { Transport, MappedMemory, DirectWindow } from './transport.js';
 export { WindowedTransport } from './transport.js';
 export { memoryTransport } from './transports/memory.js';
 export { Core, coreImports, corePath, LAYOUT_VERSION } from './core.js';

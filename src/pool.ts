@@ -74,6 +74,14 @@ export interface PoolOptions {
    * the cache).
    */
   blockCache?: number;
+  /**
+   * Let the core reach the pool's first window (up to 2 GiB) without import
+   * calls where the medium can map it into the core's memory (cxl-shm:
+   * docs/abi.md, "Direct window"; src/core.ts, mapDirect). Default: true,
+   * unless the environment has DMEM_DIRECT=0. Results are the same either
+   * way; only the speed differs.
+   */
+  direct?: boolean;
 }
 
 /** Most blocks per size class a client's block cache holds (assembly/cache.ts, CACHE_MAX). */
@@ -171,7 +179,17 @@ export class Pool {
   static attach(transport: Transport, opts: PoolOptions = {}): Pool {
     checkTransport(transport);
     const o = checkPoolOptions(opts);
-    const core = new Core(transport, o.seed, opts.debug ?? false);
+    const core = new Core(transport, o.seed, opts.debug ?? false, opts.direct ?? process.env.DMEM_DIRECT !== '0');
+    try {
+      return Pool.attachCore(transport, core, o, opts);
+    } catch (err) {
+      core.releaseDirect();
+      throw err;
+    }
+  }
+
+  /** attach() once its core exists. */
+  private static attachCore(transport: Transport, core: Core, o: ReturnType<typeof checkPoolOptions>, opts: PoolOptions): Pool {
     const x = core.exports;
     if (opts.create) {
       const clients = o.clients;
@@ -443,7 +461,10 @@ export class Pool {
         if (this.lease.fenced === null) this.lease.acknowledgeIfRevoked();
       }
     } finally {
-      if (this.closed && owners.has(this)) this.transport.close();
+      if (this.closed) {
+        this.core.releaseDirect();
+        if (owners.has(this)) this.transport.close();
+      }
     }
     return freed;
   }
@@ -783,7 +804,7 @@ export function checkPoolOptions(opts: PoolOptions): { node: number; seed: bigin
   optionsObject('Pool.attach: opts', opts);
   const o = opts as Record<string, unknown>;
   if (o.size !== undefined) sizeArgument('size', o.size);
-  for (const k of ['create', 'debug'] as const) {
+  for (const k of ['create', 'debug', 'direct'] as const) {
     if (o[k] !== undefined && typeof o[k] !== 'boolean') throw new InvalidArgumentError(`option ${k} must be true or false, got ${show(o[k])}`);
   }
   for (const k of ['crashPoint', 'medium'] as const) {

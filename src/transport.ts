@@ -83,6 +83,28 @@ export interface MappedMemory {
    * the pool, or the transport is closed.
    */
   view(offset: number, length: number): Uint8Array | null;
+  /**
+   * Maps pool bytes [0, bytes) a second time, into `memory` (a Wasm
+   * instance's own linear memory, grown for it), so that the core reaches
+   * them with Wasm loads and atomics instead of import calls (docs/abi.md,
+   * "Direct window"). Both mappings are the same physical pages.
+   * Optional: only media that can map pool memory at a chosen address (the
+   * cxl-shm plugin) have it.
+   * @param bytes pool bytes from 0, at most the first window, a multiple of 8
+   * @returns where they lie in `memory`, or null when this medium cannot do
+   *   it now (closed, the memory cannot grow that far, the OS refused)
+   */
+  mapInto?(memory: WebAssembly.Memory, bytes: number): DirectWindow | null;
+}
+
+/** Pool bytes [0, bytes) mapped into a Wasm memory by `MappedMemory.mapInto`. */
+export interface DirectWindow {
+  /** Byte offset in the memory where pool byte 0 lies (a multiple of the medium's alignment). */
+  readonly base: number;
+  /** Pool bytes mapped there, from pool byte 0. */
+  readonly bytes: number;
+  /** Puts plain zero pages back over the range, which is the memory's own again (idempotent). */
+  release(): void;
 }
 
 /**
@@ -109,15 +131,17 @@ export class WindowedTransport implements Transport, MappedMemory {
   private readonly single: boolean;
   private closed = false;
   private readonly onClose: () => void;
+  private readonly mapIntoMedium: ((memory: WebAssembly.Memory, bytes: number) => DirectWindow | null) | null;
 
   /**
    * @param kind name reported as `Transport.kind`
    * @param windows buffers in pool order; all but the last exactly `windowBytes` long
    * @param windowBytes power of two >= 8 (bytes)
    * @param onClose called once by `close()` (unmap, for example)
+   * @param mapInto the medium's `MappedMemory.mapInto`, where it has one
    * @throws InvalidArgumentError when no window is given
    */
-  constructor(kind: string, windows: ArrayBufferLike[], windowBytes: number, onClose: () => void = () => {}) {
+  constructor(kind: string, windows: ArrayBufferLike[], windowBytes: number, onClose: () => void = () => {}, mapInto?: (memory: WebAssembly.Memory, bytes: number) => DirectWindow | null) {
     if (windows.length === 0) throw new InvalidArgumentError('a windowed transport needs at least one window');
     this.kind = kind;
     this.windowBytes = windowBytes;
@@ -127,6 +151,7 @@ export class WindowedTransport implements Transport, MappedMemory {
     this.words0 = this.words[0];
     this.single = windows.length === 1;
     this.onClose = onClose;
+    this.mapIntoMedium = mapInto ?? null;
   }
 
   /** This transport maps the pool: it is its own MappedMemory (a getter, so the transport serializes without a cycle). */
@@ -200,6 +225,11 @@ export class WindowedTransport implements Transport, MappedMemory {
     const local = offset - w * this.windowBytes;
     if (w >= this.bytes.length || local + length > this.bytes[w].length) return null;
     return this.bytes[w].subarray(local, local + length);
+  }
+
+  mapInto(memory: WebAssembly.Memory, bytes: number): DirectWindow | null {
+    if (this.closed || this.mapIntoMedium === null || bytes > this.bytes[0].length) return null;
+    return this.mapIntoMedium(memory, bytes);
   }
 
   close(): void {

@@ -1,7 +1,10 @@
 /**
- * The object heap's host fast path (src/heapcache.ts, issue 10): on a pool
- * mapped into the process, the common heap alloc and free run in JS with
- * one CAS. Checked here: that the path is taken; that a seeded mix of
+ * The object heap's fast paths (issue 10): where the core reaches the pool
+ * directly (a direct window, src/core.ts mapDirect: cxl-shm by default) the
+ * common heap alloc and free are one core call each with one CAS
+ * (assembly/heap.ts, heapAllocDirect); on another pool mapped into the
+ * process (memory:, or `direct: false`) they run in JS with one CAS
+ * (src/heapcache.ts). Checked here, for both: that the path is taken; that a seeded mix of
  * allocs and frees gives the census a reference model predicts (objects,
  * cached, requested bytes) with double frees, cached objects and interior
  * addresses refused; that an object this client took goes back to its
@@ -12,6 +15,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { fileURLToPath } from 'node:url';
+import { processState } from '../src/proc.js';
+import type { Plan } from './fixtures/recovery-child.js';
+import { Child, killAll, sleep, type Msg } from './harness.js';
 import { DoubleFreeError, InvalidAddressError, openPool, type Pool } from '../src/index.js';
 import { Status } from '../src/abi.js';
 import { Prng } from '../src/bench/prng.js';
@@ -22,22 +29,42 @@ interface FastPath {
   free(off: number): boolean;
 }
 
-/** The heap's fast path (null when the pool has none). */
+/** The heap's host fast path (null when the pool has none). */
 function fastOf(p: Pool): FastPath | null {
   return (p.heap as unknown as { fast: FastPath | null }).fast;
 }
 
-test('on an shm pool and a memory: pool the heap has the fast path, and the common alloc and free take it', async () => {
-  for (const uri of ['memory:', 'shm:']) {
+/** The two fast paths of an shm pool: the core's direct window (the default) and the host's (`direct: false`). */
+const PATHS = [
+  { path: 'direct', opts: {} },
+  { path: 'host', opts: { direct: false } },
+] as const;
+
+/** The core's exports these tests call as a paused client would resume into them. */
+interface CoreHeap {
+  heapAllocDirect(bytes: number): number;
+  heapAlloc(bytes: number): number;
+  heapFree(off: number): number;
+  heapFreeDirect(off: number): number;
+  heapRelease(): number;
+  heapCachedObjects(): number;
+}
+
+function coreOf(p: Pool): CoreHeap {
+  return (p.heap as unknown as { x: CoreHeap }).x;
+}
+
+test('the heap takes its fast path: the direct window on an shm pool, the host\'s on a memory: pool and with direct: false', async () => {
+  for (const [uri, opts, path] of [['memory:', {}, 'host'], ['shm:', { direct: false }, 'host'], ['shm:', {}, 'direct']] as const) {
     await withPoolName('hc-taken', async (name) => {
-      const p = await openPool(uri === 'shm:' ? `shm:${name}` : uri, { size: '32MiB' });
+      const p = await openPool(uri === 'shm:' ? `shm:${name}` : uri, { size: '32MiB', ...opts });
       try {
-        assert.ok(fastOf(p) !== null, `${uri} pool: fast path present`);
+        assert.is(p.heap.fastPathOps.path, path, `${uri} ${JSON.stringify(opts)}: the ${path} path`);
         const g = Array.from({ length: 100 }, () => p.heap.alloc(100));
         for (const x of g) p.heap.free(x);
         for (let i = 0; i < 100; i++) p.heap.free(p.heap.alloc(100));
         const ops = p.heap.fastPathOps;
-        assert.ok(ops.allocs >= 190 && ops.frees >= 190, `${uri}: most of 200 pairs on the fast path: ${JSON.stringify(ops)}`);
+        assert.ok(ops.allocs >= 190 && ops.frees >= 190, `${uri} ${JSON.stringify(opts)}: most of 200 pairs on the fast path: ${JSON.stringify(ops)}`);
       } finally {
         p.close();
       }
@@ -45,14 +72,16 @@ test('on an shm pool and a memory: pool the heap has the fast path, and the comm
   }
 });
 
-for (const windowBytes of [undefined, 2 ** 20]) {
-  const mapped = windowBytes === undefined ? 'one window' : `${windowBytes / 2 ** 20} MiB windows (slab metadata across a window boundary goes to the core)`;
-  test(`a seeded mix of sizes 1 B .. 3 KiB against a reference model: census, requested bytes, refusals (${mapped})`, () => modelRun(windowBytes));
+for (const { path, opts } of PATHS) {
+  for (const windowBytes of [undefined, 2 ** 20]) {
+    const mapped = windowBytes === undefined ? 'one window' : `${windowBytes / 2 ** 20} MiB windows (slab metadata across a window boundary goes to the core)`;
+    test(`${path} path: a seeded mix of sizes 1 B .. 3 KiB against a reference model: census, requested bytes, refusals (${mapped})`, () => modelRun(windowBytes, opts));
+  }
 }
 
-async function modelRun(windowBytes: number | undefined): Promise<void> {
+async function modelRun(windowBytes: number | undefined, opts: { direct?: boolean }): Promise<void> {
   await withPoolName('hc-model', async (name) => {
-    const p = await openPool(`shm:${name}`, { size: '64MiB', windowBytes });
+    const p = await openPool(`shm:${name}`, { size: '64MiB', windowBytes, ...opts });
     try {
       assert.is(p.transport.mapped!.windowArrays().words.length > 1, windowBytes !== undefined, 'the mapping has the windows asked for');
       const sizes = p.heap.classSizes;
@@ -93,7 +122,11 @@ async function modelRun(windowBytes: number | undefined): Promise<void> {
       assert.equal(st.perClass.map((c) => c.requestedBytes), requested, 'requested bytes per class as the model says');
       assert.is(st.perClass.reduce((a, c) => a + c.cached, 0), st.cachedHere, 'every cached object is in this client\'s cache');
       const ops = p.heap.fastPathOps;
-      assert.ok(ops.allocs > 9000 && ops.frees > 9000, `the fast path carried most of it: ${JSON.stringify(ops)}`);
+      // The direct window is the first window only: with 1 MiB windows it
+      // holds a slab or none, as the random start section falls, and the
+      // core's general path carries the rest (the census checks above are
+      // what that case is for).
+      if (ops.path !== 'direct' || windowBytes === undefined) assert.ok(ops.allocs > 9000 && ops.frees > 9000, `the fast path carried most of it: ${JSON.stringify(ops)}`);
       for (const g of live.keys()) p.heap.free(g);
       p.heap.flush();
       p.heap.trim();
@@ -105,10 +138,10 @@ async function modelRun(windowBytes: number | undefined): Promise<void> {
   });
 }
 
-test('an object its client took goes back to that client\'s cache from any slab; another client\'s free clears its bit; close returns it all', async () => {
+for (const { path, opts } of PATHS) test(`${path} path: an object its client took goes back to that client's cache from any slab; another client's free clears its bit; close returns it all`, async () => {
   await withPoolName('hc-slabs', async (name) => {
-    const a = await openPool(`shm:${name}`, { size: '32MiB' });
-    const b = await openPool(`shm:${name}`, { create: false });
+    const a = await openPool(`shm:${name}`, { size: '32MiB', ...opts });
+    const b = await openPool(`shm:${name}`, { create: false, ...opts });
     try {
       const perSlab = a.heap.stats().perClass[0].objectsPerSlab;
       // Three slabs' worth: the first slab is no longer A's active one.
@@ -155,14 +188,14 @@ test('an object its client took goes back to that client\'s cache from any slab;
 });
 
 /** A client whose cache holds 20 freed objects on top of what its refill claimed, revoked and recovered by `admin` meanwhile. */
-async function recoveredWithCache(name: string): Promise<{ admin: Pool; a: Pool; fast: FastPath; freed: Set<number>; held: number[] }> {
+async function recoveredWithCache(name: string, opts: { direct?: boolean }): Promise<{ admin: Pool; a: Pool; fast: FastPath | null; x: CoreHeap; freed: Set<number>; held: number[] }> {
   const admin = await openPool(`shm:${name}`, { size: '32MiB' });
-  const a = await openPool(`shm:${name}`, { create: false, heartbeatMs: 0 });
+  const a = await openPool(`shm:${name}`, { create: false, heartbeatMs: 0, ...opts });
   // The step under test is reached as a paused client would reach it: its
   // guard() passed before the pause, so the test calls the fast path (or the
   // core) itself.
   const fast = fastOf(a);
-  assert.ok(fast !== null, 'an shm pool has the heap fast path');
+  assert.is(fast !== null, opts.direct === false, 'the host fast path exactly where the direct window is off');
   const got = Array.from({ length: 30 }, () => a.heap.alloc(64));
   // A refill claims a bitmap word's free objects: some are cached already.
   const before = a.heap.stats().cachedHere;
@@ -172,7 +205,7 @@ async function recoveredWithCache(name: string): Promise<{ admin: Pool; a: Pool;
   assert.ok(admin.revokeClient(slot.id, slot.gen));
   const r = admin.recoverClient(slot.id);
   assert.ok(r !== null && r.objects >= 30, `recovery freed A's 10 objects and its cache: ${JSON.stringify(r)}`);
-  return { admin, a, fast: fast!, freed: new Set(got.slice(0, 20).map((g) => g % 2 ** 40)), held: got.slice(20) };
+  return { admin, a, fast, x: coreOf(a), freed: new Set(got.slice(0, 20).map((g) => g % 2 ** 40)), held: got.slice(20) };
 }
 
 /** Frees what `admin` holds and checks the pool is empty and clean. */
@@ -184,28 +217,64 @@ function drain(admin: Pool, held: number[]): void {
   assert.ok(admin.fsck().clean);
 }
 
-test('a pop paused between the lease check and its CAS, resumed after the client was recovered, hands out nothing of the stale cache (fast path and core), claimed by another client or not', async () => {
+/**
+ * Another client (`admin`) allocates 64 B objects, each stamped 0xEE, until
+ * it holds every object at the pool offsets `targets` (its refills claim
+ * them again and write its own tags). Returns what it allocated.
+ */
+function claimStamped(admin: Pool, targets: Set<number>): number[] {
+  const fill: number[] = [];
+  const claimed = new Set<number>();
+  while (claimed.size < targets.size && fill.length < 20_000) {
+    const g = admin.heap.alloc(64);
+    admin.write(g, new Uint8Array(64).fill(0xEE));
+    fill.push(g);
+    if (targets.has(g % 2 ** 40)) claimed.add(g % 2 ** 40);
+  }
+  assert.is(claimed.size, targets.size, 'the other client holds every object of the stale cache');
+  return fill;
+}
+
+/** Every object of `fill` still holds the 0xEE stamp of claimStamped. */
+function assertStamped(admin: Pool, fill: number[]): void {
+  for (const g of fill) assert.ok(admin.read(g, 64).every((v) => v === 0xEE), 'the other client\'s objects are intact');
+}
+
+/**
+ * The pop of a paused client resumed on `path`: the host's pops each lose
+ * their CAS (-1, nothing handed out) and the core's then refuses; the
+ * direct window's drops every stale entry and its refill refuses. Either
+ * way: LEASE_EXPIRED, and every stale entry is gone.
+ */
+function resumedPops(path: 'direct' | 'host', fast: FastPath | null, x: CoreHeap): void {
+  assert.ok(x.heapCachedObjects() >= 20, 'the stale cache is still there');
+  if (path === 'host') {
+    for (let i = 0; i < 20; i++) assert.is(fast!.alloc(64), -1, `pop ${i} hands out nothing`);
+    // The core's pop, where a resumed call goes next, drops every stale
+    // entry; its refill then finds its slab released and takes no other
+    // one: the lease is not live.
+    assert.is(x.heapAlloc(64), Status.LEASE_EXPIRED, 'the core path refuses: lease expired');
+  } else {
+    assert.is(x.heapAllocDirect(64), Status.LEASE_EXPIRED, 'every pop of the direct path lost its CAS, and its refill refuses: lease expired');
+  }
+  assert.is(x.heapCachedObjects(), 0, 'every stale entry was dropped');
+}
+
+for (const { path, opts } of PATHS) test(`${path} path: a pop paused between the lease check and its CAS, resumed after the client was recovered, hands out nothing of the stale cache, claimed by another client or not`, async () => {
   await withPoolName('hc-paused', async (name) => {
-    const { admin, a, fast, held } = await recoveredWithCache(name);
+    const { admin, a, fast, x, held } = await recoveredWithCache(name, opts);
     try {
-      // Nobody has claimed the objects again: recovery set their tags to
-      // "nobody's", so every pop of the stale cache loses its CAS.
-      for (let i = 0; i < 20; i++) assert.is(fast.alloc(64), -1, `pop ${i} hands out nothing`);
       // A free of an object A held, resumed the same way: recovery freed it
       // and, the slab then empty and unowned, the slab itself, so the fast
       // path finds no slab there and changes nothing, and the core says the
       // object is free already.
-      const x0 = (a.heap as unknown as { x: { heapFree(off: number): number } }).x;
-      assert.is(fast.free(held[0] % 2 ** 40), false, 'the fast path\'s free changes nothing');
-      assert.is(x0.heapFree(held[0] % 2 ** 40), Status.DOUBLE_FREE, 'the core finds it free already');
+      if (path === 'host') assert.is(fast!.free(held[0] % 2 ** 40), false, 'the host fast path\'s free changes nothing');
+      else assert.is(x.heapFreeDirect(held[0] % 2 ** 40), Status.DOUBLE_FREE, 'the direct path finds it free already');
+      assert.is(x.heapFree(held[0] % 2 ** 40), Status.DOUBLE_FREE, 'the core finds it free already');
       assert.is(admin.heap.stats().perClass[0].cached, 0, 'it went into no cache');
-      // The core's pop, where a resumed call goes next, drops every stale
-      // entry; its refill then finds its slab released and takes no other
-      // one: the lease is not live. The call fails; nothing is handed out.
-      const x = (a.heap as unknown as { x: { heapAlloc(n: number): number; heapCachedObjects(): number } }).x;
-      assert.ok(x.heapCachedObjects() >= 20, 'the stale cache is still there');
-      assert.is(x.heapAlloc(64), Status.LEASE_EXPIRED, 'the core path refuses: lease expired');
-      assert.is(x.heapCachedObjects(), 0, 'every stale entry was dropped');
+      // Nobody has claimed the objects again: recovery set their tags to
+      // "nobody's", so every pop of the stale cache loses its CAS.
+      resumedPops(path, fast, x);
       const fill = Array.from({ length: 100 }, () => admin.heap.alloc(64));
       assert.is(admin.heap.stats().perClass[0].objects, 100, 'only the other client\'s objects are handed out');
       assert.throws(() => a.heap.alloc(64), (e: unknown) => (e as { code?: string }).code === 'LEASE_EXPIRED', 'its next call finds the revocation');
@@ -217,23 +286,15 @@ test('a pop paused between the lease check and its CAS, resumed after the client
   });
 });
 
-test('the same paused pop after another client claimed every object of the stale cache: it loses its CAS, the other client\'s objects are intact', async () => {
+for (const { path, opts } of PATHS) test(`${path} path: the same paused pop after another client claimed every object of the stale cache: it loses its CAS, the other client's objects are intact`, async () => {
   await withPoolName('hc-claimed', async (name) => {
-    const { admin, a, fast, freed } = await recoveredWithCache(name);
+    const { admin, a, fast, x, freed } = await recoveredWithCache(name, opts);
     try {
       // Another client claims those objects again (its refills write its
       // own tags), and stamps every one.
-      const fill: number[] = [];
-      const claimed = new Set<number>();
-      while (claimed.size < freed.size && fill.length < 20_000) {
-        const g = admin.heap.alloc(64);
-        admin.write(g, new Uint8Array(64).fill(0xEE));
-        fill.push(g);
-        if (freed.has(g % 2 ** 40)) claimed.add(g);
-      }
-      assert.is(claimed.size, freed.size, 'the other client holds every object A had freed into its cache');
-      for (let i = 0; i < 20; i++) assert.is(fast.alloc(64), -1, `pop ${i} hands out nothing`);
-      for (const g of fill) assert.ok(admin.read(g, 64).every((v) => v === 0xEE), 'the other client\'s objects are intact');
+      const fill = claimStamped(admin, freed);
+      resumedPops(path, fast, x);
+      assertStamped(admin, fill);
       assert.throws(() => a.heap.alloc(64), (e: unknown) => (e as { code?: string }).code === 'LEASE_EXPIRED', 'its next call finds the revocation');
       drain(admin, fill);
     } finally {
@@ -243,36 +304,27 @@ test('the same paused pop after another client claimed every object of the stale
   });
 });
 
-/** The byte offsets in class 0's cache of the fast path (core memory), bottom of the stack first. */
+/** The byte offsets in class 0's cache of the host fast path (core memory), bottom of the stack first. */
 function cachedOffsets(fast: FastPath): number[] {
   const f = fast as unknown as { len: Uint32Array; slotOffset(s: number): number };
   return Array.from({ length: f.len[0] }, (_, j) => f.slotOffset(2 * j));
 }
 
-test('a spill and a flush resumed after the client was recovered and another client claimed its cached objects free none of them (fast path and core)', async () => {
+test('host path: a spill and a flush resumed after the client was recovered and another client claimed its cached objects free none of them (host fast path and core)', async () => {
   await withPoolName('hc-spill', async (name) => {
-    const { admin, a, fast } = await recoveredWithCache(name);
+    const { admin, a, fast, x } = await recoveredWithCache(name, { direct: false });
     try {
-      const stale = new Set(cachedOffsets(fast));
+      const stale = new Set(cachedOffsets(fast!));
       assert.ok(stale.size >= 32, `a stale cache of at least half the capacity: ${stale.size}`);
-      const fill: number[] = [];
-      const claimed = new Set<number>();
-      while (claimed.size < stale.size && fill.length < 20_000) {
-        const g = admin.heap.alloc(64);
-        admin.write(g, new Uint8Array(64).fill(0xEE));
-        fill.push(g);
-        if (stale.has(g % 2 ** 40)) claimed.add(g % 2 ** 40);
-      }
-      assert.is(claimed.size, stale.size, 'the other client holds every object of the stale cache');
+      const fill = claimStamped(admin, stale);
       const objects = admin.heap.stats().perClass[0].objects;
       // The fast path's spill (reached by a free into a full cache), then
       // the core's flush of what is left (close, flush): each object's tag
       // CAS from "cached by me" loses, so no bit is cleared.
       assert.ok((fast as unknown as { spill(k: number): boolean }).spill(0), 'the spill ran');
-      const x = (a.heap as unknown as { x: { heapRelease(): number } }).x;
       assert.is(x.heapRelease(), 0, 'the flush returns nothing');
       assert.is(admin.heap.stats().perClass[0].objects, objects, 'every object the other client holds is still handed out');
-      for (const g of fill) assert.ok(admin.read(g, 64).every((v) => v === 0xEE), 'and intact');
+      assertStamped(admin, fill);
       drain(admin, fill);
     } finally {
       a.close();
@@ -281,12 +333,11 @@ test('a spill and a flush resumed after the client was recovered and another cli
   });
 });
 
-test('a refill resumed after the client was recovered claims nothing from the slab recovery released', async () => {
+for (const { path, opts } of PATHS) test(`${path} path: a refill resumed after the client was recovered claims nothing from the slab recovery released`, async () => {
   await withPoolName('hc-refill', async (name) => {
     const admin = await openPool(`shm:${name}`, { size: '32MiB' });
-    const a = await openPool(`shm:${name}`, { create: false, heartbeatMs: 0 });
+    const a = await openPool(`shm:${name}`, { create: false, heartbeatMs: 0, ...opts });
     try {
-      const fast = fastOf(a)!;
       const held: number[] = [a.heap.alloc(64)];
       while (a.heap.stats().cachedHere > 0) held.push(a.heap.alloc(64));
       const slot = admin.clientSlot(a.clientId);
@@ -294,14 +345,118 @@ test('a refill resumed after the client was recovered claims nothing from the sl
       assert.ok(admin.recoverClient(slot.id) !== null);
       const before = admin.heap.stats().perClass[0];
       assert.is(before.objects + before.cached, 0, 'recovery freed all of A\'s objects');
-      // The cache is empty: the fast path's alloc refills, as a paused one
-      // resumed would, from its old active slab, which it no longer owns.
-      assert.is(fast.alloc(64), -1, 'nothing handed out');
+      // The cache is empty: the alloc refills, as a paused one resumed
+      // would, from its old active slab, which it no longer owns.
+      if (path === 'host') assert.is(fastOf(a)!.alloc(64), -1, 'nothing handed out');
+      else assert.is(coreOf(a).heapAllocDirect(64), Status.LEASE_EXPIRED, 'nothing handed out: lease expired');
       const after = admin.heap.stats().perClass[0];
       assert.is(after.objects + after.cached, 0, 'nothing claimed');
       drain(admin, []);
     } finally {
       a.close();
+      admin.close();
+    }
+  });
+});
+
+// ------------------------------------------- a client frozen at the exact step
+
+const CHILD = fileURLToPath(new URL('./fixtures/recovery-child.js', import.meta.url));
+
+/**
+ * Resumes `child`, stopped at its armed crash point (DMEM_CRASH_ACTION=stop),
+ * until it reports the outcome of its action ('survived' or 'error'); it may
+ * stop there again on the way (the general path behind a fast one passes
+ * the same point), and is resumed each time.
+ */
+async function resumeToOutcome(child: Child): Promise<Msg> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const m = child.messages.find((x) => x.type === 'survived' || x.type === 'error');
+    if (m !== undefined) return m;
+    assert.ok(Date.now() < deadline, `no outcome: ${child.describe()}`);
+    if (processState(child.pid) === 'T') child.proc.kill('SIGCONT');
+    await sleep(5);
+  }
+}
+
+/** Waits until `child` is stopped at its crash point. */
+async function stoppedAt(child: Child, point: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (processState(child.pid) !== 'T') {
+    assert.ok(Date.now() < deadline, `the child did not stop at ${point}: ${child.describe()}`);
+    await sleep(5);
+  }
+}
+
+/** The child's environment for each path (a crash point turns the host fast path off: the core's general path is under test then). */
+const FROZEN_PATHS = [
+  { path: 'direct', env: {} },
+  { path: 'core', env: { DMEM_DIRECT: '0' } },
+] as const;
+
+for (const { path, env } of FROZEN_PATHS) test(`${path} path, a child frozen at heap.pop (its cache read, before the tag CAS), recovered by force, its cached objects claimed by another client: resumed, it hands out nothing`, async () => {
+  await withPoolName('hc-frozen-pop', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    try {
+      // 100 objects taken (a refill claims a bitmap word of 64 at a time:
+      // 28 are left cached), then 30 freed into the cache (58, no spill).
+      const plan: Plan = { prep: [{ h: 64, n: 100 }, { hf: 30 }], action: [{ h: 64 }] };
+      // Every heap alloc passes heap.pop once: the 100 of the prep are let through.
+      const child = new Child(CHILD, [name, JSON.stringify(plan)], { ...env, DMEM_CRASH_POINT: 'heap.pop:100', DMEM_CRASH_ACTION: 'stop' });
+      const prepared = await child.take('prepared');
+      const stale = new Set((prepared.freedObjects as number[]).map((g) => g % 2 ** 40));
+      assert.is(stale.size, 30);
+      assert.is(admin.heap.stats().perClass[0].cached, 58, `the 30 freed objects are in the child's cache: ${JSON.stringify(admin.heap.stats().perClass[0])}`);
+      child.send('go');
+      await stoppedAt(child, 'heap.pop');
+      const id = prepared.clientId as number;
+      assert.ok(admin.revokeClient(id, prepared.gen as number), 'the frozen child is revoked');
+      const r = admin.recoverClient(id);
+      assert.ok(r !== null && r.objects >= 100, `recovered by force: its objects and cache freed: ${JSON.stringify(r)}`);
+      const fill = claimStamped(admin, stale);
+      const outcome = await resumeToOutcome(child);
+      assert.is(outcome.type, 'error', `resumed, its alloc fails: ${child.describe()}`);
+      assert.is(outcome.code, 'LEASE_EXPIRED', 'every pop lost its CAS and the refill refused: lease expired');
+      await child.exitWithin();
+      assertStamped(admin, fill);
+      assert.is(admin.heap.stats().perClass[0].objects, fill.length, 'only the other client\'s objects are handed out');
+      drain(admin, fill);
+    } finally {
+      await killAll();
+      admin.close();
+    }
+  });
+});
+
+for (const { path, env } of FROZEN_PATHS) test(`${path} path, a child frozen at heap.free (its checks done, before the tag CAS), recovered by force: resumed, its free hands nothing to anyone and the pool stays whole`, async () => {
+  await withPoolName('hc-frozen-free', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    try {
+      const plan: Plan = { prep: [{ h: 64, n: 100 }], action: [{ hf: 1 }, { h: 64 }] };
+      const child = new Child(CHILD, [name, JSON.stringify(plan)], { ...env, DMEM_CRASH_POINT: 'heap.free', DMEM_CRASH_ACTION: 'stop' });
+      const prepared = await child.take('prepared');
+      child.send('go');
+      await stoppedAt(child, 'heap.free');
+      const id = prepared.clientId as number;
+      assert.ok(admin.revokeClient(id, prepared.gen as number));
+      const r = admin.recoverClient(id);
+      assert.ok(r !== null && r.objects >= 100, `recovered by force: ${JSON.stringify(r)}`);
+      assert.equal(usage(admin), { chunks: 0, objects: 0, cached: 0, slabs: 0 }, 'recovery left nothing of the child');
+      const outcome = await resumeToOutcome(child);
+      // The free finds its object as it left it (recovery cleared its bit
+      // and released the slab; nobody took it since): whatever the free
+      // does with it then is in the child's own stale cache, which no call
+      // reaches any more: its next call, the alloc, finds the revocation.
+      assert.is(outcome.type, 'error', `resumed: ${child.describe()}`);
+      assert.is(outcome.code, 'LEASE_EXPIRED', 'the next call finds the revocation');
+      await child.exitWithin();
+      assert.equal(usage(admin), { chunks: 0, objects: 0, cached: 0, slabs: 0 }, 'the resumed free handed nothing out and claimed nothing');
+      const fill = Array.from({ length: 2000 }, () => admin.heap.alloc(64));
+      assert.is(new Set(fill).size, 2000, 'no object is handed out twice');
+      drain(admin, fill);
+    } finally {
+      await killAll();
       admin.close();
     }
   });

@@ -106,6 +106,11 @@ const SCENARIOS: Record<string, { plan: Plan; skip: number; ring?: boolean; env?
   // the owner's cached blocks and dies between a steal's two steps: the
   // block is left FREED with its bit set, an orphan for the grace sweep.
   'cache.stolen': { plan: { prep: PREP, action: [{ a: 0, n: 100_000 }] }, skip: 0, owner: 30 },
+  // A child with 50 objects in its heap cache dies taking one out; every
+  // heap alloc passes the point once, so the 100 of the prep are skipped.
+  'heap.pop': { plan: { prep: [...PREP, { h: 64, n: 100 }, { hf: 50 }], action: [{ h: 64 }] }, skip: 100 },
+  // A child dies freeing an object it took (after its checks, before the tag CAS).
+  'heap.free': { plan: { prep: [...PREP, { h: 64, n: 100 }], action: [{ hf: 1 }] }, skip: 0 },
 };
 
 const RECOVER_POINTS = ['recover.claimed', 'recover.partial', 'recover.reclaimed'];
@@ -134,7 +139,9 @@ for (const point of CRASH_POINTS) {
         const child = new Child(CHILD, [name, JSON.stringify(scenario.plan)], { DMEM_CRASH_POINT: `${point}:${scenario.skip}`, ...scenario.env });
         const prepared = await child.take('prepared');
         assert.ok((prepared.chunks as number) > 0, 'the child holds memory before it acts');
-        assert.is(admin.census().chunks.held, chunksOf(mine) + (prepared.chunks as number), 'census counts the parent and the child');
+        // The child's heap objects live in slabs (16 chunks each) that the pool owns.
+        const slabChunks = 16 * admin.heap.stats().perClass.reduce((a, c) => a + c.slabs, 0);
+        assert.is(admin.census().chunks.held, chunksOf(mine) + (prepared.chunks as number) + slabChunks, 'census counts the parent and the child');
         child.send('go');
         const exit = await child.exitWithin();
         assert.is(exit.signal, 'SIGKILL', `the child must die at ${point} (SIGKILL); ${child.describe()}`);

@@ -52,10 +52,11 @@
  * another process truncated the file, raises SIGBUS.
  */
 import { InvalidArgumentError, TransportUnavailableError, WindowedTransport } from 'dmem/transport';
+import type { DirectWindow } from 'dmem/transport';
 import { claimIfFresh, daxSizeFromSysfs } from './devdax.js';
 import {
   O_CLOEXEC, O_CREAT, O_EXCL, O_RDWR, SyscallError,
-  closeFile, describeFd, describeFilesystem, describePath, ensureLibc, mapShared, openFile, pageSize, truncateFile, unlinkFile, unmap, viewOf,
+  addressOf, closeFile, describeFd, describeFilesystem, describePath, ensureLibc, mapAnonymousAt, mapShared, mapSharedAt, openFile, pageSize, truncateFile, unlinkFile, unmap, viewOf,
 } from './mmap.js';
 
 /** Directory and file name prefix of pools given by bare name. */
@@ -133,7 +134,7 @@ export function openShm(nameOrPath: string, opts: ShmOptions = {}): ShmMapping {
   const { fd, created } = openPool(path, nameOrPath, opts);
   const mapped: Array<{ ptr: bigint; bytes: number }> = [];
   try {
-    const { size, device } = poolSize(fd, path, nameOrPath, created, opts, windowBytes);
+    const { size, device, align } = poolSize(fd, path, nameOrPath, created, opts, windowBytes);
     const buffers: ArrayBuffer[] = [];
     for (let offset = 0; offset < size; offset += windowBytes) {
       const bytes = Math.min(windowBytes, size - offset);
@@ -141,7 +142,8 @@ export function openShm(nameOrPath: string, opts: ShmOptions = {}): ShmMapping {
       mapped.push({ ptr, bytes });
       buffers.push(viewOf(ptr, bytes));
     }
-    const transport = new WindowedTransport('cxl-shm', buffers, windowBytes, () => release(fd, mapped, path));
+    const transport = new WindowedTransport('cxl-shm', buffers, windowBytes, () => release(fd, mapped, path),
+      (memory, bytes) => mapIntoMemory(memory, fd, bytes, align));
     const claimed = device && opts.create === true && claimIfFresh(transport);
     return { transport, path, created: created || claimed, claimed };
   } catch (err) {
@@ -220,12 +222,60 @@ function openPool(path: string, name: string, opts: ShmOptions): { fd: number; c
   }
 }
 
+/** Bytes of one Wasm memory page. */
+const WASM_PAGE_BYTES = 65536;
+
+/**
+ * `MappedMemory.mapInto` of this medium (docs/abi.md, "Direct window"):
+ * grows `memory` by enough pages to hold the file's first `bytes` at an
+ * address aligned for the medium, and maps them there a second time with
+ * mmap MAP_SHARED | MAP_FIXED over the pages just grown, which nothing in
+ * the instance uses yet. A Wasm memory on a 64-bit host is one reservation
+ * that grows in place and is never moved, so the mapping stays where it was
+ * put until `release` (or until the memory itself is freed, which unmaps the
+ * whole reservation). The file descriptor may be closed meanwhile: a
+ * mapping keeps its file.
+ * @returns the window, or null when the memory cannot grow that far (Wasm
+ *   memories stop at 4 GiB) or mmap refuses; the grown pages then stay the
+ *   memory's own, unused
+ */
+function mapIntoMemory(memory: WebAssembly.Memory, fd: number, bytes: number, align: number): DirectWindow | null {
+  const step = Math.max(align, WASM_PAGE_BYTES);
+  const length = Math.ceil(bytes / align) * align;
+  const pages = Math.ceil((length + step) / WASM_PAGE_BYTES);
+  let before: number;
+  try {
+    before = memory.grow(pages) * WASM_PAGE_BYTES;
+  } catch {
+    return null;
+  }
+  const start = addressOf(memory.buffer);
+  const misalign = Number((start + BigInt(before)) % BigInt(step));
+  const base = before + (misalign === 0 ? 0 : step - misalign);
+  const addr = start + BigInt(base);
+  try {
+    mapSharedAt(addr, fd, length, 0);
+  } catch {
+    return null;
+  }
+  let released = false;
+  return {
+    base, bytes,
+    release(): void {
+      if (released) return;
+      released = true;
+      mapAnonymousAt(addr, length);
+    },
+  };
+}
+
 /**
  * The pool size in bytes for the open file (a devdax device's from sysfs
  * unless given), after checking the size and windowBytes against the
  * medium's mapping alignment; sets the length of a file this call created.
+ * `align` is that alignment (bytes): pages, huge pages, or devdax's 2 MiB.
  */
-function poolSize(fd: number, path: string, name: string, created: boolean, opts: ShmOptions, windowBytes: number): { size: number; device: boolean } {
+function poolSize(fd: number, path: string, name: string, created: boolean, opts: ShmOptions, windowBytes: number): { size: number; device: boolean; align: number } {
   const facts = describeFd(fd);
   const wanted = opts.size;
   if (facts.kind === 'char') {
@@ -233,7 +283,7 @@ function poolSize(fd: number, path: string, name: string, created: boolean, opts
     checkSize(size, path);
     requireMultiple(path, 'pool size', size, DAX_ALIGN_BYTES, 'devdax');
     requireMultiple(path, 'windowBytes', windowBytes, DAX_ALIGN_BYTES, 'devdax');
-    return { size, device: true };
+    return { size, device: true, align: DAX_ALIGN_BYTES };
   }
   if (facts.kind !== 'file') {
     throw new InvalidArgumentError(`${path} is neither a regular file (/dev/shm, hugetlbfs) nor a devdax character device`);
@@ -249,7 +299,7 @@ function poolSize(fd: number, path: string, name: string, created: boolean, opts
     if (facts.size > MAX_POOL_BYTES) {
       throw new InvalidArgumentError(`pool ${path} is ${facts.size} bytes, more than a memory node can address (${MAX_POOL_BYTES} bytes, 1 TiB)`);
     }
-    return { size: facts.size, device: false };
+    return { size: facts.size, device: false, align };
   }
   if (wanted === undefined) throw new InvalidArgumentError(`cannot create pool ${path} without a size: pass size (bytes)`);
   if (fs.hugetlbfs) requireMultiple(path, 'pool size', wanted, align, medium);
@@ -257,7 +307,7 @@ function poolSize(fd: number, path: string, name: string, created: boolean, opts
     throw new InvalidArgumentError(`pool of ${wanted} bytes does not fit in the filesystem of ${path} (${fs.totalBytes} bytes): choose a smaller size or enlarge the filesystem (\`mount -o remount,size=...\`)`);
   }
   syscall(() => truncateFile(fd, wanted), path, name);
-  return { size: wanted, device: false };
+  return { size: wanted, device: false, align };
 }
 
 /** @throws InvalidArgumentError unless `value` (bytes) is a multiple of `align` (bytes) */

@@ -40,6 +40,9 @@ export const O_CLOEXEC = 0o2000000;
 const PROT_READ = 0x1;
 const PROT_WRITE = 0x2;
 const MAP_SHARED = 0x1;
+const MAP_PRIVATE = 0x2;
+const MAP_FIXED = 0x10;
+const MAP_ANONYMOUS = 0x20;
 /** `(void *)-1` as koffi 3 returns it on a 64-bit target. */
 const MAP_FAILED = (1n << 64n) - 1n;
 /** statfs f_type of hugetlbfs (linux/magic.h). */
@@ -72,6 +75,8 @@ interface Libc {
   close: (fd: number) => number;
   ftruncate: (fd: number, length: number) => number;
   mmap: (addr: null, length: number, prot: number, flags: number, fd: number, offset: number) => bigint | null;
+  /** mmap with a fixed address (MAP_FIXED), bound with the address as an integer. */
+  mmapAt: (addr: bigint, length: number, prot: number, flags: number, fd: number, offset: number) => bigint | null;
   munmap: (addr: bigint, length: number) => number;
   unlink: (path: string) => number;
   strerror: (errnum: number) => string;
@@ -119,6 +124,7 @@ function libc(): Libc {
       close: lib.func('int close(int fd)'),
       ftruncate: lib.func('int ftruncate(int fd, int64_t length)'),
       mmap: lib.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+      mmapAt: lib.func('void *mmap(uintptr_t addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
       munmap: lib.func('int munmap(void *addr, size_t length)'),
       unlink: lib.func('int unlink(const char *path)'),
       strerror: lib.func('const char *strerror(int errnum)'),
@@ -199,6 +205,40 @@ export function mapShared(fd: number, bytes: number, offset: number): bigint {
   const ptr = c.mmap(null, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, offset);
   if (ptr === null || ptr === 0n || ptr === MAP_FAILED) throw failure(c, 'mmap');
   return ptr;
+}
+
+/**
+ * mmap(2) MAP_SHARED | MAP_FIXED of `bytes` bytes of `fd` from file offset
+ * `offset` at exactly `addr`, replacing whatever was mapped there (the
+ * caller owns that range: pages of a Wasm memory, docs/abi.md "Direct
+ * window"). All three must be multiples of the medium's alignment.
+ * @throws SyscallError when mmap fails or places it elsewhere
+ */
+export function mapSharedAt(addr: bigint, fd: number, bytes: number, offset: number): void {
+  const c = libc();
+  const ptr = c.mmapAt(addr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, offset);
+  if (ptr === null || ptr === MAP_FAILED) throw failure(c, 'mmap');
+  if (ptr !== addr) throw new SyscallError('mmap', 0, 'EFAULT', `MAP_FIXED placed the mapping at ${ptr.toString(16)}, not ${addr.toString(16)}`);
+}
+
+/**
+ * Puts private zero pages back over `bytes` bytes at `addr` (mmap MAP_FIXED |
+ * MAP_PRIVATE | MAP_ANONYMOUS), undoing `mapSharedAt`: the range is plain
+ * memory again, as the Wasm memory it belongs to had it.
+ * @throws SyscallError when mmap fails
+ */
+export function mapAnonymousAt(addr: bigint, bytes: number): void {
+  const c = libc();
+  const ptr = c.mmapAt(addr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0);
+  if (ptr === null || ptr === MAP_FAILED || ptr !== addr) throw failure(c, 'mmap');
+}
+
+/**
+ * The address of the first byte of `buffer`'s memory (koffi.address: the
+ * backing store itself, no copy).
+ */
+export function addressOf(buffer: ArrayBuffer): bigint {
+  return libc().koffi.address(buffer) as bigint;
 }
 
 /**
