@@ -238,7 +238,11 @@ export function heapAllocObject(k: u32, requested: u32): f64 {
 // "Direct window"), the common alloc and free of a cached object are one
 // Wasm call each, with one 32-bit atomic CAS on the tag half and plain
 // loads: the same steps as heapAllocObject's pop and freeOwn, on the same
-// words, without the import calls. A 32-bit CAS of the half is the 64-bit
+// words, without the import calls. Its reads are plain loads (one mov each,
+// as an atomic load is on the hosts we run on, without Wasm's alignment
+// check): every decision they feed is checked again by the CAS that acts on
+// the word read, or is the same unchecked read the general path makes with
+// load64. A 32-bit CAS of the half is the 64-bit
 // CAS of its word that keeps the other half (tagCas), restricted to the
 // half: a change of the neighbour half in between cannot make it fail, and
 // it never undoes one. The shadow of the active slab's tag words (tagCas)
@@ -327,7 +331,7 @@ export function heapFreeDirect(offset: f64): i32 {
   if (o >= dataOff && o < directBytes && ((o - dataOff) & 63) == 0) {
     const rel = <u32>(o - dataOff);
     const head = slabHeadOf(o);
-    const e = atomic.load<u64>(directBase + <usize>logOff(head));
+    const e = load<u64>(directBase + <usize>logOff(head));
     countDirect(1, 0);
     if (isSlabEntry(e)) {
       const k = slabClassOf(logSections(e));
@@ -335,10 +339,10 @@ export function heapFreeDirect(offset: f64): i32 {
       if (idx >= 0) {
         const base = directBase + <usize>chunkOffset(head);
         const tagAt = base + (bitmapWords(k) << 3) + (<usize>idx << 2);
-        const t = atomic.load<u32>(tagAt);
+        const t = load<u32>(tagAt);
         const cached = tagOf(clientId, clientGen, 0);
         countDirect(2, 0);
-        if (tagHandedOut(t) && tagTaker(t) == tagTaker(cached) && (atomic.load<u32>(base + (<usize>(idx >> 5) << 2)) & (<u32>1 << (<u32>idx & 31))) != 0) {
+        if (tagHandedOut(t) && tagTaker(t) == tagTaker(cached) && (load<u32>(base + (<usize>(idx >> 5) << 2)) & (<u32>1 << (<u32>idx & 31))) != 0) {
           // Paused here and recovered meanwhile, the CAS below finds the tag
           // changed once another client claimed the object (its refill
           // writes its own tag) and goes to heapFreeAt, which refuses.
