@@ -23,7 +23,7 @@
 import { chunkOffset, clientGen, clientId, freeChunk } from './alloc';
 import { slotIsLive } from './client';
 import { CP_HEAP_FREE, CP_HEAP_POP, crashPoint } from './crash';
-import { cas64, countDirect, directBase, directBytes, load64, readInto, store64, writeFrom } from './imports';
+import { cas64, countDirect, directBase, directBytes, directLimit, load64, readInto, store64, writeFrom } from './imports';
 import { CHUNK_SHIFT, E_DOUBLE_FREE, E_EXHAUSTED, E_INVALID_ADDRESS, E_LEASE_EXPIRED, E_NOT_ATTACHED, SECTION_CHUNKS, dataOff, logOff, nSections, sectionHdr } from './layout';
 import { logSections } from './ownerlog';
 import { MODE_CHUNK, sectionMode } from './section';
@@ -321,14 +321,16 @@ export function heapAllocDirect(bytes: u32): f64 {
  * mapped into this instance: an object of a slab, handed out by this
  * client, its bit set: its tag half CASed from the tag read back to
  * "cached by me", then pushed, a full cache spilled first (freeOwn's steps).
- * Everything else is heapFreeAt's. Returns OK or a negative status
+ * Everything else is heapFreeAt's. `offset` may be any f64 (not an
+ * integer below 2^53: E_INVALID_ADDRESS). Returns OK or a negative status
  * (E_NOT_ATTACHED, E_INVALID_ADDRESS, and heapFreeAt's).
  */
 export function heapFreeDirect(offset: f64): i32 {
   if (clientId == 0) return E_NOT_ATTACHED;
-  if (!(offset >= 0) || offset != Math.floor(offset)) return E_INVALID_ADDRESS;
-  const o = <u64>offset;
-  if (o >= dataOff && o < directBytes && ((o - dataOff) & 63) == 0) {
+  // Any f64 may come: the host passes gaddr - base unchecked and checks
+  // only when this refuses. Inside the window it is below 2^32.
+  const o = offset >= <f64>dataOff && offset < directLimit ? <u64>offset : 0;
+  if (o != 0 && <f64>o == offset && ((o - dataOff) & 63) == 0) {
     const rel = <u32>(o - dataOff);
     const head = slabHeadOf(o);
     const e = load<u64>(directBase + <usize>logOff(head));
@@ -362,7 +364,8 @@ export function heapFreeDirect(offset: f64): i32 {
       }
     }
   }
-  return heapFreeAt(o);
+  if (!(offset >= 0 && offset < 9007199254740992) || offset != Math.floor(offset)) return E_INVALID_ADDRESS;
+  return heapFreeAt(<u64>offset);
 }
 
 /**

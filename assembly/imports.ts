@@ -44,6 +44,8 @@ declare function host_now(): f64;
 /** Where pool byte 0 lies in this instance's memory, and how many pool bytes from 0 lie there (0: none, every access is an import). */
 export let directBase: usize = 0;
 export let directBytes: u64 = 0;
+/** directBytes as an f64, for callers that compare an f64 offset. */
+export let directLimit: f64 = 0;
 
 /**
  * The host mapped pool bytes [0, bytes) at byte `base` of this instance's
@@ -53,6 +55,7 @@ export let directBytes: u64 = 0;
 export function setDirectWindow(base: usize, bytes: u64): void {
   directBase = base;
   directBytes = bytes;
+  directLimit = <f64>bytes;
 }
 
 /** Transport operations issued since the last `resetOps()`. */

@@ -135,12 +135,26 @@ export class Heap {
    */
   free(gaddr: number): void {
     this.guard();
+    if (this.direct && typeof gaddr === 'number') {
+      // The core takes gaddr - base unchecked (assembly/heap.ts,
+      // heapFreeDirect): anything that is no object of this pool, another
+      // node's gaddr included, lands outside it and is refused with nothing
+      // changed. Only then are the checks made, for the error that fits.
+      const r = this.x.heapFreeDirect(gaddr - this.base);
+      if (r < 0) this.refused(r, gaddr);
+      return;
+    }
     const off = this.offset(gaddr);
-    let r: number;
-    if (this.direct) r = this.x.heapFreeDirect(off);
-    else if (this.fast !== null && this.fast.free(off)) return;
-    else r = this.x.heapFree(off);
-    if (r < 0) check(r, `heap.free(${gaddr})`);
+    if (this.fast !== null && this.fast.free(off)) return;
+    const r = this.x.heapFree(off);
+    if (r < 0) this.refused(r, gaddr);
+  }
+
+  /** Throws the error of core status `r` (negative) of heap.free(gaddr), or offset()'s when gaddr is no gaddr of this pool. */
+  private refused(r: number, gaddr: number): never {
+    this.offset(gaddr);
+    check(r, `heap.free(${gaddr})`);
+    throw new DmemError('CORE_STATUS', `heap.free(${gaddr}): core status ${r}`);
   }
 
   /**
