@@ -1,6 +1,9 @@
 /**
  * The host's fast path of the object heap (issue 10): where the pool is
- * mapped into this process (one window or several: a slab whose metadata
+ * mapped into this process but not into the core's memory (a memory: pool,
+ * or a direct window turned off: where the core has a direct window its
+ * own path, assembly/heap.ts heapAllocDirect, is faster and src/heap.ts
+ * takes it instead), in one window or several (a slab whose metadata
  * straddles two windows is left to the core), the common heap alloc and free
  * (assembly/heap.ts, `heapAllocObject` and `heapFreeAt`) run in JS itself,
  * with one `Atomics.compareExchange` on a 32-bit tag or bitmap half and no
