@@ -54,14 +54,27 @@ function take(): Held {
   const r = next();
   const pick = r % 100;
   let b: Held;
+  let what: string;
   if (pick < 25) {
-    b = { g: pool.heap.alloc(64 + ((r >>> 8) % 1000)), chunks: 1, serial: ++serial, heap: true };
+    const bytes = 64 + ((r >>> 8) % 1000);
+    b = { g: pool.heap.alloc(bytes), chunks: 1, serial: ++serial, heap: true };
+    what = `heap object of ${bytes} B`;
   } else {
     const cls = pick < 90 ? pick % 5 : pick < 99 ? 5 + (pick % 3) : 9;
     b = { g: pool.allocClass(cls), chunks: 2 ** cls, serial: ++serial, heap: false };
+    what = `class-${cls} block`;
   }
   allocs++;
-  for (let k = 0; k < b.chunks; k++) stampAt(b.g + k * CHUNK, b, k);
+  for (let k = 0; k < b.chunks; k++) {
+    try {
+      stampAt(b.g + k * CHUNK, b, k);
+    } catch (e) {
+      // Say what was just allocated, for the report (a refused stamp of a
+      // block or object handed out a moment ago is an allocator bug).
+      if (e instanceof Error && !(e instanceof LeaseExpiredError)) e.message += ` (stamp ${k} of a ${what} at ${b.g}, just allocated)`;
+      throw e;
+    }
+  }
   return b;
 }
 
