@@ -209,6 +209,11 @@ export function resetHeap(): void {
 export function heapAllocObject(k: u32, requested: u32): f64 {
   // The core path's pop, paused (see heapAllocDirect).
   crashPoint(CP_HEAP_POP);
+  return popObject(k, requested);
+}
+
+/** heapAllocObject past its crash point (heapAllocDirect goes on here after its own). */
+function popObject(k: u32, requested: u32): f64 {
   while (true) {
     let len = load<u32>(cacheLen + (k << 2));
     if (len == 0) {
@@ -313,7 +318,7 @@ export function heapAllocDirect(bytes: u32): f64 {
     }
     // Lost: no longer this client's (see heapAllocObject); the entry is dropped.
   }
-  return heapAllocObject(k, bytes);
+  return popObject(k, bytes);
 }
 
 /**
@@ -327,45 +332,48 @@ export function heapAllocDirect(bytes: u32): f64 {
  */
 export function heapFreeDirect(offset: f64): i32 {
   if (clientId == 0) return E_NOT_ATTACHED;
-  // Any f64 may come: the host passes gaddr - base unchecked and checks
-  // only when this refuses. Inside the window it is below 2^32.
-  const o = offset >= <f64>dataOff && offset < directLimit ? <u64>offset : 0;
-  if (o != 0 && <f64>o == offset && ((o - dataOff) & 63) == 0) {
-    const rel = <u32>(o - dataOff);
-    const head = slabHeadOf(o);
-    const e = load<u64>(directBase + <usize>logOff(head));
-    countDirect(1, 0);
-    if (isSlabEntry(e)) {
-      const k = slabClassOf(logSections(e));
-      const idx = <i32>load<i16>(granuleIndex + (((k << 10) | ((rel & 0xFFFF) >> 6)) << 1));
-      if (idx >= 0) {
-        const base = directBase + <usize>chunkOffset(head);
-        const tagAt = base + (bitmapWords(k) << 3) + (<usize>idx << 2);
-        const t = load<u32>(tagAt);
-        const cached = tagOf(clientId, clientGen, 0);
-        countDirect(2, 0);
-        if (tagHandedOut(t) && tagTaker(t) == tagTaker(cached) && (load<u32>(base + (<usize>(idx >> 5) << 2)) & (<u32>1 << (<u32>idx & 31))) != 0) {
-          // Paused here and recovered meanwhile, the CAS below finds the tag
-          // changed once another client claimed the object (its refill
-          // writes its own tag) and goes to heapFreeAt, which refuses.
-          crashPoint(CP_HEAP_FREE);
-          // A full cache gives its older half back first (complete in
-          // itself, as in freeOwn).
-          let len = load<u32>(cacheLen + (k << 2));
-          if (len == CACHE_CAP) len = spill(k);
-          countDirect(1, 1);
-          if (atomic.cmpxchg<u32>(tagAt, t, cached) == t) {
-            store<u64>(cache + ((k * CACHE_CAP + len) << 3), o);
-            store<u32>(cacheLen + (k << 2), len + 1);
-            directFrees++;
-            return 0;
-          }
-        }
-      }
-    }
-  }
+  if (freeToCacheDirect(offset)) return 0;
   if (!(offset >= 0 && offset < 9007199254740992) || offset != Math.floor(offset)) return E_INVALID_ADDRESS;
   return heapFreeAt(<u64>offset);
+}
+
+/**
+ * heapFreeDirect's common case: true when `offset` (any f64: the host
+ * passes gaddr - base unchecked; inside the window it is below 2^32) was
+ * an object of a slab in the window, handed out by this client, its bit
+ * set, and is now back in this client's cache. False, with nothing changed
+ * but a full cache spilled (complete in itself, as in freeOwn), otherwise.
+ */
+function freeToCacheDirect(offset: f64): bool {
+  if (!(offset >= <f64>dataOff && offset < directLimit)) return false;
+  const o = <u64>offset;
+  if (<f64>o != offset || ((o - dataOff) & 63) != 0) return false;
+  const head = slabHeadOf(o);
+  const e = load<u64>(directBase + <usize>logOff(head));
+  countDirect(1, 0);
+  if (!isSlabEntry(e)) return false;
+  const k = slabClassOf(logSections(e));
+  const idx = <i32>load<i16>(granuleIndex + (((k << 10) | ((<u32>(o - dataOff) & 0xFFFF) >> 6)) << 1));
+  if (idx < 0) return false;
+  const base = directBase + <usize>chunkOffset(head);
+  const tagAt = base + (bitmapWords(k) << 3) + (<usize>idx << 2);
+  const t = load<u32>(tagAt);
+  const cached = tagOf(clientId, clientGen, 0);
+  countDirect(2, 0);
+  if (!tagHandedOut(t) || tagTaker(t) != tagTaker(cached)) return false;
+  if ((load<u32>(base + (<usize>(idx >> 5) << 2)) & (<u32>1 << (<u32>idx & 31))) == 0) return false;
+  // Paused here and recovered meanwhile, the CAS below finds the tag
+  // changed once another client claimed the object (its refill writes its
+  // own tag) and goes to heapFreeAt, which refuses.
+  crashPoint(CP_HEAP_FREE);
+  let len = load<u32>(cacheLen + (k << 2));
+  if (len == CACHE_CAP) len = spill(k);
+  countDirect(1, 1);
+  if (atomic.cmpxchg<u32>(tagAt, t, cached) != t) return false;
+  store<u64>(cache + ((k * CACHE_CAP + len) << 3), o);
+  store<u32>(cacheLen + (k << 2), len + 1);
+  directFrees++;
+  return true;
 }
 
 /**

@@ -56,9 +56,6 @@ export class Heap {
   private readonly base: number;
   /** True when the core's direct-window path serves the common alloc and free (assembly/heap.ts, heapAllocDirect). */
   private readonly direct: boolean;
-  /** The pool's entry check and gaddr decoding (PoolInternals), held here so the hot path loads them from this object. */
-  private readonly guard: () => void;
-  private readonly offset: (gaddr: number) => number;
 
   /** @internal built by Pool */
   constructor(p: PoolInternals) {
@@ -76,8 +73,6 @@ export class Heap {
     this.fast = this.direct || p.fastMapping === null || p.fastMapping.words.length === 0 ? null
       : new HeapFastPath(p.core, p.fastMapping, this.x.geometry(Geometry.ownerLogOffset), this.x.geometry(Geometry.dataOffset), this.dataBytes);
     this.fastMax = this.direct ? sizes[sizes.length - 1] : this.fast?.maxObject ?? 0;
-    this.guard = p.guard;
-    this.offset = p.offset;
   }
 
   /**
@@ -102,7 +97,7 @@ export class Heap {
    *   LeaseExpiredError, PoolClosedError
    */
   alloc(bytes: number): number {
-    this.guard();
+    this.p.guard();
     if (typeof bytes === 'number' && (bytes >>> 0) === bytes && bytes !== 0 && bytes <= this.fastMax) {
       const r = this.direct ? this.x.heapAllocDirect(bytes) : this.fast!.alloc(bytes);
       if (r >= 0) return this.base + r;
@@ -134,7 +129,7 @@ export class Heap {
    *   DoubleFreeError, LeaseExpiredError, PoolClosedError
    */
   free(gaddr: number): void {
-    this.guard();
+    this.p.guard();
     if (this.direct && typeof gaddr === 'number') {
       // The core takes gaddr - base unchecked (assembly/heap.ts,
       // heapFreeDirect): anything that is no object of this pool, another
@@ -144,7 +139,7 @@ export class Heap {
       if (r < 0) this.refused(r, gaddr);
       return;
     }
-    const off = this.offset(gaddr);
+    const off = this.p.offset(gaddr);
     if (this.fast !== null && this.fast.free(off)) return;
     const r = this.x.heapFree(off);
     if (r < 0) this.refused(r, gaddr);
@@ -152,7 +147,7 @@ export class Heap {
 
   /** Throws the error of core status `r` (negative) of heap.free(gaddr), or offset()'s when gaddr is no gaddr of this pool. */
   private refused(r: number, gaddr: number): never {
-    this.offset(gaddr);
+    this.p.offset(gaddr);
     check(r, `heap.free(${gaddr})`);
     throw new DmemError('CORE_STATUS', `heap.free(${gaddr}): core status ${r}`);
   }

@@ -125,22 +125,6 @@ export class HeapFastPath {
   private readonly classOfGranules: Uint8Array;
   /** Largest object size with a slab class (bytes). */
   readonly maxObject: number;
-  /**
-   * True when the pool is one window and its data ends below 2^31 bytes:
-   * every offset, slab and half index is then an int32, and the hot
-   * alloc and free run in integer arithmetic with table lookups
-   * (`allocLean`, `freeLean`); other pools take the general path.
-   */
-  private readonly lean: boolean;
-  /**
-   * Object index by class and 64-byte granule of a slab: entry
-   * (k << 10) | (byte offset in the slab >> 6) is the index of the class-k
-   * object starting there, -1 where none starts (every class's object size
-   * and metadata bytes are multiples of 64: checked when built).
-   */
-  private readonly idxOf: Int16Array;
-  /** Per class: halves from a slab's first half to its tag array (two per bitmap word). */
-  private readonly tagBase: Int32Array;
   private readonly slotsAt: number;
   private readonly lenAt: number;
   private readonly activeAt: number;
@@ -195,14 +179,6 @@ export class HeapFastPath {
       this.refillMin[c] = x.heapCacheLayout(32 + c);
     }
     this.maxObject = this.size[k - 1];
-    this.tagBase = this.words.map((w) => 2 * w);
-    this.idxOf = new Int16Array(k << 10).fill(-1);
-    let granular = true;
-    for (let c = 0; c < k; c++) {
-      if (this.size[c] % 64 !== 0 || this.meta[c] % 64 !== 0) granular = false;
-      for (let i = 0; i < this.count[c]; i++) this.idxOf[(c << 10) | ((this.meta[c] + i * this.size[c]) >> 6)] = i;
-    }
-    this.lean = granular && this.single && dataOffset + dataBytes <= 2 ** 31;
     this.classOfGranules = new Uint8Array(this.maxObject / 64 + 1);
     for (let g = 1, c = 0; g < this.classOfGranules.length; g++) {
       while (this.size[c] < g * 64) c++;
@@ -286,30 +262,7 @@ export class HeapFastPath {
   alloc(bytes: number): number {
     if (this.len.length === 0) this.remap();
     const k = this.classOfGranules[(bytes + 63) >> 6];
-    const n = this.len[k];
-    if (n !== 0 && this.lean) return this.allocLean(bytes, k, n);
-    return this.allocGeneral(bytes, k, n);
-  }
-
-  /**
-   * `alloc` on a lean pool (see `lean`) with `n` > 0 objects cached in
-   * class `k`: the top slot's offset is below 2^31 (its upper half is 0),
-   * its slab is offset >>> 16 in the data area and its index a table
-   * lookup. The same steps as `allocGeneral`.
-   */
-  private allocLean(bytes: number, k: number, n: number): number {
-    const off = this.slots[2 * (k * this.cap + n - 1)];
-    const rel = off - this.dataOffset;
-    const at = this.dataHalf0 + ((rel >>> 16) << 14) + this.tagBase[k] + this.idxOf[(k << 10) | ((rel & 0xffff) >> 6)];
-    const want = this.cachedTag;
-    if (Atomics.compareExchange(this.win0, at, want, want | (bytes << 16)) !== want) return -1;
-    this.len[k] = n - 1;
-    this.allocs++;
-    return off;
-  }
-
-  /** `alloc` on any pool, refilling an empty cache first. */
-  private allocGeneral(bytes: number, k: number, n: number): number {
+    let n = this.len[k];
     if (n === 0 && (n = this.refill(k)) === 0) return -1;
     const off = this.slotOffset(2 * (k * this.cap + n - 1));
     const rel = off - this.dataOffset;
@@ -431,61 +384,8 @@ export class HeapFastPath {
     return true;
   }
 
-  /**
-   * Frees the object at byte offset `off` when it is a live slab object the
-   * protocol above covers. Returns false when the core must free it: it
-   * also reports every error. Nothing of this object was changed then (a
-   * full cache may have been spilled first, which is complete in itself).
-   */
-  free(off: number): boolean {
-    return this.lean ? this.freeLean(off) : this.freeGeneral(off);
-  }
-
-  /**
-   * `free` on a lean pool (see `lean`): the same checks and steps as
-   * `freeGeneral`, in int32 arithmetic on the one window, the object's
-   * index a table lookup that also refuses an address that is not an
-   * object's start.
-   */
-  private freeLean(off: number): boolean {
-    const rel = off - this.dataOffset;
-    if (!(rel >= 0 && rel < this.dataBytes)) return false;
-    const r = rel | 0;
-    const slab = r >>> 16;
-    const halves = this.win0;
-    const log = this.logHalf0 + 32 * slab;
-    const st = halves[log + 1];
-    if (st >= 0 || halves[log] !== this.slabLow || (r & 63) !== 0) return false;
-    const k = (st >>> 27) & 15;
-    if (k >= this.classes) return false;
-    const idx = this.idxOf[(k << 10) | ((r & 0xffff) >> 6)];
-    if (idx < 0) return false;
-    const slabHalf = this.dataHalf0 + (slab << 14);
-    const tagAt = slabHalf + this.tagBase[k] + idx;
-    const t = halves[tagAt];
-    const requested = t >>> 16;
-    if (requested === 0 || requested === RETIRED) return false;
-    const bitAt = slabHalf + (idx >> 5);
-    const bit = 1 << idx;
-    if ((t & 0xffff) !== this.taker) {
-      if (!this.clearBit(halves, slabHalf, bitAt, bit, idx, k, st, slab * 16)) return false;
-      this.frees++;
-      return true;
-    }
-    if (this.len.length === 0) this.remap();
-    const n = this.len[k];
-    if ((halves[bitAt] & bit) === 0 || n >= this.cap) return this.freeOwnSlow(off, halves, tagAt, bitAt, bit, t, k);
-    if (Atomics.compareExchange(halves, tagAt, t, this.cachedTag) !== t) return false;
-    const s = 2 * (k * this.cap + n);
-    this.slots[s] = r + this.dataOffset;
-    this.slots[s + 1] = 0;
-    this.len[k] = n + 1;
-    this.frees++;
-    return true;
-  }
-
-  /** The own free of `free` with its bit check and a full cache's spill first (the general path's tail). */
-  private freeOwnSlow(off: number, halves: Int32Array, tagAt: number, bitAt: number, bit: number, t: number, k: number): boolean {
+  /** `free` of an object this client took: its bit checked, a full cache spilled first, its tag CASed back to "cached by me", pushed. */
+  private freeOwn(off: number, halves: Int32Array, tagAt: number, bitAt: number, bit: number, t: number, k: number): boolean {
     if ((halves[bitAt] & bit) === 0) return false;
     if (this.len[k] >= this.cap && !this.spill(k)) return false;
     const n = this.len[k];
@@ -496,8 +396,13 @@ export class HeapFastPath {
     return true;
   }
 
-  /** `free` on any pool. */
-  private freeGeneral(off: number): boolean {
+  /**
+   * Frees the object at byte offset `off` when it is a live slab object the
+   * protocol above covers. Returns false when the core must free it: it
+   * also reports every error. Nothing of this object was changed then (a
+   * full cache may have been spilled first, which is complete in itself).
+   */
+  free(off: number): boolean {
     const rel = off - this.dataOffset;
     if (!(rel >= 0 && rel < this.dataBytes)) return false;
     const slab = Math.floor(rel * (1 / SLAB_BYTES));
@@ -525,7 +430,7 @@ export class HeapFastPath {
     if ((t & 0xffff) === this.taker) {
       // This client took it: back into its cache, from whichever slab.
       if (this.len.length === 0) this.remap();
-      return this.freeOwnSlow(off, halves, tagAt, bitAt, bit, t, k);
+      return this.freeOwn(off, halves, tagAt, bitAt, bit, t, k);
     }
     if (!this.clearBit(halves, slabHalf, bitAt, bit, idx, k, st, slab * 16)) return false;
     this.frees++;
