@@ -429,19 +429,25 @@ for (const { path, env } of FROZEN_PATHS) test(`${path} path, a child frozen at 
   });
 });
 
-for (const { path, env } of FROZEN_PATHS) test(`${path} path, a child frozen at heap.free (its checks done, before the tag CAS), recovered by force: resumed, its free hands nothing to anyone and the pool stays whole`, async () => {
+for (const { path, env } of FROZEN_PATHS) test(`${path} path, a child frozen at heap.free (its checks done, before its spill of a full cache and its tag CAS), recovered by force: resumed, its free hands nothing to anyone and the pool stays whole`, async () => {
   await withPoolName('hc-frozen-free', async (name) => {
     const admin = await openPool(`shm:${name}`, { size: '32MiB' });
     try {
-      const plan: Plan = { prep: [{ h: 64, n: 100 }], action: [{ hf: 1 }, { h: 64 }] };
-      const child = new Child(CHILD, [name, JSON.stringify(plan)], { ...env, DMEM_CRASH_POINT: 'heap.free', DMEM_CRASH_ACTION: 'stop' });
+      // 100 taken (28 left cached after the refills), 36 freed into the
+      // cache: it is full (64), so the free under test spills half of it
+      // after its checks; resumed after the recovery, each spilled object's
+      // tag CAS from "cached by me" finds recovery's 0 and clears nothing.
+      // Each free passes heap.free once: the 36 of the prep are let through.
+      const plan: Plan = { prep: [{ h: 64, n: 100 }, { hf: 36 }], action: [{ hf: 1 }, { h: 64 }] };
+      const child = new Child(CHILD, [name, JSON.stringify(plan)], { ...env, DMEM_CRASH_POINT: 'heap.free:36', DMEM_CRASH_ACTION: 'stop' });
       const prepared = await child.take('prepared');
+      assert.is(admin.heap.stats().perClass[0].cached, 64, 'the child\'s cache is full');
       child.send('go');
       await stoppedAt(child, 'heap.free');
       const id = prepared.clientId as number;
       assert.ok(admin.revokeClient(id, prepared.gen as number));
       const r = admin.recoverClient(id);
-      assert.ok(r !== null && r.objects >= 100, `recovered by force: ${JSON.stringify(r)}`);
+      assert.ok(r !== null && r.objects >= 64 + 64, `recovered by force: ${JSON.stringify(r)}`);
       assert.equal(usage(admin), { chunks: 0, objects: 0, cached: 0, slabs: 0 }, 'recovery left nothing of the child');
       const outcome = await resumeToOutcome(child);
       // The free finds its object as it left it (recovery cleared its bit
@@ -454,6 +460,49 @@ for (const { path, env } of FROZEN_PATHS) test(`${path} path, a child frozen at 
       assert.equal(usage(admin), { chunks: 0, objects: 0, cached: 0, slabs: 0 }, 'the resumed free handed nothing out and claimed nothing');
       const fill = Array.from({ length: 2000 }, () => admin.heap.alloc(64));
       assert.is(new Set(fill).size, 2000, 'no object is handed out twice');
+      drain(admin, fill);
+    } finally {
+      await killAll();
+      admin.close();
+    }
+  });
+});
+
+// Direct path only: its free spills a full cache after its checks and
+// before its tag CAS; the core's freeOwn CASes the tag first and is refused
+// before any spill (the test above covers that path).
+test(`direct path, a child frozen at heap.free with a full cache, recovered by force, another client holding every object of its old slab: resumed, its spill clears none of their bits and its free is refused`, async () => {
+  await withPoolName('hc-frozen-spill', async (name) => {
+    const admin = await openPool(`shm:${name}`, { size: '32MiB' });
+    try {
+      // As above: a full cache (64), and the free under test spills half of it.
+      const plan: Plan = { prep: [{ h: 64, n: 100 }, { hf: 36 }], action: [{ hf: 1 }, { h: 64 }] };
+      const child = new Child(CHILD, [name, JSON.stringify(plan)], { DMEM_CRASH_POINT: 'heap.free:36', DMEM_CRASH_ACTION: 'stop' });
+      const prepared = await child.take('prepared');
+      const underFree = (prepared.objects as number[])[0];
+      child.send('go');
+      await stoppedAt(child, 'heap.free');
+      const id = prepared.clientId as number;
+      assert.ok(admin.revokeClient(id, prepared.gen as number));
+      assert.ok(admin.recoverClient(id) !== null);
+      // The other client takes the whole old slab again (its 128 first
+      // objects: the child's 100 and the 28 its refills had cached), stamps
+      // them, and keeps the object under the child's free in its own cache.
+      const fill = claimStamped(admin, new Set((prepared.freedObjects as number[]).map((g) => g % 2 ** 40)));
+      while (fill.length < 300) {
+        const g = admin.heap.alloc(64);
+        admin.write(g, new Uint8Array(64).fill(0xEE));
+        fill.push(g);
+      }
+      const mine = fill.findIndex((g) => g % 2 ** 40 === underFree % 2 ** 40);
+      assert.ok(mine >= 0, 'the other client holds the object under the child\'s free');
+      admin.heap.free(fill[mine]);
+      fill.splice(mine, 1);
+      const outcome = await resumeToOutcome(child);
+      assert.is(outcome.code, 'DOUBLE_FREE', `the free finds the object in another client's cache and is refused: ${child.describe()}`);
+      await child.exitWithin();
+      assert.is(admin.heap.stats().perClass[0].objects, fill.length, 'the spill cleared no bit of the other client\'s objects');
+      assertStamped(admin, fill);
       drain(admin, fill);
     } finally {
       await killAll();
