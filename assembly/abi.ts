@@ -154,8 +154,8 @@ export const RECLAIM_FIELDS: i32 = 9;
 
 // ------------------------------------------------------- orphan records
 
-/** u64 words per record: kind, index, header word. */
-export const ORPHAN_RECORD_WORDS: i32 = 3;
+/** u64 words per record: kind, index, header word, orphan chunk bits (kind 1). */
+export const ORPHAN_RECORD_WORDS: i32 = 4;
 export const ORPHAN_MAX_RECORDS: i32 = <i32>MAX_ORPHANS;
 export const ORPHAN_KIND_CHUNKS: i32 = <i32>ORPHAN_CHUNKS;
 export const ORPHAN_KIND_SPAN: i32 = <i32>ORPHAN_SPAN;

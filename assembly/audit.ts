@@ -45,10 +45,10 @@ import {
 export const ORPHAN_CHUNKS: u32 = 1;
 export const ORPHAN_SPAN: u32 = 2;
 export const ORPHAN_SECTION: u32 = 3;
-/** Orphan records kept per scan: (kind, index, word), 24 bytes each. */
+/** Orphan records kept per scan: (kind, index, word, bits), 32 bytes each. */
 export const MAX_ORPHANS: u32 = 2048;
 
-const records = memory.data(24 * 2048);
+const records = memory.data(32 * 2048);
 const counts = memory.data(8 * 10);
 const liveGen = memory.data(4 * 4096);
 const spans = memory.data(8 * 16);
@@ -77,12 +77,13 @@ function loadLiveGens(): void {
   return load<u32>(liveGen + (id << 2)) == logGen(e);
 }
 
-function record(kind: u32, index: u32, w: u64): void {
+function record(kind: u32, index: u32, w: u64, bits: u32 = 0): void {
   if (nRecords >= MAX_ORPHANS) return;
-  const p = records + nRecords * 24;
+  const p = records + nRecords * 32;
   store<u64>(p, <u64>kind);
   store<u64>(p + 8, <u64>index);
   store<u64>(p + 16, w);
+  store<u64>(p + 24, <u64>bits);
   nRecords++;
 }
 
@@ -198,7 +199,7 @@ function spanUnit(kind: u32, fsck: bool): void {
   if (fsck) checkHint(sw, span, bm == 0 ? ST_EMPTY : bm == FULL_BITMAP ? ST_FULL : ST_NORMAL);
   if (bm == 0) return;
   const orphan = orphanBits(w, logBase);
-  if (orphan != 0) record(ORPHAN_CHUNKS, span, w);
+  if (orphan != 0) record(ORPHAN_CHUNKS, span, w, orphan);
   if (!fsck) return;
   add(1, <f64>popcnt(orphan));
   if (repairing && orphan != 0 && freeOrphanBits(span, w, orphan)) add(9, 1);
@@ -275,21 +276,29 @@ export function scanOrphans(): u32 {
   return nRecords;
 }
 
-/** Pointer to the orphan records: u64 kind, u64 index (span or section), u64 header word. */
+/** Pointer to the orphan records: u64 kind, u64 index (span or section), u64 header word, u64 orphan chunk bits (kind 1; else 0). */
 export function orphanRecords(): usize {
   return records;
 }
 
 /**
  * Frees one orphan if its header still holds exactly `w` and it is still
- * not owned (re-checked against the owner log now). Returns true when freed.
+ * not owned (re-checked against the owner log now). Of a span's chunk bits
+ * (kind 1), only `bits & (the span's orphan bits now)` are freed: the bits
+ * the record found orphan, never one that is orphan only now. One header
+ * word covers up to 32 blocks, and a block whose head was owned a lease ago
+ * may be a free in flight now (its FREED entry written, its bit clear not
+ * yet, by a live client paused in between: that write leaves the header
+ * as it was); freed here, its chunks could be handed out again before that
+ * client's bit clear runs, which would then clear the new holder's bits
+ * (test/fencing.test.ts, "finding 10"). Returns true when freed.
  */
-export function reclaimOrphan(kind: u32, index: u32, w: u64): bool {
+export function reclaimOrphan(kind: u32, index: u32, w: u64, bits: u32): bool {
   loadLiveGens();
   if (kind == ORPHAN_CHUNKS) {
     if (index >= nSections * SECTION_SPANS || load64(spanHdr(index)) != w || isSealed(w)) return false;
     readInto(logOff(index << 5), logs, 32 << 3);
-    const orphan = orphanBits(w, logs);
+    const orphan = orphanBits(w, logs) & bits;
     return orphan != 0 && freeOrphanBits(index, w, orphan);
   }
   if (kind == ORPHAN_SPAN) {

@@ -42,7 +42,8 @@ export const CP_CACHE_POP: u32 = 24;
 export const CP_CACHE_STOLEN: u32 = 25;
 export const CP_HEAP_POP: u32 = 26;
 export const CP_HEAP_FREE: u32 = 27;
-export const CP_COUNT: u32 = 27;
+export const CP_WALK_SECTION: u32 = 28;
+export const CP_COUNT: u32 = 28;
 
 let armed: u32 = 0;
 let skip: u32 = 0;

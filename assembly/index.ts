@@ -175,14 +175,17 @@ export function scanOrphans(): u32 {
   return scanOrphansImpl();
 }
 
-/** Pointer to the orphan records: u64 kind, u64 index, u64 header word, 24 bytes each. */
+/** Pointer to the orphan records: u64 kind, u64 index, u64 header word, u64 orphan chunk bits, 32 bytes each. */
 export function orphanRecords(): usize {
   return orphanRecordsImpl();
 }
 
-/** Frees one orphan if its header is still `word` and it is still not owned. Returns 1 when freed. */
-export function reclaimOrphan(kind: u32, index: u32, word: u64): i32 {
-  return reclaimOrphanImpl(kind, index, word) ? 1 : 0;
+/**
+ * Frees one orphan if its header is still `word` and it is still not owned;
+ * of chunk bits (kind 1), only those in `bits` (the record's). Returns 1 when freed.
+ */
+export function reclaimOrphan(kind: u32, index: u32, word: u64, bits: u32): i32 {
+  return reclaimOrphanImpl(kind, index, word, bits) ? 1 : 0;
 }
 
 /** Checks every invariant; with `repair` != 0 fixes what it finds. Returns a pointer to 10 counts. */

@@ -33,8 +33,11 @@
  * them, so a caller that changes metadata as it goes (recovery, fsck
  * --repair) sees later sections as they are then; span headers and owner
  * logs of a CHUNK section are a snapshot taken on entering it, which the
- * callers only use as the expected values of their CASes.
+ * callers only use as the expected values of their CASes, and which
+ * belongs to the section state its header was read in (no mode operation
+ * between the two: `nextSectionUnit`).
  */
+import { CP_WALK_SECTION, crashPoint } from './crash';
 import { load64, readInto } from './imports';
 import { SECTION_CHUNKS, SECTION_SPANS, logOff, nSections, sectionHdr, spanHdr } from './layout';
 import { MODE_CHUNK, MODE_FREE, MODE_LARGE, sectionMode, sectionTail } from './section';
@@ -102,29 +105,51 @@ export function walkNext(): u32 {
 function nextSectionUnit(): u32 {
   if (nextSection >= nSections) return W_END;
   const sec = nextSection++;
-  const sw = load64(sectionHdr(sec));
   walkSection = sec;
-  walkSectionWord = sw;
-  walkWord = sw;
-  const mode = sectionMode(sw);
-  if (mode == MODE_LARGE) {
-    if (sectionTail(sw)) {
-      walkCovered = largeLeft > 0;
-      if (walkCovered) largeLeft--;
-      return W_LARGE_TAIL;
+  // A section's header and what is read after it (a LARGE head's owner-log
+  // entry; a CHUNK section's span headers and owner log) make one snapshot
+  // only if no mode operation ran in between. Between a recoverer's header
+  // read and its span read, a retire may seal a CHUNK section's spans and
+  // free it, and a LARGE allocation take it: "CHUNK, claimed by x" paired
+  // with seals that are now a live LARGE block's, which the recovery of x
+  // would unseal (test/fencing.test.ts, "finding 11"). Every mode operation
+  // rewrites the header's upper half (its commit log and seq: section.ts,
+  // nextSectionWord; span hints are the lower half), so the header is read
+  // again after those reads, and the section read again while that half
+  // changed.
+  for (;;) {
+    const sw = load64(sectionHdr(sec));
+    walkSectionWord = sw;
+    walkWord = sw;
+    const mode = sectionMode(sw);
+    if (mode == MODE_LARGE) {
+      if (sectionTail(sw)) {
+        walkCovered = largeLeft > 0;
+        if (walkCovered) largeLeft--;
+        return W_LARGE_TAIL;
+      }
+      largeLeft = 0;
+      walkEntry = load64(logOff(sec * SECTION_CHUNKS));
+      if (sameMode(sec, sw)) return W_LARGE_HEAD;
+      continue;
     }
     largeLeft = 0;
-    walkEntry = load64(logOff(sec * SECTION_CHUNKS));
-    return W_LARGE_HEAD;
+    if (mode == MODE_FREE) return W_FREE;
+    if (mode != MODE_CHUNK) return W_RETIRING;
+    // A walker paused here, between the header and the spans (the test's).
+    crashPoint(CP_WALK_SECTION);
+    readInto(spanHdr(sec * SECTION_SPANS), walkSpans, SECTION_SPANS << 3);
+    readInto(logOff(sec * SECTION_CHUNKS), walkLogs, SECTION_CHUNKS << 3);
+    if (!sameMode(sec, sw)) continue;
+    spanIndex = 0;
+    spansLeft = 0;
+    return W_CHUNK;
   }
-  largeLeft = 0;
-  if (mode == MODE_FREE) return W_FREE;
-  if (mode != MODE_CHUNK) return W_RETIRING;
-  readInto(spanHdr(sec * SECTION_SPANS), walkSpans, SECTION_SPANS << 3);
-  readInto(logOff(sec * SECTION_CHUNKS), walkLogs, SECTION_CHUNKS << 3);
-  spanIndex = 0;
-  spansLeft = 0;
-  return W_CHUNK;
+}
+
+/** True when section `sec`'s header still has the upper half (commit log, mode, seq) of `sw`. */
+@inline function sameMode(sec: u32, sw: u64): bool {
+  return (load64(sectionHdr(sec)) >> 32) == (sw >> 32);
 }
 
 function nextSpan(): u32 {

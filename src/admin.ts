@@ -47,6 +47,11 @@ export interface OrphanRecord {
   index: number;
   /** The header word as seen; reclaim acts only if it is unchanged. */
   word: bigint;
+  /**
+   * Kind 1: the span's chunks found orphan (bit i = chunk i of the span);
+   * reclaim frees only these, and only those still orphan. 0 for kinds 2, 3.
+   */
+  bits: number;
 }
 
 /** fsck's findings (docs/layout.md lists the invariants). */
@@ -202,7 +207,7 @@ export function readOrphans(core: Core, n: number): OrphanRecord[] {
   const k = Orphan.recordWords;
   const w = core.words(core.exports.orphanRecords(), n * k);
   const out: OrphanRecord[] = [];
-  for (let i = 0; i < n; i++) out.push({ kind: Number(w[i * k]) as 1 | 2 | 3, index: Number(w[i * k + 1]), word: w[i * k + 2] });
+  for (let i = 0; i < n; i++) out.push({ kind: Number(w[i * k]) as 1 | 2 | 3, index: Number(w[i * k + 1]), word: w[i * k + 2], bits: Number(w[i * k + 3]) });
   return out;
 }
 

@@ -35,7 +35,7 @@ export interface CoreExports {
   corruptWordValue(): bigint;
   scanOrphans(): number;
   orphanRecords(): number;
-  reclaimOrphan(kind: number, index: number, word: bigint): number;
+  reclaimOrphan(kind: number, index: number, word: bigint, bits: number): number;
   fsck(repair: number): number;
   alloc(cls: number): number;
   allocBytes(bytes: number): number;

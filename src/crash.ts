@@ -35,6 +35,7 @@ export const CRASH_POINTS = [
   'cache.stolen',
   'heap.pop',
   'heap.free',
+  'walk.section',
 ] as const;
 
 export type CrashPointName = (typeof CRASH_POINTS)[number];

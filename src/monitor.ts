@@ -215,8 +215,12 @@ export class LeaseMonitor {
     const slots = this.pool.clientSlots();
     let freed = 0;
     if (prev !== null && everyoneMovedOn(prev.slots, slots, this.pool.clientId)) {
-      for (const [key, r] of records) {
-        if (prev.records.has(key) && this.pool.reclaimOrphan(r)) freed++;
+      // The record of a lease ago, not today's: of a span's chunks only
+      // those orphan then (and still) are freed; one orphan only now may be
+      // a free in flight under the same header word (assembly/audit.ts).
+      for (const key of records.keys()) {
+        const then = prev.records.get(key);
+        if (then !== undefined && this.pool.reclaimOrphan(then)) freed++;
       }
     }
     if (freed > 0) this.opts.logger?.info({ freed }, 'orphans freed after a full lease');

@@ -607,9 +607,12 @@ export class Pool {
 
   /**
    * Frees an orphan if its header still holds exactly `r.word` and it is
-   * still not owned. Only safe for an orphan seen at least one full lease
-   * earlier, with every live client renewed since (the lease monitor's
-   * grace rule, assembly/audit.ts).
+   * still not owned; of a span's chunks (kind 1), only those in `r.bits`.
+   * Only safe for a record seen at least one full lease earlier, with every
+   * live client renewed since (the lease monitor's grace rule,
+   * assembly/audit.ts): pass that earlier record, not a fresh one, whose
+   * bits may include a free in flight.
+   * @throws InvalidArgumentError (not such a record), PoolClosedError, LeaseExpiredError
    */
   reclaimOrphan(r: OrphanRecord): boolean {
     this.guard();
@@ -619,7 +622,8 @@ export class Pool {
     integerIn('reclaimOrphan: r.kind', r.kind, 1, 3);
     integerIn('reclaimOrphan: r.index', r.index, 0, 2 ** 32 - 1);
     word64('reclaimOrphan: r.word', r.word);
-    return this.x.reclaimOrphan(r.kind, r.index, r.word) === 1;
+    integerIn('reclaimOrphan: r.bits', r.bits, 0, 2 ** 32 - 1);
+    return this.x.reclaimOrphan(r.kind, r.index, r.word, r.bits) === 1;
   }
 
   /**

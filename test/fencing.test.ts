@@ -291,6 +291,125 @@ test('finding 9: of two racing frees of one block exactly one wins; the loser ca
   });
 });
 
+test('finding 10: the orphan sweep frees only chunks it saw orphan a lease earlier; a free paused under the same span header keeps its chunk', async () => {
+  await withAdmin('f10', async (name, admin) => {
+    const mine = allocStamped(admin, [0]);
+    // One span with free chunks and nothing else free: every class-0
+    // allocation below, of any client, lands in it.
+    const fill = fillFreeSpace(admin, true);
+    const hole = fill.blocks.find((b) => b.chunks === 16)!;
+    fill.blocks.splice(fill.blocks.indexOf(hole), 1);
+    admin.free(hole.g);
+    const spanOf = (g: number): number => Math.floor((g - admin.geometry.dataOffset) / (32 * CHUNK));
+    const span = spanOf(hole.g);
+
+    // A leftover orphan in that span: a free cut short after its FREED
+    // write (the child dies there) whose span commit log names someone else.
+    const dead = stoppingChild(name, { prep: [{ a: 0 }], action: [{ f: 0 }] }, 'free.chunk.logged');
+    const pd = await dead.take('prepared');
+    const leftover = (pd.blocks as Array<{ g: number }>)[0].g;
+    dead.send('go');
+    await stopped(dead.pid, 'the dying freer');
+    const t = admin.allocClass(0);
+    admin.free(t);
+    assert.is(spanOf(t), span, 'the admin churned the same span (its commit log names the admin now)');
+    dead.proc.kill('SIGKILL');
+    await dead.exited;
+    assert.ok(admin.revokeClient(pd.clientId as number, pd.gen as number), 'the dead child was revoked');
+    assert.ok(admin.recoverClient(pd.clientId as number) !== null, 'and recovered');
+    assert.is(admin.census().chunks.orphan, 1, `its half-freed chunk is an orphan: ${describePool(admin)}`);
+
+    // A live client frees a block of the same span and is paused between
+    // its FREED write and its bit clear, after renewing since the snapshot.
+    const freer = stoppingChild(name, { prep: [{ a: 0 }], action: [{ f: 0 }] }, 'free.chunk.logged');
+    const pf = await freer.take('prepared');
+    const inFlight = (pf.blocks as Array<{ g: number }>)[0].g;
+    assert.is(spanOf(inFlight), span, 'the paused free is under the same span header');
+    const monitor = new LeaseMonitor(admin);
+    const t0 = Date.now();
+    monitor.sweep(t0);
+    const before = admin.scanOrphans().filter((r) => r.index === span);
+    assert.is(before.length, 1, 'the span is recorded once');
+    const heartbeat0 = admin.clientSlot(pf.clientId as number).heartbeatMs;
+    const renewed = Date.now() + 10 * LEASE;
+    while (admin.clientSlot(pf.clientId as number).heartbeatMs <= heartbeat0 && Date.now() < renewed) await sleep(5);
+    assert.ok(admin.clientSlot(pf.clientId as number).heartbeatMs > heartbeat0, 'the freer renewed after the snapshot');
+    freer.send('go');
+    await stopped(freer.pid, 'the paused freer');
+    const now = admin.scanOrphans().filter((r) => r.index === span);
+    assert.is(now.length, 1);
+    assert.is(now[0].word, before[0].word, 'the span header did not change: the FREED write is in the owner log only');
+    assert.ok(now[0].bits !== before[0].bits, 'now the paused free shows as orphan too');
+
+    // A lease later every grace rule holds: the freer renewed and is not revoked.
+    const r = monitor.sweep(t0 + LEASE);
+    assert.equal(r.revoked, [], 'the paused freer is within its lease');
+    assert.is(r.orphansFreed, 1, 'the leftover was reclaimed');
+    assert.is(admin.census().chunks.orphan, 1, `the paused free's chunk stays allocated: ${describePool(admin)}`);
+    const refill = fillFreeSpace(admin, true);
+    assert.ok(refill.chunkSet.has(leftover), 'the leftover chunk is free again');
+    assert.not.ok(refill.chunkSet.has(inFlight), 'the chunk of the paused free is not handed out before its free completes');
+
+    freer.proc.kill('SIGCONT');
+    await freer.take('survived');
+    const refused = refill.blocks.filter((b) => {
+      try { admin.readInto(b.g, new Uint8Array(16)); return false; } catch { return true; }
+    });
+    assert.equal(refused, [], "the resumed free cleared none of the admin's bits");
+    assert.is(fillIntact(admin, [...fill.blocks, ...refill.blocks]), 0);
+    for (const b of [...fill.blocks, ...refill.blocks]) admin.free(b.g);
+    const sweeper = new Sweeper(admin);
+    assert.ok(await sweeper.until(settled(admin, chunksOf(mine)), SETTLE_MS), describePool(admin));
+    assertOnlyParentHolds(admin, mine, 'finding 10');
+  });
+});
+
+test('finding 11: a recoverer paused between a section header and its spans leaves alone the seals of a LARGE block that a retire and an allocation put there meanwhile', async () => {
+  await withAdmin('f11', async (name, admin) => {
+    const sectionOf = (g: number): number => Math.floor((g - admin.geometry.dataOffset) / admin.geometry.sectionBytes);
+    // x claims a section (its header now names x's claim), frees what it
+    // took there, and exits without closing.
+    const x = new Child(CHILD, [name, JSON.stringify({ prep: [{ a: 0 }], action: [{ f: 0 }] })], { DMEM_BLOCK_CACHE: '0' });
+    const px = await x.take('prepared');
+    const claimed = sectionOf((px.blocks as Array<{ g: number }>)[0].g);
+    x.send('go');
+    await x.take('survived');
+    await x.exitWithin();
+    assert.ok(admin.revokeClient(px.clientId as number, px.gen as number), 'x revoked');
+
+    // R recovers x and is stopped when its walk has read the header of
+    // x's section (the only CHUNK section), before its spans.
+    const r = new Child(CHILD, [name, JSON.stringify({ prep: [], action: [{ recover: px.clientId }] })],
+      { DMEM_CRASH_POINT: 'walk.section', DMEM_CRASH_ACTION: 'stop', DMEM_BLOCK_CACHE: '0' });
+    await r.take('prepared');
+    r.send('go');
+    await stopped(r.pid, 'the recoverer');
+
+    // 2 MiB blocks take every FREE section; the last one retires x's empty
+    // section (sealing its spans) and takes it.
+    const large: number[] = [];
+    for (let i = 0; i < admin.geometry.sections; i++) large.push(admin.allocClass(9));
+    assert.ok(large.some((g) => sectionOf(g) === claimed), `a 2 MiB block took x's retired section ${claimed}: ${describePool(admin)}`);
+    const stamp = new Uint8Array(16).fill(0xEE);
+    for (const g of large) for (let k = 0; k < 512; k++) admin.write(g + k * CHUNK, stamp);
+
+    r.proc.kill('SIGCONT');
+    await r.take('survived');
+    const refused: string[] = [];
+    for (const g of large) {
+      for (let k = 0; k < 512; k++) {
+        try { admin.write(g + k * CHUNK, stamp); } catch (e) { refused.push(`${g} chunk ${k}: ${String(e)}`); }
+      }
+    }
+    assert.equal(refused.slice(0, 3), [], `every chunk of every 2 MiB block is still inside it (${refused.length} refused)`);
+    assert.ok(admin.fsck().clean, `fsck clean: ${describePool(admin)}`);
+    for (const g of large) admin.free(g);
+    const sweeper = new Sweeper(admin);
+    assert.ok(await sweeper.until(settled(admin, 0), SETTLE_MS), describePool(admin));
+    assertOnlyParentHolds(admin, [], 'finding 11');
+  });
+});
+
 test('close() after a revocation it never noticed acknowledges it, so recovery need not wait', async () => {
   await withAdmin('close-ack', async (name, admin) => {
     const p = await openPool(`shm:${name}`, { create: false, heartbeatMs: 0 });

@@ -113,7 +113,8 @@ const SCENARIOS: Record<string, { plan: Plan; skip: number; ring?: boolean; env?
   'heap.free': { plan: { prep: [...PREP, { h: 64, n: 100 }], action: [{ hf: 1 }] }, skip: 0 },
 };
 
-const RECOVER_POINTS = ['recover.claimed', 'recover.partial', 'recover.reclaimed'];
+/** Points a recoverer passes in recoverClient (walk.section: its walk of the pool, before it freed anything). */
+const RECOVER_POINTS = ['recover.claimed', 'walk.section', 'recover.partial', 'recover.reclaimed'];
 
 test('every crash point has a scenario here', () => {
   for (const p of CRASH_POINTS) assert.ok(p in SCENARIOS || RECOVER_POINTS.includes(p), `no test reaches crash point ${p}`);
@@ -204,7 +205,7 @@ for (const point of RECOVER_POINTS) {
         assert.is(vs.recoverer, rId, 'by R');
         const held = admin.census().chunks.held;
         let vBlocksLeft: number;
-        if (point === 'recover.claimed') {
+        if (point === 'recover.claimed' || point === 'walk.section') {
           assert.is(held, mineChunks + vChunks + rChunks, 'R died before freeing anything');
           vBlocksLeft = vBlocks.length;
         } else if (point === 'recover.partial') {
