@@ -10,10 +10,12 @@
  * argv: pool name, mode (churn | survive), seed.
  * Messages: {type: 'ready', clientId, pid}; {type: 'mismatch', detail} for
  * every stamp found overwritten (a double hold); {type: 'fenced'} then exit
- * 3; {type: 'done', allocs, frees, checks, mismatches} on 'stop'; {type:
- * 'error', code, message} then exit 1.
+ * 3; {type: 'exhausted'} for an allocation the pool had no room for
+ * (skipped); {type: 'done', allocs, frees, checks, mismatches, exhausted}
+ * on 'stop'; {type: 'error', code, message} then exit 1.
  */
-import { LeaseExpiredError, openPool } from '../index.js';
+import { Geometry } from '../abi.js';
+import { LeaseExpiredError, PoolExhaustedError, openPool } from '../index.js';
 
 const [name, mode, seedArg] = process.argv.slice(2);
 const CHUNK = 4096;
@@ -40,6 +42,7 @@ let allocs = 0;
 let frees = 0;
 let checks = 0;
 let mismatches = 0;
+let exhausted = 0;
 let stopping = false;
 
 function stampAt(g: number, b: Held, k: number): void {
@@ -71,11 +74,45 @@ function take(): Held {
     } catch (e) {
       // Say what was just allocated, for the report (a refused stamp of a
       // block or object handed out a moment ago is an allocator bug).
-      if (e instanceof Error && !(e instanceof LeaseExpiredError)) e.message += ` (stamp ${k} of a ${what} at ${b.g}, just allocated)`;
+      if (e instanceof Error && !(e instanceof LeaseExpiredError)) e.message += ` (stamp ${k} of a ${what} at ${b.g}, just allocated; ${describe(b.g + k * CHUNK)})`;
       throw e;
     }
   }
   return b;
+}
+
+/**
+ * What the pool's metadata says of byte `g` now, for the report of a
+ * refused stamp: the bounds check again (now and after 20 ms), this
+ * client's slot, the span header word and the owner-log entries of the
+ * chunk and of every aligned head below it (classes 1..4), hex.
+ */
+function describe(g: number): string {
+  // The core's exports, for this report only (Pool keeps them private).
+  const x = (pool as unknown as { x: { check(o: number, l: number): number; geometry(f: number): number } }).x;
+  const t = pool.transport;
+  const o = g % 2 ** 40;
+  const chunk = Math.floor((o - x.geometry(Geometry.dataOffset)) / CHUNK);
+  const span = chunk >> 5;
+  const hex = (v: bigint): string => BigInt.asUintN(64, v).toString(16);
+  const parts = [`check now ${x.check(o, 16)}`];
+  const until = Date.now() + 20;
+  while (Date.now() < until) { /* let a racing writer finish */ }
+  parts.push(`after 20 ms ${x.check(o, 16)}`);
+  try {
+    const slot = pool.clientSlot(id);
+    parts.push(`slot ${slot.state} gen ${slot.gen}`);
+  } catch (e) {
+    parts.push(`slot: ${String(e)}`);
+  }
+  parts.push(`chunk ${chunk} (pos ${chunk & 31}) span ${span} header ${hex(t.load64(x.geometry(Geometry.spanHeaderOffset) + span * 8))}`);
+  for (const cls of [0, 1, 2, 3, 4]) {
+    const head = chunk & ~((1 << cls) - 1);
+    parts.push(`log[${head}] ${hex(t.load64(x.geometry(Geometry.ownerLogOffset) + head * 8))}`);
+  }
+  const slabBase = x.geometry(Geometry.dataOffset) + (chunk & ~15) * CHUNK;
+  parts.push(`slab words ${[0, 1, 2, 3].map((i) => hex(t.load64(slabBase + 8 * i))).join(' ')}`);
+  return parts.join(', ');
 }
 
 function check(b: Held): void {
@@ -118,7 +155,7 @@ function finish(): void {
     onError(e);
     return;
   }
-  exitWith('done', 0, { allocs, frees, checks, mismatches });
+  exitWith('done', 0, { allocs, frees, checks, mismatches, exhausted });
 }
 
 const MAX_LIVE = mode === 'survive' ? 12 : 24;
@@ -129,7 +166,17 @@ function pass(): void {
     for (let op = 0; op < 8; op++) {
       const r = next();
       if (held.length >= MAX_LIVE || (held.length > 0 && (r & 1) === 0)) release((r >>> 1) % held.length);
-      else held.push(take());
+      else {
+        // A small pool (--size) runs out now and then: that allocation is
+        // skipped (the allocator flushed and stole every block cache first).
+        try {
+          held.push(take());
+        } catch (e) {
+          if (!(e instanceof PoolExhaustedError)) throw e;
+          exhausted++;
+          process.send!({ type: 'exhausted' });
+        }
+      }
     }
   } catch (e) {
     onError(e);

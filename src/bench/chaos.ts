@@ -43,6 +43,10 @@ export interface ChaosResult {
   /** Clients that resumed to find themselves fenced (LeaseExpiredError) and were replaced. */
   fenced: number;
   recoveries: number;
+  /** Orphan units (allocated, owned by no live client) the monitor's grace sweep freed. */
+  orphansFreed: number;
+  /** Allocations the pool had no room for (skipped; a small `poolBytes` makes them happen, after every block cache was flushed and stolen). */
+  exhausted: number;
   /** Stamps found overwritten: a block or object held by two clients at once. */
   doubleHolds: number;
   /** Errors other than being fenced, from any client (should be none). */
@@ -74,7 +78,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
   const admin = await openPool(`shm:${name}`, { size: opts.poolBytes ?? 128 * 2 ** 20 });
   const t0 = performance.now();
   const r: ChaosResult = {
-    events: 0, pauses: 0, pausesPastLease: 0, kills: 0, fenced: 0, recoveries: 0, doubleHolds: 0, errors: [],
+    events: 0, pauses: 0, pausesPastLease: 0, kills: 0, fenced: 0, recoveries: 0, orphansFreed: 0, exhausted: 0, doubleHolds: 0, errors: [],
     leakedChunks: 0, orphanChunks: 0, fsckClean: false, survivorChecks: 0, durationMs: 0, seed,
   };
   const workers = new Set<Worker>();
@@ -86,7 +90,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const monitor = new LeaseMonitor(admin, { onRecovery: () => { r.recoveries++; } });
     loop = (async () => {
       while (sweeping) {
-        try { monitor.sweep(); } catch (e) { r.errors.push(`monitor: ${String(e)}`); }
+        try { r.orphansFreed += monitor.sweep().orphansFreed; } catch (e) { r.errors.push(`monitor: ${String(e)}`); }
         await sleep(lease / 4);
       }
     })();
@@ -102,6 +106,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
           else if (m.type === 'mismatch') { r.doubleHolds++; r.errors.push(String(m.detail)); }
           else if (m.type === 'fenced' && mode === 'survive') r.errors.push('the survivor, never paused, was fenced: the machine starved it past its lease (use a longer --lease-ms)');
           else if (m.type === 'fenced') r.fenced++;
+          else if (m.type === 'exhausted') r.exhausted++;
           else if (m.type === 'error') r.errors.push(`${m.code}: ${m.message}`);
           else if (m.type === 'done' && mode === 'survive') r.survivorChecks = m.checks ?? 0;
         });
