@@ -43,7 +43,7 @@ import {
 import { CLASS_LARGE, LOG_FREED, LOG_HELD, isPoolOwner, logClass, logClient, logEntry, logSections, logState } from './ownerlog';
 import { nextBelow } from './prng';
 import {
-  CACHE_CLASSES, anyCached, cacheHasRoom, cacheLimit, dropCache, flushCache, isCachedEntry, popCached, pushCached, stealCached,
+  CACHE_CLASSES, STOLEN, anyCached, cacheHasRoom, cacheLimit, dropCache, flushCache, isCachedEntry, popCached, pushCached, stealCached,
 } from './cache';
 import {
   MODE_CHUNK, MODE_FREE, MODE_LARGE, MODE_RETIRING, SOP_ALLOC, SOP_FREE, SOP_MODE, ST_CONTENDED, ST_EMPTY, ST_FULL, ST_NORMAL,
@@ -720,9 +720,17 @@ export function freeChunk(chunk: u32, asPool: bool = false): i32 {
     r = logState(e) == LOG_FREED && !isChunkAllocated(chunk) ? E_DOUBLE_FREE : E_INVALID_ADDRESS;
   } else {
     const cls = logClass(e);
-    if (cls <= 4) r = freeChunks(chunk, cls, e);
-    else if (cls <= 8) r = freeSpans(chunk, cls, e);
-    else r = freeSections(chunk, cls == CLASS_LARGE ? logSections(e) : 1, cls, e);
+    // A pool owner's free marks its FREED entry (assembly/cache.ts, STOLEN):
+    // the span or section commit log may still name the client that
+    // allocated the block before handing it over, and its recovery must not
+    // take this free, cut short or paused after that write, for its
+    // unlogged allocation (test/fencing.test.ts, "finding 12"). The mark
+    // takes the place of a multi-section block's length, which no reader
+    // takes from a FREED entry.
+    const mark = asPool ? STOLEN : 0;
+    if (cls <= 4) r = freeChunks(chunk, cls, e, mark);
+    else if (cls <= 8) r = freeSpans(chunk, cls, e, mark);
+    else r = freeSections(chunk, cls == CLASS_LARGE ? logSections(e) : 1, cls, e, mark);
   }
   freeOps += transportOps - ops0;
   if (r == 0) {
@@ -760,10 +768,10 @@ export function adoptBlock(chunk: u32, cls: u32, sections: u32, entry: u64): boo
   return cas64(logOff(chunk), expectLog, entry) == expectLog;
 }
 
-export function freeChunks(chunk: u32, cls: u32, expectLog: u64): i32 {
+export function freeChunks(chunk: u32, cls: u32, expectLog: u64, mark: u32 = 0): i32 {
   const pos = chunk & 31;
   if ((pos & ((1 << cls) - 1)) != 0) return E_CORRUPT;
-  if (!writeFreed(chunk, logEntry(clientId, clientGen, cls, LOG_FREED, 0), expectLog)) return E_DOUBLE_FREE;
+  if (!writeFreed(chunk, logEntry(clientId, clientGen, cls, LOG_FREED, mark), expectLog)) return E_DOUBLE_FREE;
   return clearChunks(chunk, cls);
 }
 
@@ -818,26 +826,26 @@ export function clearChunks(chunk: u32, cls: u32): i32 {
   noteSpanWord(span, w);
 }
 
-export function freeSpans(chunk: u32, cls: u32, expectLog: u64): i32 {
+export function freeSpans(chunk: u32, cls: u32, expectLog: u64, mark: u32 = 0): i32 {
   if ((chunk & (SPAN_CHUNKS - 1)) != 0) return E_CORRUPT;
   const n: u32 = 1 << (cls - 5);
   const base = chunk >> 5;
   const head = load64(spanHdr(base));
   if (!isWholeSpanBlock(head) || spanClass(head) != cls || spanChunk(head) != 0) return E_DOUBLE_FREE;
-  if (!writeFreed(chunk, logEntry(clientId, clientGen, cls, LOG_FREED, 0), expectLog)) return E_DOUBLE_FREE;
+  if (!writeFreed(chunk, logEntry(clientId, clientGen, cls, LOG_FREED, mark), expectLog)) return E_DOUBLE_FREE;
   crashPoint(CP_FREE_SPANS_LOGGED);
   const ok = releaseSpans(base, 0, n, cls);
   markSpans(base >> 4, base & 15, n, ST_EMPTY);
   return ok ? 0 : E_CORRUPT;
 }
 
-export function freeSections(chunk: u32, n: u32, cls: u32, expectLog: u64): i32 {
+export function freeSections(chunk: u32, n: u32, cls: u32, expectLog: u64, mark: u32 = 0): i32 {
   if (chunk % SECTION_CHUNKS != 0) return E_CORRUPT;
   const first = chunk / SECTION_CHUNKS;
   if (n == 0 || first + n > nSections) return E_CORRUPT;
   const w = load64(sectionHdr(first));
   if (sectionMode(w) != MODE_LARGE || sectionTail(w)) return E_DOUBLE_FREE;
-  if (!writeFreed(chunk, logEntry(clientId, clientGen, cls, LOG_FREED, cls == CLASS_LARGE ? n : 0), expectLog)) return E_DOUBLE_FREE;
+  if (!writeFreed(chunk, logEntry(clientId, clientGen, cls, LOG_FREED, cls == CLASS_LARGE && mark == 0 ? n : mark), expectLog)) return E_DOUBLE_FREE;
   crashPoint(CP_FREE_SECTIONS_LOGGED);
   return releaseSections(first, 0, n, w) ? 0 : E_CORRUPT;
 }

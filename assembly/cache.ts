@@ -125,8 +125,16 @@ const DEBUG = !ASC_NO_ASSERT;
 /** True when owner-log entry `e` is a block its client cached (freed by the application, kept for reuse). */
 @inline export function isCachedEntry(e: u64): bool { return logState(e) == LOG_CACHED; }
 
-/** Upper half of the FREED entry a steal writes (a chunk-path entry's upper half is otherwise 0). */
-const STOLEN: u32 = 1;
+/**
+ * Upper half of the FREED entry a steal writes (a chunk-path entry's upper
+ * half is otherwise 0), and a free of a pool-owned block too (a slab, a
+ * region, the ring: assembly/alloc.ts `freeChunk` with `asPool`): either
+ * way the freer is not the block's allocator, whose span commit log may
+ * still name its ALLOC of the block, so recovery of that allocator must
+ * not take the half-done free for its unlogged allocation and finish it
+ * too (assembly/recover.ts).
+ */
+export const STOLEN: u32 = 1;
 
 /** The FREED entry client (me, gen) writes over a cached block of class `cls` it steals. */
 @inline function stolenEntry(me: u32, gen: u32, cls: u32): u64 { return logEntry(me, gen, cls, LOG_FREED, STOLEN); }

@@ -14,9 +14,11 @@
  *   HELD(x, g) owner-log head    a block of classes 0..4
  *   span commit log (x, ALLOC, c, cls) on set bits that no HELD head covers:
  *                             x died between its CAS and its owner-log write
- *                             (unless the head is a steal's FREED entry: a
+ *                             (unless the head is a marked FREED entry: a
  *                             cached block of x's half freed by its stealer,
- *                             assembly/cache.ts, "Stealing")
+ *                             assembly/cache.ts, "Stealing", or a block x
+ *                             handed to a pool owner, half freed by another
+ *                             client; the same for whole-span and LARGE heads)
  *
  * A block whose owner-log head is HELD by a pool owner (assembly/ownerlog.ts)
  * is not x's even when its headers still name x: x allocated it and handed it
@@ -149,6 +151,10 @@ function reclaimLarge(sec: u32, sw: u64, x: u32, gen: u32): u32 {
         if (sectionMode(t) != MODE_LARGE || !sectionTail(t) || sectionClient(t) != x) break;
         n++;
       }
+      // A pool owner's free of a block x allocated and handed over, under
+      // way (its FREED write done, its sections not yet released): the
+      // freer finishes it; it and its tails are not x's.
+      if (isStolenEntry(e)) return sec + n - 1;
       add(5, 1);
     }
     const cls = n == 1 ? 9 : CLASS_LARGE;
@@ -206,8 +212,10 @@ function reclaimSpan(kind: u32, x: u32, gen: u32): void {
     const cls = spanClass(w);
     const e = walkEntry;
     const tails = (<u32>1 << (cls - 5)) - 1;
-    // A pool-owned block (x allocated it and handed it over): neither it nor its tails are x's.
-    if (poolOwned(e, cls)) { walkCover(tails); return; }
+    // A pool-owned block (x allocated it and handed it over), or a pool
+    // owner's free of one under way (a marked FREED head: the freer
+    // finishes it): neither it nor its tails are x's.
+    if (poolOwned(e, cls) || isStolenEntry(e)) { walkCover(tails); return; }
     if (!heldBy(e, x, gen)) add(5, 1);
     if (freeSpans(span << 5, cls, e) == 0) {
       freedBlock(<f64>(32 << (cls - 5)));
@@ -241,9 +249,11 @@ function reclaimSpan(kind: u32, x: u32, gen: u32): void {
   }
   // x's own allocation, committed but not yet logged. Not over a STOLEN
   // entry: that picture is also a cached block of x's that another client
-  // is stealing, between its FREED write and its bit clear; the stealer
-  // owns the clear (assembly/cache.ts, "Stealing"), and a stealer that
-  // never finishes leaves an orphan for the grace sweep.
+  // is stealing, or a block x allocated and handed to a pool owner (a slab,
+  // a region) that another client is freeing, between its FREED write and
+  // its bit clear; that freer owns the clear (assembly/cache.ts, "Stealing";
+  // alloc.ts, freeChunk), and one that never finishes leaves an orphan for
+  // the grace sweep.
   if (spanClient(w) == x && spanOp(w) == OP_ALLOC) {
     const k = spanChunk(w);
     const cls = spanClass(w);
