@@ -30,7 +30,7 @@ export function addChaosCommand(bench: Command): void {
     .option('--events <n>', 'pauses and kills to send', intIn(1, 1e9), 1000)
     .option('--clients <n>', 'churning client processes (plus one survivor that is never touched)', intIn(1, 64), 4)
     .option('--lease-ms <ms>', "the temporary pool's lease (ms)", intIn(50, 60_000), 300)
-    .option('--size <bytes>', "the temporary pool's size (e.g. 32MiB: a small pool runs out, so allocations flush and steal block caches)", parsePositiveSize, 128 * 2 ** 20)
+    .option('--size <bytes>', "the temporary pool's size (e.g. 24MiB: a small pool runs out, so allocations flush and steal block caches)", parsePositiveSize, 128 * 2 ** 20)
     .option('--seed <n>', 'seed of the event sequence (default: the clock)', parseSeed)
     .option('--json', 'print the result as one JSON object', false)
     .addHelpText('after', '\nExit status: 0 when nothing was held twice, lost or leaked and fsck is clean; 1 otherwise.\n\nExample:\n  dmem bench chaos --events 10000')
