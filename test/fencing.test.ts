@@ -410,44 +410,52 @@ test('finding 11: a recoverer paused between a section header and its spans leav
   });
 });
 
-test('finding 12: the recovery of a block\'s allocator leaves alone a pool owner\'s free of it paused between its FREED write and its bit clear', async () => {
-  await withAdmin('f12', async (name, admin) => {
-    // x creates a region (x allocates the block, then hands it to the
-    // region owner: the span's commit log still names x's ALLOC) and dies.
-    const x = new Child(CHILD, [name, JSON.stringify({ prep: [{ rc: 'f12', bytes: 16384 }], action: [] })], { DMEM_BLOCK_CACHE: '0' });
-    const px = await x.take('prepared');
-    const region = (px.regions as number[])[0];
-    x.proc.kill('SIGKILL');
-    await x.exited;
-    assert.ok(admin.revokeClient(px.clientId as number, px.gen as number), 'x revoked');
+// The three free paths: chunk bits, whole spans, sections.
+const FINDING_12 = [
+  { bytes: 16 * 1024, point: 'free.chunk.logged', chunks: 4 },
+  { bytes: 256 * 1024, point: 'free.spans.logged', chunks: 64 },
+  { bytes: 6 * 1024 * 1024, point: 'free.sections.logged', chunks: 1536 },
+];
+for (const { bytes, point, chunks } of FINDING_12) {
+  test(`finding 12 (${bytes / 1024} KiB): the recovery of a block's allocator leaves alone a pool owner's free of it paused at ${point}`, async () => {
+    await withAdmin('f12', async (name, admin) => {
+      // x creates a region (x allocates the block, then hands it to the
+      // region owner: the span's commit log still names x's ALLOC) and dies.
+      const x = new Child(CHILD, [name, JSON.stringify({ prep: [{ rc: 'f12', bytes }], action: [] })], { DMEM_BLOCK_CACHE: '0' });
+      const px = await x.take('prepared');
+      const region = (px.regions as number[])[0];
+      x.proc.kill('SIGKILL');
+      await x.exited;
+      assert.ok(admin.revokeClient(px.clientId as number, px.gen as number), 'x revoked');
 
-    // y destroys the region and is stopped between the FREED write and the bit clear.
-    const y = stoppingChild(name, { prep: [], action: [{ rd: 'f12' }] }, 'free.chunk.logged');
-    await y.take('prepared');
-    y.send('go');
-    await stopped(y.pid, 'the destroying client');
+      // y destroys the region and is stopped between the FREED write and the release.
+      const y = stoppingChild(name, { prep: [], action: [{ rd: 'f12' }] }, point);
+      await y.take('prepared');
+      y.send('go');
+      await stopped(y.pid, 'the destroying client');
 
-    const report = admin.recoverClient(px.clientId as number);
-    assert.ok(report !== null && report.complete, 'x recovered');
-    assert.is(report!.blocks, 0, `x's recovery freed nothing: the region's block is the region owner's, and its free is y's (${JSON.stringify(report)})`);
-    assert.is(admin.census().chunks.orphan, 4, `the region's 16 KiB stay allocated while y's free is under way: ${describePool(admin)}`);
-    const fill = fillFreeSpace(admin, true);
-    assert.not.ok([0, 1, 2, 3].some((k) => fill.chunkSet.has(region + k * CHUNK)), "the region's chunks are not handed out before y's free completes");
+      const report = admin.recoverClient(px.clientId as number);
+      assert.ok(report !== null && report.complete, 'x recovered');
+      assert.is(report!.blocks, 0, `x's recovery freed nothing: the region's block is the region owner's, and its free is y's (${JSON.stringify(report)})`);
+      assert.is(admin.census().chunks.orphan, chunks, `the region's ${chunks} chunks stay allocated while y's free is under way: ${describePool(admin)}`);
+      const fill = fillFreeSpace(admin, true);
+      for (let k = 0; k < chunks; k++) assert.not.ok(fill.chunkSet.has(region + k * CHUNK), "the region's chunks are not handed out before y's free completes");
 
-    y.proc.kill('SIGCONT');
-    await y.take('survived');
-    const refused = fill.blocks.filter((b) => {
-      try { admin.readInto(b.g, new Uint8Array(16)); return false; } catch { return true; }
+      y.proc.kill('SIGCONT');
+      await y.take('survived');
+      const refused = fill.blocks.filter((b) => {
+        try { admin.readInto(b.g, new Uint8Array(16)); return false; } catch { return true; }
+      });
+      assert.equal(refused, [], "y's resumed free cleared none of the admin's bits");
+      assert.is(fillIntact(admin, fill.blocks), 0);
+      for (const b of fill.blocks) admin.free(b.g);
+      const sweeper = new Sweeper(admin);
+      // What stays held: the region directory (64 KiB, the region owner's).
+      assert.ok(await sweeper.until(settled(admin, 16), SETTLE_MS), describePool(admin));
+      assertOnlyParentHolds(admin, [], 'finding 12', 16);
     });
-    assert.equal(refused, [], "y's resumed free cleared none of the admin's bits");
-    assert.is(fillIntact(admin, fill.blocks), 0);
-    for (const b of fill.blocks) admin.free(b.g);
-    const sweeper = new Sweeper(admin);
-    // What stays held: the region directory (64 KiB, the region owner's).
-    assert.ok(await sweeper.until(settled(admin, 16), SETTLE_MS), describePool(admin));
-    assertOnlyParentHolds(admin, [], 'finding 12', 16);
   });
-});
+}
 
 test('close() after a revocation it never noticed acknowledges it, so recovery need not wait', async () => {
   await withAdmin('close-ack', async (name, admin) => {

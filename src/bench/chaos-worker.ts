@@ -11,8 +11,8 @@
  * Messages: {type: 'ready', clientId, pid}; {type: 'mismatch', detail} for
  * every stamp found overwritten (a double hold); {type: 'fenced'} then exit
  * 3; {type: 'exhausted'} for an allocation the pool had no room for
- * (skipped); {type: 'done', allocs, frees, checks, mismatches, exhausted}
- * on 'stop'; {type: 'error', code, message} then exit 1.
+ * (skipped); {type: 'done', allocs, frees, checks, mismatches} on 'stop';
+ * {type: 'error', code, message} then exit 1.
  */
 import { Geometry } from '../abi.js';
 import { LeaseExpiredError, PoolExhaustedError, openPool } from '../index.js';
@@ -42,7 +42,6 @@ let allocs = 0;
 let frees = 0;
 let checks = 0;
 let mismatches = 0;
-let exhausted = 0;
 let stopping = false;
 
 function stampAt(g: number, b: Held, k: number): void {
@@ -155,7 +154,7 @@ function finish(): void {
     onError(e);
     return;
   }
-  exitWith('done', 0, { allocs, frees, checks, mismatches, exhausted });
+  exitWith('done', 0, { allocs, frees, checks, mismatches });
 }
 
 const MAX_LIVE = mode === 'survive' ? 12 : 24;
@@ -173,7 +172,6 @@ function pass(): void {
           held.push(take());
         } catch (e) {
           if (!(e instanceof PoolExhaustedError)) throw e;
-          exhausted++;
           process.send!({ type: 'exhausted' });
         }
       }
